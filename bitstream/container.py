@@ -1,0 +1,200 @@
+"""Reading and writing the .rmc container (docs/FORMAT.md). Pure Python + numpy.
+
+    write(header, tiles)  -> bytes
+    read(data)            -> Parsed(header, tiles {index: words}, damaged [index or None])
+
+Every field is validated before anything is allocated from it; structural damage raises
+FormatError, while a damaged TILE segment (bad CRC or inconsistent payload) is reported in
+`damaged` so the caller can decide to refuse (--strict) or conceal it.
+"""
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bitstream.errors import FormatError
+
+SIGNATURE = b"\x89RMC\r\n\x1a\n"
+VERSION = (1, 0)
+MAX_SEGMENT = 2 ** 28
+MAX_SIDE = 65535
+MAX_PIXELS = 2 ** 28
+_HDR = struct.Struct(">BB8s8s8s8sIIBBBBHHIBB")
+assert _HDR.size == 56
+ZERO_ID = bytes(8)
+
+
+@dataclass
+class Header:
+    model_id: bytes
+    width: int
+    height: int
+    coded_channels: int
+    output_channels: int
+    bit_depth: int
+    quality: int
+    tile_width: int
+    tile_height: int
+    library_id: bytes = ZERO_ID
+    entropy_ref_id: bytes = ZERO_ID
+    decoder_ref_id: bytes = ZERO_ID
+    flags: int = 0
+    version: tuple = VERSION
+
+    @property
+    def tiles_x(self):
+        return math.ceil(self.width / self.tile_width)
+
+    @property
+    def tiles_y(self):
+        return math.ceil(self.height / self.tile_height)
+
+    @property
+    def tile_count(self):
+        return self.tiles_x * self.tiles_y
+
+    @property
+    def entropy_ref_used(self):
+        return bool(self.flags & 1)
+
+    def tile_box(self, index):
+        """-> (top, left, height, width) of tile `index` in image pixels."""
+        ty, tx = divmod(index, self.tiles_x)
+        top, left = ty * self.tile_height, tx * self.tile_width
+        return top, left, min(self.tile_height, self.height - top), min(self.tile_width, self.width - left)
+
+    def pack(self) -> bytes:
+        self.validate()
+        return _HDR.pack(*self.version, self.model_id, self.library_id, self.entropy_ref_id,
+                         self.decoder_ref_id, self.width, self.height, self.coded_channels,
+                         self.output_channels, self.bit_depth, self.quality, self.tile_width,
+                         self.tile_height, self.tile_count, self.flags, 0)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> "Header":
+        if len(payload) < 2:
+            raise FormatError("RHDR segment is too short")
+        if payload[0] != VERSION[0]:
+            raise FormatError(f"unsupported .rmc version {payload[0]}.{payload[1]} (this decoder reads 1.x)")
+        if len(payload) != _HDR.size:
+            raise FormatError(f"RHDR segment has {len(payload)} bytes, expected {_HDR.size}")
+        (major, minor, model_id, library_id, eref, dref, width, height, cc, oc, depth, quality, tw, th,
+         count, flags, reserved) = _HDR.unpack(payload)
+        h = cls(model_id, width, height, cc, oc, depth, quality, tw, th, library_id, eref, dref, flags,
+                (major, minor))
+        h.validate()
+        if count != h.tile_count:
+            raise FormatError(f"RHDR tile_count {count} does not match the geometry ({h.tile_count})")
+        if reserved:
+            raise FormatError("RHDR reserved byte is not zero")
+        return h
+
+    def validate(self):
+        checks = [
+            (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE,
+             f"image size {self.width}x{self.height} out of range 1..{MAX_SIDE}"),
+            (self.width * self.height <= MAX_PIXELS, f"image {self.width}x{self.height} exceeds {MAX_PIXELS} pixels"),
+            (self.coded_channels in (1, 3), f"coded_channels {self.coded_channels} is not 1 or 3"),
+            (self.output_channels in (1, 3) and self.output_channels >= self.coded_channels,
+             f"output_channels {self.output_channels} invalid for coded_channels {self.coded_channels}"),
+            (self.bit_depth in (8, 16), f"bit_depth {self.bit_depth} is not 8 or 16"),
+            (0 <= self.quality <= 100, f"quality {self.quality} out of range 0..100"),
+            (all(64 <= t <= 4096 and t % 64 == 0 for t in (self.tile_width, self.tile_height)),
+             f"tile size {self.tile_width}x{self.tile_height} is not a multiple of 64 in 64..4096"),
+            (self.flags & ~1 == 0, f"unknown flags 0x{self.flags:02x}"),
+            (len(self.model_id) == 8 and len(self.library_id) == 8, "ids must be 8 bytes"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise FormatError(f"RHDR: {message}")
+
+
+def _segment(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def write(header: Header, tiles: dict) -> bytes:
+    """tiles: {index: (n,) uint32 words} for every index in range(header.tile_count)."""
+    if sorted(tiles) != list(range(header.tile_count)):
+        raise ValueError("write() needs exactly one word array per tile")
+    parts = [SIGNATURE, _segment(b"RHDR", header.pack())]
+    for index in range(header.tile_count):
+        words = np.asarray(tiles[index], dtype="<u4")
+        parts.append(_segment(b"TILE", struct.pack(">II", index, len(words)) + words.tobytes()))
+    parts.append(_segment(b"REND", b""))
+    return b"".join(parts)
+
+
+@dataclass
+class Parsed:
+    header: Header
+    tiles: dict = field(default_factory=dict)          # index -> (n,) uint32
+    damaged: list = field(default_factory=list)        # (index or None, reason)
+
+    def missing(self):
+        return [i for i in range(self.header.tile_count) if i not in self.tiles]
+
+
+def _segments(data: bytes):
+    """Yield (kind, payload, crc_ok, offset); raises FormatError on broken framing."""
+    pos = len(SIGNATURE)
+    while pos < len(data):
+        if len(data) - pos < 12:
+            raise FormatError(f"truncated segment at byte {pos}")
+        (length,) = struct.unpack_from(">I", data, pos)
+        kind = data[pos + 4:pos + 8]
+        if not all(65 <= b <= 90 or 97 <= b <= 122 for b in kind):
+            raise FormatError(f"corrupt segment type {kind!r} at byte {pos}")
+        if length > MAX_SEGMENT or pos + 12 + length > len(data):
+            raise FormatError(f"segment {kind.decode()} at byte {pos} runs past the end of the file (truncated?)")
+        payload = data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack_from(">I", data, pos + 8 + length)
+        yield kind, payload, crc == zlib.crc32(kind + payload), pos
+        pos += 12 + length
+
+
+def read(data: bytes) -> Parsed:
+    if len(data) < len(SIGNATURE) or data[:len(SIGNATURE)] != SIGNATURE:
+        raise FormatError("not a REMAC .rmc stream (bad signature)")
+    parsed, ended = None, False
+    for kind, payload, crc_ok, pos in _segments(data):
+        if ended:
+            raise FormatError(f"data after REND at byte {pos}")
+        if parsed is None:
+            if kind != b"RHDR":
+                raise FormatError(f"first segment is {kind!r}, expected RHDR")
+            if not crc_ok:
+                raise FormatError("RHDR segment fails its CRC (header damaged)")
+            parsed = Parsed(Header.unpack(payload))
+            continue
+        if kind == b"TILE":
+            _read_tile(parsed, payload, crc_ok, pos)
+        elif kind == b"REND":
+            ended = True
+        elif kind == b"RHDR":
+            raise FormatError(f"second RHDR at byte {pos}")
+        elif kind[0:1].isupper():
+            raise FormatError(f"unknown critical segment {kind.decode()} at byte {pos}")
+    if parsed is None:
+        raise FormatError("stream has no RHDR segment")
+    if not ended:
+        parsed.damaged.append((None, "stream truncated before REND"))
+    return parsed
+
+
+def _read_tile(parsed: Parsed, payload: bytes, crc_ok: bool, pos: int):
+    if not crc_ok:
+        parsed.damaged.append((None, f"TILE at byte {pos} fails its CRC"))
+        return
+    if len(payload) < 8:
+        parsed.damaged.append((None, f"TILE at byte {pos} is too short"))
+        return
+    index, count = struct.unpack_from(">II", payload)
+    if index >= parsed.header.tile_count or len(payload) != 8 + 4 * count:
+        parsed.damaged.append((None, f"TILE at byte {pos} has inconsistent index/length"))
+    elif index in parsed.tiles:
+        raise FormatError(f"tile {index} appears twice (second at byte {pos})")
+    else:
+        parsed.tiles[index] = np.frombuffer(payload, dtype="<u4", offset=8).astype(np.uint32)

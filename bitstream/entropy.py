@@ -1,0 +1,115 @@
+"""Range coding of quantized latents with fixed integer tables (constriction, queue coder).
+
+A `TableSet` is a family of discrete distributions, one per table index:
+
+    counts  (T, n_max) int   counts[t, :size[t]] for symbols offset[t] .. offset[t]+size[t]-1,
+                             counts[t, size[t]] for the escape symbol; each row sums to 2**16
+    offsets (T,) int, sizes (T,) int
+
+Symbols are coded grouped by table index, ascending, each group in raster order; escaped values
+follow their group as two Uniform(256) symbols (see docs/FORMAT.md, TILE).
+"""
+from dataclasses import dataclass, field
+
+import constriction
+import numpy as np
+
+from bitstream import spec
+from bitstream.errors import TileError
+
+_ESC_BIAS = 32768
+_BYTE = constriction.stream.model.Uniform(256)
+
+
+@dataclass
+class TableSet:
+    counts: np.ndarray
+    offsets: np.ndarray
+    sizes: np.ndarray
+    _models: dict = field(default_factory=dict, repr=False)
+
+    def model(self, t: int):
+        """constriction Categorical for table t (cached; built from exact integer counts)."""
+        if t not in self._models:
+            probs = self.counts[t, :self.sizes[t] + 1].astype(np.float64)
+            self._models[t] = constriction.stream.model.Categorical(probs, perfect=False)
+        return self._models[t]
+
+
+def encode_groups(encoder, values: np.ndarray, table_index: np.ndarray, tables: TableSet) -> None:
+    """values, table_index: same shape, int. Appends all values to `encoder`."""
+    values, table_index = values.reshape(-1), table_index.reshape(-1)
+    for t in np.unique(table_index):
+        v = values[table_index == t]
+        rel = v - tables.offsets[t]
+        esc = (rel < 0) | (rel >= tables.sizes[t])
+        encoder.encode(np.where(esc, tables.sizes[t], rel).astype(np.int32), tables.model(int(t)))
+        if esc.any():
+            raw = (np.clip(v[esc], -_ESC_BIAS, _ESC_BIAS - 1) + _ESC_BIAS).astype(np.int32)
+            encoder.encode(np.stack([raw >> 8, raw & 255], axis=1).reshape(-1), _BYTE)
+
+
+def decode_groups(decoder, table_index: np.ndarray, tables: TableSet) -> np.ndarray:
+    """Inverse of encode_groups: returns int64 values shaped like table_index."""
+    flat = table_index.reshape(-1)
+    out = np.empty(flat.shape, dtype=np.int64)
+    for t in np.unique(flat):
+        where = np.flatnonzero(flat == t)
+        rel = np.asarray(decoder.decode(tables.model(int(t)), len(where)), dtype=np.int64)
+        v = rel + tables.offsets[t]
+        esc = rel == tables.sizes[t]
+        if esc.any():
+            raw = np.asarray(decoder.decode(_BYTE, 2 * int(esc.sum())), dtype=np.int64).reshape(-1, 2)
+            v[esc] = raw[:, 0] * 256 + raw[:, 1] - _ESC_BIAS
+        out[where] = v
+    return out.reshape(table_index.shape)
+
+
+def quantize_pmf(pmf: np.ndarray, tail: float) -> np.ndarray:
+    """Float pmf (n,) + escape mass -> integer counts (n+1,) summing to 2**PROB_BITS, each >= 1.
+
+    Used once at export; the resulting integers are what both sides code with.
+    """
+    total = 2 ** spec.PROB_BITS
+    p = np.append(np.maximum(pmf, 0), max(tail, 0))
+    p = p / p.sum()
+    counts = np.maximum(1, np.floor(p * (total - len(p))).astype(np.int64))
+    counts[np.argmax(counts)] += total - counts.sum()
+    assert counts.min() >= 1 and counts.sum() == total
+    return counts
+
+
+def symbols_for(y_g: np.ndarray, mu16: np.ndarray) -> np.ndarray:
+    """Rover: s = clip(round(y_g - mu), +-Y_CLIP) with mu = mu16 / 16. (M,h,w) float -> int64."""
+    s = np.floor(y_g.astype(np.float64) - mu16 / 2 ** spec.MEAN_FRAC_BITS + 0.5)
+    return np.clip(s, -spec.Y_CLIP, spec.Y_CLIP).astype(np.int64)
+
+
+def encode_tile(z_hat, symbols, idx, z_tables: TableSet, y_tables: TableSet) -> np.ndarray:
+    """z_hat (Z,h,w) int, symbols/idx (M,4h,4w) int -> range-coder words (n,) uint32."""
+    enc = constriction.stream.queue.RangeEncoder()
+    channel = np.broadcast_to(np.arange(z_hat.shape[0])[:, None, None], z_hat.shape)
+    encode_groups(enc, z_hat, channel, z_tables)
+    encode_groups(enc, symbols, idx, y_tables)
+    return enc.get_compressed().astype(np.uint32)
+
+
+class TileDecoder:
+    """Two-phase decode of one tile's words: z first, then y once its tables are known."""
+
+    def __init__(self, words: np.ndarray, tile_index: int):
+        self.tile_index = tile_index
+        self._dec = constriction.stream.queue.RangeDecoder(np.ascontiguousarray(words, dtype=np.uint32))
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except (ValueError, RuntimeError, OverflowError) as exc:
+            raise TileError(self.tile_index, f"tile {self.tile_index}: entropy decoding failed ({exc})") from None
+
+    def z(self, shape, z_tables: TableSet) -> np.ndarray:
+        channel = np.broadcast_to(np.arange(shape[0])[:, None, None], shape)
+        return self._guard(decode_groups, self._dec, channel, z_tables)
+
+    def y(self, idx: np.ndarray, y_tables: TableSet) -> np.ndarray:
+        return self._guard(decode_groups, self._dec, idx, y_tables)

@@ -1,0 +1,105 @@
+"""Loading a model's bitstream artifacts: the integer entropy model shared by rover and ground.
+
+    bitstream/assets/<name>/model.json   name, channels, M, Z, layer kinds, encoder ONNX sha256,
+                                         model_id (hex, 8 bytes)
+    bitstream/assets/<name>/entropy.npz  integer h_s layers ("hs/<part>/<i>/<field>"), tables
+                                         ("y/..", "z/..": counts, offsets, sizes), gain_int (101, M)
+
+The model ID is the SHA-256 (first 8 bytes) of the canonical content of both, so a stream can name
+exactly the entropy model (and rover encoder) that made it. `load` recomputes and checks it.
+"""
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from bitstream import intnet, spec
+from bitstream.entropy import TableSet
+from bitstream.errors import ModelError
+
+ASSETS = Path(__file__).parent / "assets"
+NAME_FOR_CHANNELS = {1: "grey", 3: "colour"}
+_PARTS = ("trunk", "ref", "fuse", "out")
+
+
+@dataclass
+class EntropyModel:
+    name: str
+    channels: int
+    m: int
+    nz: int
+    net: dict
+    y_tables: TableSet
+    z_tables: TableSet
+    gain_int: np.ndarray            # (101, M) int64
+    model_id: bytes
+    encoder_sha256: str
+
+
+def canonical_digest(arrays: dict, meta: dict) -> bytes:
+    """SHA-256 over sorted (name, dtype, shape, bytes) and the identifying metadata fields."""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    ident = {k: meta[k] for k in ("name", "channels", "m", "nz", "layers", "encoder_sha256")}
+    h.update(json.dumps(ident, sort_keys=True).encode())
+    return h.digest()[:8]
+
+
+def _tables(arrays, prefix):
+    return TableSet(arrays[f"{prefix}/counts"].astype(np.int64), arrays[f"{prefix}/offsets"].astype(np.int64),
+                    arrays[f"{prefix}/sizes"].astype(np.int64))
+
+
+def _net(arrays, layers):
+    net = {}
+    for part in _PARTS:
+        kinds = layers[part] if isinstance(layers[part], list) else [layers[part]]
+        built = []
+        for i, kind in enumerate(kinds):
+            layer = {"kind": kind}
+            if kind == "conv":
+                for f in ("weight", "bias", "mult", "lo", "hi"):
+                    layer[f] = arrays[f"hs/{part}/{i}/{f}"].astype(np.int64)
+            built.append(layer)
+        net[part] = built if isinstance(layers[part], list) else built[0]
+    return net
+
+
+@lru_cache(maxsize=8)
+def load(name: str, assets: Path = ASSETS) -> EntropyModel:
+    folder = Path(assets) / name
+    try:
+        meta = json.loads((folder / "model.json").read_text())
+        with np.load(folder / "entropy.npz") as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"model '{name}': cannot read artifacts in {folder} ({exc})") from None
+    if canonical_digest(arrays, meta).hex() != meta.get("model_id"):
+        raise ModelError(f"model '{name}': artifacts in {folder} do not match their model ID (damaged?)")
+    net = _net(arrays, meta["layers"])
+    flat = {"trunk": net["trunk"], "ref": net["ref"], "fuse": net["fuse"], "out": net["out"]}
+    intnet.check_exact(flat)
+    gain = arrays["gain_int"].astype(np.int64)
+    if gain.shape != (spec.QUALITY_LEVELS, meta["m"]):
+        raise ModelError(f"model '{name}': gain table has shape {gain.shape}")
+    return EntropyModel(name, meta["channels"], meta["m"], meta["nz"], net, _tables(arrays, "y"),
+                        _tables(arrays, "z"), gain, bytes.fromhex(meta["model_id"]), meta["encoder_sha256"])
+
+
+def for_channels(channels: int) -> EntropyModel:
+    return load(NAME_FOR_CHANNELS[channels])
+
+
+def by_id(model_id: bytes) -> EntropyModel:
+    for name in NAME_FOR_CHANNELS.values():
+        model = load(name)
+        if model.model_id == model_id:
+            return model
+    raise ModelError(f"stream needs model {model_id.hex()}, which this installation does not ship "
+                     f"(have: {', '.join(load(n).model_id.hex() + ' (' + n + ')' for n in NAME_FOR_CHANNELS.values())})")

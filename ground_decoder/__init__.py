@@ -1,0 +1,1 @@
+"""Ground side of REMAC: .rmc -> image with the PyTorch ref-decoder."""

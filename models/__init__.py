@@ -1,0 +1,1 @@
+"""PyTorch side of REMAC: network definitions, training, export. Ground and training only."""

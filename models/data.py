@@ -1,0 +1,78 @@
+"""Training data: pre-decoded uint8 crops in RAM, each paired with a reference image.
+
+A reference for image i is another image of the same group (same sol for Navcam, same source
+frame / panorama otherwise): the "same terrain, another day/view" situation the library serves.
+Images alone in their group get a random image as reference (teaches robustness to mismatch).
+"""
+import csv
+import os
+import random
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def _group_key(row):
+    return row["sol"] if row["path"].startswith("train/gray/") else row["source_path"]
+
+
+def load_set(data_dir, folders, channels, limit=None):
+    """-> images (N,C,256,256) uint8 tensor, groups list[int] of length N."""
+    rows = list(csv.DictReader(open(os.path.join(data_dir, "MANIFEST.csv"))))
+    rows = [r for r in rows if any(r["path"].startswith(f.rstrip("/") + "/") for f in folders)]
+    rows = [r for r in rows if int(r["width"]) >= 128 and int(r["height"]) >= 128]
+    if limit:
+        rows = rows[:limit]
+    mode = "L" if channels == 1 else "RGB"
+    arrays, keys = [], []
+    for r in rows:
+        im = Image.open(os.path.join(data_dir, r["path"])).convert(mode)
+        a = np.asarray(im.resize((256, 256)) if im.size != (256, 256) else im)
+        arrays.append(a.reshape(256, 256, channels))
+        keys.append(_group_key(r))
+    ids = {k: i for i, k in enumerate(sorted(set(keys)))}
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return images, [ids[k] for k in keys]
+
+
+class PairSampler:
+    """Draws (crop, reference) batches as float tensors in [0,1]."""
+
+    def __init__(self, images, groups, crop, seed=0, augment=True):
+        self.images, self.crop, self.augment = images, crop, augment
+        self.rng = random.Random(seed)
+        self.members = {}
+        for i, g in enumerate(groups):
+            self.members.setdefault(g, []).append(i)
+        self.groups = groups
+
+    def reference_of(self, i):
+        others = [j for j in self.members[self.groups[i]] if j != i]
+        return self.rng.choice(others) if others else self.rng.randrange(len(self.images))
+
+    def _flip(self, t):
+        if self.rng.random() < 0.5:
+            t = t.flip(-1)
+        if self.rng.random() < 0.5:
+            t = t.flip(-2)
+        return t
+
+    def _photometric(self, x):
+        if not self.augment or self.rng.random() < 0.5:
+            return x
+        gamma = self.rng.uniform(0.7, 1.4)
+        contrast = self.rng.uniform(0.7, 1.5)
+        bright = self.rng.uniform(-0.1, 0.1)
+        return ((x.clamp_min(0) ** gamma - 0.5) * contrast + 0.5 + bright).clamp(0, 1)
+
+    def batch(self, size):
+        xs, refs = [], []
+        n, _, h, w = self.images.shape
+        for _ in range(size):
+            i = self.rng.randrange(n)
+            top, left = self.rng.randrange(h - self.crop + 1), self.rng.randrange(w - self.crop + 1)
+            x = self.images[i, :, top:top + self.crop, left:left + self.crop].float() / 255
+            xs.append(self._photometric(self._flip(x)))
+            refs.append(self._flip(self.images[self.reference_of(i)].float() / 255))
+        return torch.stack(xs), torch.stack(refs)

@@ -1,0 +1,145 @@
+"""Export a trained REMAC checkpoint to the artifacts the codec runs on.
+
+    models/weights/<name>.safetensors
+        -> rover_encoder/assets/<name>/encoder.onnx      float g_a + h_a (dynamic H, W)
+        -> bitstream/assets/<name>/entropy.npz            integer h_s, CDF tables, gain table
+        -> bitstream/assets/<name>/model.json             identity (model ID) and layer kinds
+
+`python -m models.export grey colour`
+"""
+import argparse
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from bitstream import spec
+from bitstream.entropy import quantize_pmf
+from bitstream.modelfile import canonical_digest, ASSETS as BITSTREAM_ASSETS
+from models.ground import ground_weights_path
+from models.remac import REMAC
+
+ROOT = Path(__file__).resolve().parent.parent
+ROVER_ASSETS = ROOT / "rover_encoder" / "assets"
+CHANNELS = {"grey": 1, "colour": 3}
+
+
+def load_model(name: str, weights: Path = None) -> REMAC:
+    model = REMAC(CHANNELS[name])
+    model.load_state_dict(load_file(str(weights or ROOT / "models" / "weights" / f"{name}.safetensors")))
+    return model.eval()
+
+
+def y_tables():
+    """One table per scale index: discretized N(0, sigma) over [-R, R] plus escape."""
+    rows, offsets, sizes = [], [], []
+    for sigma in spec.scale_table():
+        r = int(min(math.ceil(sigma * 8) + 1, 1024))
+        k = np.arange(-r, r + 1, dtype=np.float64)
+        cdf = lambda v: 0.5 * np.array([math.erfc(-t / (sigma * math.sqrt(2))) for t in v])
+        pmf = cdf(k + 0.5) - cdf(k - 0.5)
+        rows.append(quantize_pmf(pmf, 1.0 - pmf.sum()))
+        offsets.append(-r)
+        sizes.append(2 * r + 1)
+    return _pack(rows, offsets, sizes)
+
+
+@torch.no_grad()
+def z_tables(model: REMAC):
+    """One table per z channel from the learned logistic-mixture prior, tails trimmed at 1e-7."""
+    k = torch.arange(-spec.Z_CLIP, spec.Z_CLIP + 1, dtype=torch.float64)
+    prior = model.z_prior.double()
+    grid = k.view(1, 1, 1, -1).expand(1, model.nz, 1, -1)
+    upper, lower = prior.cdf(grid + 0.5)[0, :, 0], prior.cdf(grid - 0.5)[0, :, 0]
+    model.z_prior.float()
+    rows, offsets, sizes = [], [], []
+    for c in range(model.nz):
+        keep = ((upper[c] > 1e-7) & (lower[c] < 1 - 1e-7)).nonzero().flatten()
+        lo, hi = int(keep.min()), int(keep.max())
+        pmf = (upper[c] - lower[c])[lo:hi + 1].numpy()
+        rows.append(quantize_pmf(pmf, 1.0 - pmf.sum()))
+        offsets.append(int(k[lo]))
+        sizes.append(hi - lo + 1)
+    return _pack(rows, offsets, sizes)
+
+
+def _pack(rows, offsets, sizes):
+    counts = np.zeros((len(rows), max(len(r) for r in rows)), dtype=np.int32)
+    for i, r in enumerate(rows):
+        counts[i, :len(r)] = r
+    return counts, np.array(offsets, dtype=np.int32), np.array(sizes, dtype=np.int32)
+
+
+@torch.no_grad()
+def gain_table(model: REMAC) -> np.ndarray:
+    q = torch.arange(spec.QUALITY_LEVELS, dtype=torch.float32)
+    gain, _ = model.gains_for_quality(q)
+    return model.gain_int(gain).to(torch.int64).numpy()
+
+
+def export_onnx(model: REMAC, path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = torch.rand(1, model.channels, 128, 192)
+    gain = torch.ones(1, model.m, 1, 1)
+    h, w = torch.export.Dim("h64", min=1, max=1024) * 64, torch.export.Dim("w64", min=1, max=1024) * 64
+    onnx = torch.onnx.export(model.encoder.float(), (x, gain), dynamo=True, external_data=False,
+                             input_names=["x", "gain"], output_names=["y", "z", "shallow"],
+                             dynamic_shapes={"x": {2: h, 3: w}, "gain": None})
+    onnx.save(str(path))
+
+
+@torch.no_grad()
+def export_decoder(model: REMAC, name: str, model_id: str):
+    """Ground artifact: ref-decoder weights (fp16) + per-quality inverse gains, tagged with the model ID."""
+    q = torch.arange(spec.QUALITY_LEVELS, dtype=torch.float32)
+    _, inv_gain = model.gains_for_quality(q)
+    tensors = {f"decoder.{k}": v.half().contiguous() for k, v in model.decoder.state_dict().items()}
+    tensors["inv_gain"] = inv_gain.float().contiguous()
+    version = hashlib.sha256(b"".join(t.numpy().tobytes() for _, t in sorted(tensors.items()))).hexdigest()[:16]
+    save_file(tensors, str(ground_weights_path(name)),
+              metadata={"model_id": model_id, "decoder_version": version, "name": name,
+                        "channels": str(model.channels), "m": str(model.m)})
+
+
+def export(name: str, weights: Path = None):
+    model = load_model(name, weights)
+    onnx_path = ROVER_ASSETS / name / "encoder.onnx"
+    export_onnx(model, onnx_path)
+    arrays = {"gain_int": gain_table(model)}
+    layers = {}
+    for part, exported in model.hyper.export().items():
+        items = exported if isinstance(exported, list) else [exported]
+        layers[part] = [l["kind"] for l in items] if isinstance(exported, list) else exported["kind"]
+        for i, layer in enumerate(items):
+            for f, v in layer.items():
+                if f != "kind":
+                    arrays[f"hs/{part}/{i}/{f}"] = v.astype(np.int16 if f == "weight" else np.int64)
+    for prefix, (counts, offsets, sizes) in (("y", y_tables()), ("z", z_tables(model))):
+        arrays[f"{prefix}/counts"], arrays[f"{prefix}/offsets"], arrays[f"{prefix}/sizes"] = counts, offsets, sizes
+    meta = {"name": name, "channels": model.channels, "m": model.m, "nz": model.nz, "layers": layers,
+            "encoder_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest()}
+    meta["model_id"] = canonical_digest(arrays, meta).hex()
+    folder = BITSTREAM_ASSETS / name
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(folder / "entropy.npz", **arrays)
+    (folder / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
+    export_decoder(model, name, meta["model_id"])
+    print(f"{name}: model {meta['model_id']}, onnx {onnx_path.stat().st_size / 1e6:.2f} MB, "
+          f"entropy {os.path.getsize(folder / 'entropy.npz') / 1e3:.0f} kB")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="+", choices=sorted(CHANNELS))
+    args = ap.parse_args(argv)
+    for name in args.names:
+        export(name)
+
+
+if __name__ == "__main__":
+    main()

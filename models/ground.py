@@ -1,0 +1,47 @@
+"""Loading the shipped ground-side ref-decoder (weights tagged with the model ID they decode)."""
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from bitstream.errors import ModelError
+from models.remac import RefDecoder
+
+WEIGHTS = Path(__file__).parent / "weights"
+
+
+def ground_weights_path(name: str) -> Path:
+    return WEIGHTS / f"{name}_decoder.safetensors"
+
+
+class GroundModel:
+    """RefDecoder + inverse gains for one model ID. decoder_version changes with every retrain of
+    the decoder alone; the bitstream (model ID) does not."""
+
+    def __init__(self, name: str, path: Path = None):
+        path = path or ground_weights_path(name)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata()
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"ground decoder weights {path} are missing or damaged ({exc})") from None
+        self.model_id = bytes.fromhex(meta["model_id"])
+        self.decoder_version = meta["decoder_version"]
+        self.channels, m = int(meta["channels"]), int(meta["m"])
+        self.inv_gain = tensors.pop("inv_gain").float()
+        self.decoder = RefDecoder(self.channels, m)
+        self.decoder.load_state_dict({k[len("decoder."):]: v.float() for k, v in tensors.items()})
+        self.decoder.eval()
+
+    @torch.no_grad()
+    def synthesize(self, y_hat_g: torch.Tensor, quality: int, x_ref: torch.Tensor) -> torch.Tensor:
+        """y_hat_g (1,M,h,w) gained latent, x_ref (1,C,h',w') -> x_hat (1,C,16h,16w) clamped to [0,1]."""
+        y_hat = y_hat_g * self.inv_gain[quality][None, :, None, None]
+        return self.decoder(y_hat, x_ref).clamp(0, 1)
+
+
+@lru_cache(maxsize=4)
+def load(name: str) -> GroundModel:
+    return GroundModel(name)

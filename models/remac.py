@@ -1,0 +1,257 @@
+"""The REMAC networks (one instance per modality: 1-channel grey or 3-channel colour).
+
+    x (B,C,H,W) in [0,1]
+      |  g_a: 4 x [conv5x5/2 + GDN]           (rover, ONNX, float)
+      v
+      y (B,M,H/16,W/16) --*gain[q]--> y_g --h_a--> z (B,Z,H/64,W/64)
+                                      |             | round, clip +-255
+                                      |             v
+                                      |           z_hat --------------------.
+                                      |                                      v
+      ref latent stats (2M ints) --gain--> r ----------------> h_s (integer network)
+                                      |                                      |
+                                      |      mu16 (units 1/16), scale index  |
+                                      v                                      v
+                      s = round(y_g - mu) -- range coded with table[scale index]
+                                      |
+      y_hat_g = s + mu  --* inv_gain[q]--> y_hat --> RefDecoder(y_hat, x_ref) --> x_hat
+
+Only `RoverEncoder` runs on the rover (exported to ONNX); `HyperSynthesis` is exported to integer
+arrays and run by `bitstream.intnet` on both sides; `RefDecoder` runs on the ground.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bitstream import spec
+from models.intnet import QConv, DepthToSpace, round_half_up
+from models.layers import SimpleGDN, ResBlock, Upsample2, StatModulation, CrossAttention, conv
+
+
+class RoverEncoder(nn.Module):
+    """g_a + h_a: the rover's whole float graph.
+
+    forward(x (1,C,H,W), gain (1,M,1,1)) -> y (1,M,H/16,W/16) ungained,
+    z (1,Z,H/64,W/64) = h_a(y * gain), shallow (1, 2N) = mean/std of the first GDN output
+    (a texture descriptor recycled for decoder-reference selection).
+    """
+
+    def __init__(self, channels, n=64, m=128, nz=64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, n, 5, 2, 2)
+        self.gdn1 = SimpleGDN(n)
+        self.rest = nn.Sequential(
+            nn.Conv2d(n, n, 5, 2, 2), SimpleGDN(n),
+            nn.Conv2d(n, n, 5, 2, 2), SimpleGDN(n),
+            nn.Conv2d(n, m, 5, 2, 2))
+        self.h_a = nn.Sequential(
+            nn.Conv2d(m, 96, 3, 1, 1), nn.LeakyReLU(0.1),
+            nn.Conv2d(96, 96, 5, 2, 2), nn.LeakyReLU(0.1),
+            nn.Conv2d(96, nz, 5, 2, 2))
+
+    def analysis(self, x):
+        h1 = self.gdn1(self.conv1(x))
+        shallow = torch.cat([h1.mean(dim=(2, 3)), h1.std(dim=(2, 3))], dim=1)
+        return self.rest(h1), shallow
+
+    def forward(self, x, gain):
+        y, shallow = self.analysis(x)
+        z = self.h_a(y * gain)
+        return y, z, shallow
+
+
+class HyperSynthesis(nn.Module):
+    """Integer h_s fused with the entropy reference: (z_hat, r) -> (mu16, scale index).
+
+    z_hat: (B,Z,h,w) integers; r: (B, 2M+1) integers in units 1/4 (gained reference stats plus a
+    presence flag, all zero when references are off). Returns mu16 (B,M,4h,4w) and idx (B,M,4h,4w),
+    both integer-valued float tensors.
+    """
+
+    def __init__(self, m=128, nz=64, hidden=96, ref_hidden=32):
+        super().__init__()
+        a = spec.ACT_SCALE
+        self.trunk = nn.ModuleList([
+            QConv(nz, hidden, 3, s_in=1.0, s_out=a),
+            QConv(hidden, hidden * 4, 3, s_in=a, s_out=a), DepthToSpace(),
+            QConv(hidden, hidden * 4, 3, s_in=a, s_out=a), DepthToSpace()])
+        self.ref = nn.ModuleList([
+            QConv(2 * m + 1, 64, 1, s_in=spec.REF_SCALE, s_out=a),
+            QConv(64, ref_hidden, 1, s_in=a, s_out=a)])
+        self.fuse = QConv(hidden + ref_hidden, 192, 1, s_in=a, s_out=a)
+        s_out = [1.0 / 2 ** spec.MEAN_FRAC_BITS] * m + [1.0] * m
+        lo = [-spec.MEAN_CLIP] * m + [0] * m
+        hi = [spec.MEAN_CLIP] * m + [spec.SCALE_LEVELS - 1] * m
+        self.out = QConv(192, 2 * m, 1, s_in=a, s_out=s_out, lo=lo, hi=hi)
+        with torch.no_grad():   # start scale indices mid-table
+            self.out.bias[m:] = spec.SCALE_LEVELS / 2 * 0.0 + 20.0
+        self.m = m
+
+    def forward(self, z_hat, r):
+        h = z_hat
+        for layer in self.trunk:
+            h = layer(h)
+        g = r[:, :, None, None]
+        for layer in self.ref:
+            g = layer(g)
+        h = self.fuse(torch.cat([h, g.expand(-1, -1, h.shape[2], h.shape[3])], dim=1))
+        out = self.out(h)
+        return out[:, :self.m], out[:, self.m:]
+
+    def export(self) -> dict:
+        return {"trunk": [l.export() for l in self.trunk], "ref": [l.export() for l in self.ref],
+                "fuse": self.fuse.export(), "out": self.out.export()}
+
+
+class LogisticMixturePrior(nn.Module):
+    """Factorized per-channel prior for z: a mixture of K logistics per channel."""
+
+    def __init__(self, nz=64, k=3):
+        super().__init__()
+        self.loc = nn.Parameter(torch.linspace(-1, 1, k).repeat(nz, 1))
+        self.log_scale = nn.Parameter(torch.zeros(nz, k))
+        self.logits = nn.Parameter(torch.zeros(nz, k))
+
+    def cdf(self, x):
+        """x: (B,Z,H,W) -> cdf, same shape."""
+        loc, s, w = (t[None, :, None, None, :] for t in (self.loc, self.log_scale.exp(), self.logits.softmax(-1)))
+        return (torch.sigmoid((x[..., None] - loc) / s) * w).sum(-1)
+
+    def likelihood(self, x):
+        return (self.cdf(x + 0.5) - self.cdf(x - 0.5)).clamp_min(1e-9)
+
+
+def gaussian_likelihood(x, mu, sigma):
+    """P(round(x - mu) = x - mu) under N(0, sigma) for integer-spaced bins around x."""
+    d = x - mu
+    upper = 0.5 * torch.erfc(-(d + 0.5) / (sigma * math.sqrt(2)))
+    lower = 0.5 * torch.erfc(-(d - 0.5) / (sigma * math.sqrt(2)))
+    return (upper - lower).clamp_min(1e-9)
+
+
+class RefDecoder(nn.Module):
+    """Ground-side synthesis: y_hat (B,M,h,w) + decoder reference x_ref (B,C,H',W') -> x_hat (B,C,16h,16w).
+
+    Multi-scale: a reference pyramid (1/4, 1/8, 1/16) conditions the decoder at three scales:
+    global cross-attention at 1/16, channel-statistics modulation at 1/8 and 1/4. Dilated
+    residual blocks widen the receptive field. x_ref may be any size >= 16 px per side.
+    """
+
+    def __init__(self, channels, m=128, width=(128, 96, 64, 32)):
+        super().__init__()
+        w16, w8, w4, w2 = width
+        act = lambda: nn.LeakyReLU(0.1)
+        self.ref2 = nn.Sequential(conv(channels, w2, 3, 2), act())
+        self.ref4 = nn.Sequential(conv(w2, w4, 3, 2), act())
+        self.ref8 = nn.Sequential(conv(w4, w8, 3, 2), act())
+        self.ref16 = nn.Sequential(conv(w8, w16, 3, 2), act())
+        self.head = conv(m, w16, 3)
+        self.s16a = nn.Sequential(ResBlock(w16), ResBlock(w16, 2))
+        self.att16 = CrossAttention(w16)
+        self.s16b = ResBlock(w16, 4)
+        self.up8 = Upsample2(w16, w8)
+        self.mod8 = StatModulation(w8, w8)
+        self.s8 = nn.Sequential(ResBlock(w8), ResBlock(w8, 2))
+        self.up4 = Upsample2(w8, w4)
+        self.mod4 = StatModulation(w4, w4)
+        self.s4 = nn.Sequential(ResBlock(w4), ResBlock(w4, 2))
+        self.up2 = Upsample2(w4, w2)
+        self.s2 = ResBlock(w2)
+        self.up1 = Upsample2(w2, channels)
+
+    def forward(self, y_hat, x_ref):
+        r2 = self.ref2(x_ref)
+        r4 = self.ref4(r2)
+        r8 = self.ref8(r4)
+        r16 = self.ref16(r8)
+        h = self.s16a(self.head(y_hat))
+        h = self.s16b(self.att16(h, r16))
+        h = self.s8(self.mod8(self.up8(h), r8))
+        h = self.s4(self.mod4(self.up4(h), r4))
+        h = self.s2(self.up2(h))
+        return self.up1(h)
+
+
+LAMBDAS = (0.0003, 0.0006, 0.0012, 0.0025, 0.005, 0.01, 0.02, 0.045)
+
+
+class REMAC(nn.Module):
+    """One modality's full codec for training: rover graph, integer entropy model, ref-decoder.
+
+    Quality: levels l = 0..L-1 carry learned gains (Cui et al. 2021); quality q in [0, 100] maps
+    to t = q/100 * (L-1) and interpolates gains geometrically between neighbouring levels.
+    """
+
+    def __init__(self, channels, n=64, m=128, nz=64):
+        super().__init__()
+        self.channels, self.m, self.nz = channels, m, nz
+        self.encoder = RoverEncoder(channels, n, m, nz)
+        self.hyper = HyperSynthesis(m, nz)
+        self.z_prior = LogisticMixturePrior(nz)
+        self.decoder = RefDecoder(channels, m)
+        levels = len(LAMBDAS)
+        init = torch.linspace(math.log(0.3), math.log(2.0), levels)[:, None].repeat(1, m)
+        self.log_gain = nn.Parameter(init.clone())
+        self.log_inv_gain = nn.Parameter(-init.clone())
+        self.register_buffer("lambdas", torch.tensor(LAMBDAS))
+        self.register_buffer("log_scales", torch.log(torch.as_tensor(spec.scale_table(), dtype=torch.float32)))
+
+    # ----- quality -> gains -------------------------------------------------------------------
+    def gains_for_quality(self, q: torch.Tensor):
+        """q: (B,) float in [0,100] -> (gain, inv_gain), each (B, M)."""
+        t = q / 100.0 * (len(LAMBDAS) - 1)
+        lo = t.floor().clamp(0, len(LAMBDAS) - 2).long()
+        f = (t - lo)[:, None]
+        mix = lambda p: p[lo] * (1 - f) + p[lo + 1] * f
+        return mix(self.log_gain).exp(), mix(self.log_inv_gain).exp()
+
+    def gain_int(self, gain):
+        return torch.floor(gain * 2 ** spec.GAIN_FRAC_BITS + 0.5)
+
+    def ref_vector(self, ref_stats16, gain_int, ref_on):
+        """ref_stats16: (B, 2, M) ints; gain_int (B, M); ref_on (B,) bool -> r (B, 2M+1) ints."""
+        shift = spec.GAIN_FRAC_BITS + 2
+        prod = ref_stats16.to(torch.int64) * gain_int.to(torch.int64)[:, None, :]
+        r = ((prod + (1 << (shift - 1))) >> shift).clamp(-spec.REF_CLIP, spec.REF_CLIP).flatten(1).float()
+        flag = torch.full_like(r[:, :1], 4.0)
+        return torch.cat([r, flag], dim=1) * ref_on[:, None].float()
+
+    @staticmethod
+    def latent_stats16(y):
+        """y: (B,M,h,w) ungained latent -> (B,2,M) int stats (mean, mean |y - mean|) in units 1/16."""
+        mean = y.mean(dim=(2, 3))
+        mad = (y - mean[:, :, None, None]).abs().mean(dim=(2, 3))
+        return torch.floor(torch.stack([mean, mad], dim=1) * 16 + 0.5)
+
+    # ----- training forward ---------------------------------------------------------------------
+    def forward(self, x, x_ref, q, ref_on, decoder_ref_on=None, noisy=True):
+        """x, x_ref: (B,C,H,W) in [0,1]; q: (B,) quality; ref_on: (B,) bool; noisy: uniform-noise
+        rate proxy (training) or rounded latents (evaluation).
+
+        Returns dict with x_hat, bits_y, bits_z (each (B,)), and the indices for logging.
+        """
+        gain, inv_gain = self.gains_for_quality(q)
+        g_int = self.gain_int(gain.detach())
+        gain_q = g_int / 2 ** spec.GAIN_FRAC_BITS + (gain - gain.detach())  # what the rover uses
+        y, _ = self.encoder.analysis(x)
+        y_g = y * gain_q[:, :, None, None]
+        z = self.encoder.h_a(y_g)
+        with torch.no_grad():
+            y_ref, _ = self.encoder.analysis(x_ref)
+        r = self.ref_vector(self.latent_stats16(y_ref.float()), g_int, ref_on)
+        y_g, z = y_g.float(), z.float()
+        z_hat = round_half_up(z).clamp(-spec.Z_CLIP, spec.Z_CLIP)
+        z_tilde = z + torch.empty_like(z).uniform_(-0.5, 0.5) if noisy else z_hat
+        bits_z = -torch.log2(self.z_prior.likelihood(z_tilde)).sum((1, 2, 3))
+        mu16, idx = self.hyper(z_hat, r)
+        mu = mu16 / 2 ** spec.MEAN_FRAC_BITS
+        sigma = torch.exp(self.log_scales[0] + idx * (self.log_scales[1] - self.log_scales[0]))
+        y_hat_g = round_half_up(y_g - mu) + mu
+        y_tilde = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5) if noisy else y_hat_g
+        bits_y = -torch.log2(gaussian_likelihood(y_tilde, mu, sigma)).sum((1, 2, 3))
+        y_hat = y_hat_g * inv_gain[:, :, None, None]
+        dec_ref = x_ref if decoder_ref_on is None else x_ref * decoder_ref_on[:, None, None, None].float()
+        x_hat = self.decoder(y_hat, dec_ref)
+        return {"x_hat": x_hat, "bits_y": bits_y, "bits_z": bits_z}

@@ -1,0 +1,138 @@
+"""Train one REMAC modality on CPU (or GPU when present): `python -m models.train CONFIG`.
+
+Resumable: weights go to models/weights/<name>.safetensors (shipped), the optimizer state and
+step to <ckpt-dir>/<name>.opt.pt; a restart continues from both. Logs one CSV row per 50 steps
+and an evaluation row (rounded latents, estimated bpp, PSNR) every `eval_every` steps.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import time
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from models.data import load_set, PairSampler
+from models.remac import REMAC, LAMBDAS
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def lambda_for_quality(q):
+    """Geometric interpolation of the level lambdas, matching REMAC.gains_for_quality."""
+    logs = torch.log(torch.tensor(LAMBDAS))
+    t = q / 100.0 * (len(LAMBDAS) - 1)
+    lo = t.floor().clamp(0, len(LAMBDAS) - 2).long()
+    f = t - lo
+    return torch.exp(logs[lo] * (1 - f) + logs[lo + 1] * f)
+
+
+def rd_loss(model, x, x_ref, q, ref_on, noisy=True):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=noisy):
+        out = model(x, x_ref, q, ref_on, noisy=noisy)
+    pixels = x.shape[2] * x.shape[3]
+    mse = ((out["x_hat"].float().clamp(0, 1) if not noisy else out["x_hat"].float()) - x).pow(2).mean((1, 2, 3))
+    bpp = (out["bits_y"] + out["bits_z"]) / pixels
+    loss = (lambda_for_quality(q).to(x.device) * 255 ** 2 * mse + bpp).mean()
+    return loss, mse, bpp
+
+
+@torch.no_grad()
+def evaluate(model, val, device, qualities=(10, 50, 90)):
+    model.eval()
+    rows = []
+    x = val.to(device)
+    for q in qualities:
+        qq = torch.full((x.shape[0],), float(q), device=device)
+        on = torch.ones(x.shape[0], dtype=torch.bool, device=device)
+        ref = x.roll(1, 0)       # neighbouring val image as a stand-in reference
+        _, mse, bpp = rd_loss(model, x, ref, qq, on, noisy=False)
+        psnr = (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean().item()
+        rows.append((q, bpp.mean().item(), psnr))
+    model.train()
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("config")
+    ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
+    ap.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget for this run")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ckpt-dir", default=os.path.join(HERE, "..", ".ckpt"))
+    ap.add_argument("--log-dir", default=os.path.join(HERE, "logs"))
+    args = ap.parse_args(argv)
+    cfg = json.load(open(args.config))
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(cfg["seed"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    images, groups = load_set(args.data, cfg["train_folders"], cfg["channels"])
+    val, _ = load_set(args.data, cfg["val_folders"], cfg["channels"], limit=8)
+    val = val.float()[:, :, :256, :256] / 255
+    sampler = PairSampler(images, groups, cfg["crop"], seed=cfg["seed"], augment=cfg["channels"] == 1)
+    print(f"{cfg['name']}: {len(images)} training images, {len(set(groups))} groups", flush=True)
+
+    model = REMAC(cfg["channels"]).to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    os.makedirs(args.ckpt_dir, exist_ok=True)
+    os.makedirs(args.log_dir, exist_ok=True)
+    weights = os.path.join(HERE, "weights", f"{cfg['name']}.safetensors")
+    opt_path = os.path.join(args.ckpt_dir, f"{cfg['name']}.opt.pt")
+    step, elapsed_before = 0, 0.0
+    if os.path.exists(weights) and os.path.exists(opt_path):
+        model.load_state_dict(load_file(weights))
+        state = torch.load(opt_path)
+        opt.load_state_dict(state["opt"])
+        step, elapsed_before = state["step"], state["elapsed"]
+        print(f"resumed at step {step} ({elapsed_before / 60:.1f} min trained)", flush=True)
+
+    log = open(os.path.join(args.log_dir, f"{cfg['name']}.csv"), "a", newline="")
+    writer = csv.writer(log)
+    start = time.time()
+    budget = args.minutes * 60
+    total_budget = elapsed_before + budget
+
+    def save():
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights,
+                  metadata={"step": str(step), "config": json.dumps(cfg)})
+        torch.save({"opt": opt.state_dict(), "step": step, "elapsed": elapsed_before + time.time() - start}, opt_path)
+
+    acc = []
+    while time.time() - start < budget:
+        frac = (elapsed_before + time.time() - start) / total_budget
+        lr = cfg["lr"] if frac < 1 - cfg["final_fraction"] else cfg["lr_final"]
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, ref = sampler.batch(cfg["batch"])
+        x = x.to(device).to(memory_format=torch.channels_last)
+        ref = ref.to(device).to(memory_format=torch.channels_last)
+        q = torch.rand(x.shape[0], device=device) * 100
+        ref_on = torch.rand(x.shape[0], device=device) > cfg["ref_dropout"]
+        loss, mse, bpp = rd_loss(model, x, ref, q, ref_on)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        acc.append((loss.item(), bpp.mean().item(), (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean().item()))
+        if step % 50 == 0:
+            l, b, p = (sum(v) / len(v) for v in zip(*acc))
+            writer.writerow(["train", step, round(elapsed_before + time.time() - start, 1), lr, l, b, p])
+            log.flush()
+            acc = []
+        if step % cfg["checkpoint_every"] == 0:
+            save()
+        if step % cfg["eval_every"] == 0:
+            for q, b, p in evaluate(model, val, device):
+                writer.writerow(["val", step, round(elapsed_before + time.time() - start, 1), q, "", b, p])
+                print(f"step {step} q{q}: {b:.3f} bpp {p:.2f} dB", flush=True)
+            log.flush()
+    save()
+    print(f"stopped at step {step}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

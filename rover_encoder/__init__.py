@@ -1,0 +1,1 @@
+"""Rover side of REMAC: image -> .rmc with onnxruntime + constriction. Never imports torch."""

@@ -1,0 +1,67 @@
+"""The rover's float analysis transform (g_a + h_a) in onnxruntime, and the descriptors it yields.
+
+    x (C,h,w) in [0,1] --edge-pad to multiples of 64--> ONNX --> y (M,ph/16,pw/16) ungained,
+                                                               z (Z,ph/64,pw/64),
+                                                               shallow (2N,) texture statistics
+"""
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from bitstream import modelfile, spec
+from bitstream.errors import ModelError
+from bitstream.modelfile import EntropyModel
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def pad_to_64(x: np.ndarray) -> np.ndarray:
+    """(C,h,w) -> (C, ceil64(h), ceil64(w)), edge-replicated."""
+    _, h, w = x.shape
+    return np.pad(x, ((0, 0), (0, -h % 64), (0, -w % 64)), mode="edge")
+
+
+class Analyzer:
+    def __init__(self, model: EntropyModel, threads: int = 1, assets: Path = ASSETS):
+        path = Path(assets) / model.name / "encoder.onnx"
+        try:
+            blob = path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"rover encoder {path} is missing ({exc.strerror})") from None
+        if hashlib.sha256(blob).hexdigest() != model.encoder_sha256:
+            raise ModelError(f"rover encoder {path} does not belong to model {model.model_id.hex()}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
+        self.model = model
+
+    def __call__(self, x: np.ndarray, gain: np.ndarray):
+        """x (C,h,w) float32, gain (M,) float32 -> y, z (unbatched), shallow (2N,)."""
+        feeds = {"x": pad_to_64(x)[None].astype(np.float32), "gain": gain.reshape(1, -1, 1, 1).astype(np.float32)}
+        y, z, shallow = self.session.run(None, feeds)
+        return y[0], z[0], shallow[0]
+
+
+@lru_cache(maxsize=4)
+def analyzer(name: str, threads: int = 1) -> Analyzer:
+    """Cached session for shipped model `name` ('grey' or 'colour')."""
+    return Analyzer(modelfile.load(name), threads)
+
+
+def deep_descriptor(y: np.ndarray) -> np.ndarray:
+    """(M,h,w) ungained latent -> (2M,) channel means and mean absolute deviations."""
+    mean = y.mean(axis=(1, 2))
+    return np.concatenate([mean, np.abs(y - mean[:, None, None]).mean(axis=(1, 2))]).astype(np.float32)
+
+
+def stats16(deep: np.ndarray) -> np.ndarray:
+    """(2M,) float descriptor -> (2, M) int64 library statistics in units 1/16."""
+    return np.floor(deep.astype(np.float64) * 16 + 0.5).astype(np.int64).reshape(2, -1)
+
+
+def gain_for_quality(model: EntropyModel, quality: int) -> np.ndarray:
+    return (model.gain_int[quality] / 2 ** spec.GAIN_FRAC_BITS).astype(np.float32)

@@ -1,0 +1,84 @@
+"""Image -> .rmc bytes on the rover.
+
+    SourceImage --tiles--> Analyzer (ONNX) --> y, z, shallow per tile
+        descriptors (recycled y / first-layer stats) --> library.nearest --> entropy ref, decoder ref
+        per tile: z_hat = round(z); (mu16, idx) = intnet(z_hat, gained ref stats)
+                  s = round(y*gain - mu) --> range coder (z by channel, y by scale index)
+    --> container.write(header, tiles)
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from bitstream import container, entropy, intnet, modelfile, spec
+from bitstream.container import Header, ZERO_ID
+from bitstream.errors import RemacError
+from bitstream.library import Library, nearest
+from rover_encoder.analysis import analyzer, deep_descriptor, gain_for_quality
+from rover_encoder.imageio import SourceImage
+
+DEFAULT_QUALITY = 75
+DEFAULT_TILE = 512
+
+
+@dataclass
+class EncodeResult:
+    data: bytes
+    header: Header
+    entropy_ref: str = None
+    decoder_ref: str = None
+
+    @property
+    def bpp(self):
+        return 8 * len(self.data) / (self.header.width * self.header.height)
+
+
+def analyse_tiles(img: SourceImage, run, header: Header, gain: np.ndarray):
+    """Run the analysis on every tile -> ([(y, z, shallow)] per tile, deep (2M,), shallow (2N,)).
+
+    The image descriptors are the tiles' descriptors averaged by latent area: the rover's own
+    features, recycled for reference selection (no second feature extractor).
+    """
+    analysed = []
+    for index in range(header.tile_count):
+        top, left, h, w = header.tile_box(index)
+        analysed.append(run(img.pixels[:, top:top + h, left:left + w], gain))
+    weights = np.array([y.shape[1] * y.shape[2] for y, _, _ in analysed], dtype=np.float64)
+    deep = np.average([deep_descriptor(y) for y, _, _ in analysed], axis=0, weights=weights)
+    shallow = np.average([s for _, _, s in analysed], axis=0, weights=weights)
+    return analysed, deep, shallow
+
+
+def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = None, use_refs: bool = True,
+           tile: int = DEFAULT_TILE, threads: int = 1) -> EncodeResult:
+    if not 0 <= quality <= 100:
+        raise RemacError(f"quality {quality} is out of range 0..100")
+    if tile % 64 or not 64 <= tile <= 4096:
+        raise RemacError(f"tile size {tile} must be a multiple of 64 in 64..4096")
+    channels = img.pixels.shape[0]
+    model = modelfile.for_channels(channels)
+    run = analyzer(model.name, threads)
+    header = Header(model.model_id, img.width, img.height, channels, img.output_channels, img.bit_depth,
+                    quality, tile, tile)
+    gain = gain_for_quality(model, quality)
+
+    analysed, deep, shallow = analyse_tiles(img, run, header, gain)
+    stats, eref, dref = None, None, None
+    candidates = library.ids_for(model.name) if (library is not None and use_refs) else []
+    if candidates:
+        library.check_model(model.name, model.model_id)
+        eref = nearest(deep, {i: library.deep[i] for i in candidates})
+        dref = nearest(shallow, {i: library.shallow[i] for i in candidates})
+        stats = library.stats16(eref)
+        header.library_id = library.id_bytes
+        header.entropy_ref_id, header.decoder_ref_id = bytes.fromhex(eref), bytes.fromhex(dref)
+        header.flags = 1
+    r = spec.ref_input(stats, model.gain_int[quality])
+
+    tiles = {}
+    for index, (y, z, _) in enumerate(analysed):
+        z_hat = np.clip(np.floor(z.astype(np.float64) + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
+        mu16, idx = intnet.hyper_synthesis(model.net, z_hat, r)
+        symbols = entropy.symbols_for(y * gain[:, None, None], mu16)
+        tiles[index] = entropy.encode_tile(z_hat, symbols, idx, model.z_tables, model.y_tables)
+    return EncodeResult(container.write(header, tiles), header, eref, dref)

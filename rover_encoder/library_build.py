@@ -1,0 +1,67 @@
+"""Building and exporting reference libraries (`remac-lib`). Runs the rover's own analysis, so a
+library can be built on the rover or on the ground with the same code and no torch."""
+import hashlib
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bitstream import library as lib, modelfile
+from bitstream.container import Header
+from bitstream.errors import LibraryError
+from rover_encoder.analysis import analyzer, gain_for_quality, stats16
+from rover_encoder.encode import DEFAULT_TILE, analyse_tiles
+from rover_encoder.imageio import load_image
+
+
+def _png_bytes(img) -> bytes:
+    a = np.floor(img.pixels * 255 + 0.5).astype(np.uint8)
+    im = Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=False, compress_level=9)
+    return buf.getvalue()
+
+
+def build(images, out: Path, threads: int = 1, progress=None) -> str:
+    """images: paths. Writes the library into `out` (created). -> library ID."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    entries, latents, deep_all, shallow_all, models = [], {}, {}, {}, {}
+    for path in images:
+        img = load_image(path)
+        model = modelfile.for_channels(img.pixels.shape[0])
+        # the reference is stored as 8-bit pixels; describe exactly what is stored
+        data = _png_bytes(img)
+        img = load_image(data, name=str(path))
+        entry_id = hashlib.sha256(data).hexdigest()[:16]
+        if entry_id in latents:
+            continue
+        header = Header(model.model_id, img.width, img.height, img.pixels.shape[0], img.pixels.shape[0], 8, 0,
+                        DEFAULT_TILE, DEFAULT_TILE)
+        _, deep, shallow = analyse_tiles(img, analyzer(model.name, threads), header, gain_for_quality(model, 100))
+        (out / "images" / f"{entry_id}.png").write_bytes(data)
+        latents[entry_id] = stats16(deep)
+        deep_all[entry_id], shallow_all[entry_id] = deep, shallow
+        models[model.name] = model.model_id.hex()
+        entries.append({"id": entry_id, "sha256": hashlib.sha256(data).hexdigest(), "name": Path(str(path)).name,
+                        "modality": model.name, "width": img.width, "height": img.height,
+                        "channels": img.pixels.shape[0]})
+        if progress:
+            progress()
+    if not entries:
+        raise LibraryError("no images given to build a library from")
+    return lib.write(out, models, entries, latents, deep_all, shallow_all)
+
+
+def export_rover(src: Path, out: Path) -> str:
+    """Copy a library without its images (what the rover needs). Same library ID."""
+    library = lib.load(src)
+    if Path(out).resolve() == Path(src).resolve():
+        raise LibraryError("export-rover: output directory must differ from the library")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for name in ("latents.npz", "descriptors.npz"):
+        shutil.copyfile(Path(src) / name, Path(out) / name)
+    return lib.write(Path(out), library.models, list(library.entries.values()), library.latents, library.deep,
+                     library.shallow, rover_export=True)

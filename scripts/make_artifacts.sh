@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Re-export the shipped artifacts from the training checkpoints and rebuild the default library.
+#   models/weights/{grey,colour}.safetensors -> ONNX, integer entropy model, ground decoder weights
+#   ../shared/data/refs/{gray,color}/*        -> bitstream/assets/library (default reference library)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data}
+python -m models.export grey colour
+rm -rf bitstream/assets/library
+remac-lib build "$DATA"/refs/gray/* "$DATA"/refs/color/* -o bitstream/assets/library
