@@ -27,8 +27,7 @@ Exit status: 0 all decoded, 1 some input failed (the rest still decoded), 2 usag
 
 
 def encode_image_bytes(image, fmt: str) -> bytes:
-    mode = None if image.dtype.name == "uint8" else "I;16"
-    im = Image.fromarray(image, mode=mode) if mode else Image.fromarray(image)
+    im = Image.fromarray(image)             # uint8 -> L / RGB, uint16 (H,W) -> I;16
     buf = io.BytesIO()
     try:
         im.save(buf, format=fmt)

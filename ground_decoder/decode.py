@@ -50,8 +50,8 @@ def decoder_reference(header, library, channels) -> torch.Tensor:
     return torch.from_numpy(a.transpose(2, 0, 1).copy())[None]
 
 
-def decode_tile(model, header, words, index, r) -> np.ndarray:
-    """-> (M, ph/16, pw/16) float32 gained latent y_hat_g of tile `index`."""
+def decode_tile(model, header, words, index, r):
+    """-> (z_hat, mu16, idx, y_hat_g) of tile `index`; y_hat_g (M, ph/16, pw/16) float32."""
     _, _, h, w = header.tile_box(index)
     ph, pw = -(-h // 64) * 64, -(-w // 64) * 64
     dec = entropy.TileDecoder(words, index)
@@ -60,32 +60,44 @@ def decode_tile(model, header, words, index, r) -> np.ndarray:
         raise TileError(index, f"tile {index}: hyper-latent out of range (damaged)")
     mu16, idx = intnet.hyper_synthesis(model.net, z_hat, r)
     s = dec.y(idx, model.y_tables)
-    return (s + mu16 / 2 ** spec.MEAN_FRAC_BITS).astype(np.float32)
+    return z_hat, mu16, idx, (s + mu16 / 2 ** spec.MEAN_FRAC_BITS).astype(np.float32)
 
 
-def decode(data: bytes, library: Library = None, strict: bool = False, threads: int = 2) -> DecodeResult:
+def entropy_decode(data: bytes, library: Library = None):
+    """Parse and entropy-decode every tile (no synthesis).
+
+    -> (parsed, model, library, {index: (z_hat, mu16, idx, y_hat_g)}, lost indices, problems)
+    """
     parsed = container.read(data)
     header = parsed.header
     model = modelfile.by_id(header.model_id)
     if model.channels != header.coded_channels:
         raise RemacError(f"stream codes {header.coded_channels} channels but model {model.name} has {model.channels}")
     library = resolve_library(header, library)
+    if library is not None:
+        library.check_model(model.name, model.model_id)
     stats = library.stats16(header.entropy_ref_id.hex()) if header.entropy_ref_used else None
-    x_ref = decoder_reference(header, library, model.channels)
     r = spec.ref_input(stats, model.gain_int[header.quality])
-
     problems = [reason for _, reason in parsed.damaged]
-    latents, lost = {}, []
+    tiles, lost = {}, []
     for index in range(header.tile_count):
         try:
             if index not in parsed.tiles:
                 raise TileError(index, f"tile {index} is missing")
-            latents[index] = decode_tile(model, header, parsed.tiles[index], index, r)
+            tiles[index] = decode_tile(model, header, parsed.tiles[index], index, r)
         except TileError as exc:
             lost.append(index)
             problems.append(str(exc))
+    return parsed, model, library, tiles, lost, problems
+
+
+def decode(data: bytes, library: Library = None, strict: bool = False, threads: int = 2) -> DecodeResult:
+    parsed, model, library, tiles, lost, problems = entropy_decode(data, library)
+    header = parsed.header
     if problems and strict:
         raise RemacError("damaged stream: " + "; ".join(problems))
+    x_ref = decoder_reference(header, library, model.channels)
+    latents = {i: t[3] for i, t in tiles.items()}
 
     y_map = assemble(header, latents, model.m)
     torch.set_num_threads(threads)

@@ -29,9 +29,13 @@ ROVER_ASSETS = ROOT / "rover_encoder" / "assets"
 CHANNELS = {"grey": 1, "colour": 3}
 
 
+def checkpoint_path(name: str) -> Path:
+    return ROOT / "models" / "weights" / f"{name}.safetensors"
+
+
 def load_model(name: str, weights: Path = None) -> REMAC:
     model = REMAC(CHANNELS[name])
-    model.load_state_dict(load_file(str(weights or ROOT / "models" / "weights" / f"{name}.safetensors")))
+    model.load_state_dict(load_file(str(weights or checkpoint_path(name))))
     return model.eval()
 
 
@@ -124,6 +128,7 @@ def export(name: str, weights: Path = None):
     meta = {"name": name, "channels": model.channels, "m": model.m, "nz": model.nz, "layers": layers,
             "encoder_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest()}
     meta["model_id"] = canonical_digest(arrays, meta).hex()
+    meta["checkpoint_sha256"] = hashlib.sha256(Path(weights or checkpoint_path(name)).read_bytes()).hexdigest()
     folder = BITSTREAM_ASSETS / name
     folder.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(folder / "entropy.npz", **arrays)

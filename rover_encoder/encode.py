@@ -27,6 +27,7 @@ class EncodeResult:
     header: Header
     entropy_ref: str = None
     decoder_ref: str = None
+    tiles: list = None          # per tile (z_hat, mu16, idx, y_hat_g): what the coder saw, for checks
 
     @property
     def bpp(self):
@@ -75,10 +76,11 @@ def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = 
         header.flags = 1
     r = spec.ref_input(stats, model.gain_int[quality])
 
-    tiles = {}
+    words, coded = {}, []
     for index, (y, z, _) in enumerate(analysed):
         z_hat = np.clip(np.floor(z.astype(np.float64) + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
         mu16, idx = intnet.hyper_synthesis(model.net, z_hat, r)
         symbols = entropy.symbols_for(y * gain[:, None, None], mu16)
-        tiles[index] = entropy.encode_tile(z_hat, symbols, idx, model.z_tables, model.y_tables)
-    return EncodeResult(container.write(header, tiles), header, eref, dref)
+        words[index] = entropy.encode_tile(z_hat, symbols, idx, model.z_tables, model.y_tables)
+        coded.append((z_hat, mu16, idx, (symbols + mu16 / 2 ** spec.MEAN_FRAC_BITS).astype(np.float32)))
+    return EncodeResult(container.write(header, words), header, eref, dref, coded)

@@ -1,0 +1,26 @@
+"""Shared fixtures: the small real images in tests/data and helpers to measure them."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+DATA = Path(__file__).parent / "data"
+GREY = DATA / "navcam_gray.png"          # 256x256 crop of a native-resolution Navcam frame (L)
+COLOUR = DATA / "mastcam_rgb.png"        # 256x256 Mastcam crop (RGB)
+RGB3 = DATA / "navcam_rgb3.jpg"          # 256x256 Navcam JPEG stored with three identical channels
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(peak ** 2 / max(mse, 1e-12)))
+
+
+@pytest.fixture(scope="session")
+def default_library():
+    from bitstream import library
+    return library.load()

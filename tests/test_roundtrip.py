@@ -1,0 +1,91 @@
+"""Encode on the rover path, decode on the ground path, measure what comes back."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from ground_decoder.decode import decode
+from rover_encoder.encode import encode
+from rover_encoder.imageio import from_pil, load_image
+from tests.conftest import COLOUR, GREY, RGB3, pixels, psnr
+
+# Floors/ceilings set from measured values of the shipped models (docs/BENCHMARKS.md), with margin.
+FLOORS = {  # (image, quality): (min PSNR dB, max bpp)
+    ("grey", 20): (26.0, 0.45), ("grey", 75): (29.5, 1.2),
+    ("colour", 20): (24.5, 0.6), ("colour", 75): (27.0, 1.6),
+}
+
+
+def crop(path, h, w):
+    a = pixels(path)[:h, :w]
+    return a, from_pil(Image.fromarray(a))
+
+
+@pytest.mark.parametrize("kind,quality", sorted(FLOORS))
+def test_psnr_and_rate_floors_256(kind, quality, default_library):
+    a = pixels(GREY if kind == "grey" else COLOUR)
+    result = encode(load_image(GREY if kind == "grey" else COLOUR), quality, default_library)
+    out = decode(result.data, default_library)
+    assert out.image.shape == a.shape and out.image.dtype == np.uint8
+    min_psnr, max_bpp = FLOORS[(kind, quality)]
+    print(f"{kind} q{quality}: {result.bpp:.3f} bpp, {psnr(a, out.image):.2f} dB")
+    assert psnr(a, out.image) >= min_psnr
+    assert result.bpp <= max_bpp
+
+
+@pytest.mark.parametrize("h,w", [(77, 131), (16, 16), (1, 64)])
+@pytest.mark.parametrize("path", [GREY, COLOUR])
+def test_odd_sizes_round_trip_exact_geometry(path, h, w, default_library):
+    a, img = crop(path, h, w)
+    out = decode(encode(img, 75, default_library).data, default_library)
+    assert out.image.shape == a.shape
+    assert psnr(a, out.image) >= (20.0 if min(h, w) > 8 else 12.0)
+
+
+def test_quality_orders_rate_and_distortion(default_library):
+    a = pixels(GREY)
+    img = load_image(GREY)
+    points = []
+    for q in (5, 50, 95):
+        r = encode(img, q, default_library)
+        points.append((r.bpp, psnr(a, decode(r.data, default_library).image)))
+    assert points[0][0] < points[1][0] < points[2][0]
+    assert points[0][1] < points[1][1] < points[2][1]
+
+
+def test_identical_rgb_channels_coded_as_grey_and_restored_as_rgb(default_library):
+    img = load_image(RGB3)
+    assert img.pixels.shape[0] == 1 and img.output_channels == 3
+    result = encode(img, 75, default_library)
+    out = decode(result.data, default_library)
+    assert out.image.shape == (256, 256, 3)
+    assert np.array_equal(out.image[..., 0], out.image[..., 2])
+    assert psnr(pixels(RGB3), out.image) >= 26.0
+
+
+def test_sixteen_bit_grey_round_trips_as_sixteen_bit(default_library):
+    a16 = pixels(GREY).astype(np.uint16) * 257
+    img = from_pil(Image.fromarray(a16))
+    assert img.bit_depth == 16
+    out = decode(encode(img, 75, default_library).data, default_library)
+    assert out.image.dtype == np.uint16 and out.image.shape == a16.shape
+    assert psnr(a16, out.image, peak=65535) >= 29.0
+
+
+def test_multi_tile_image_decodes_seamlessly(default_library):
+    a = pixels(GREY)
+    one = decode(encode(load_image(GREY), 75, default_library, tile=256).data, default_library).image
+    many = decode(encode(load_image(GREY), 75, default_library, tile=128).data, default_library).image
+    assert psnr(a, many) >= psnr(a, one) - 1.0
+
+
+def test_references_on_and_off_both_decode(default_library, capsys):
+    a = pixels(GREY)
+    img = load_image(GREY)
+    on = encode(img, 50, default_library)
+    off = encode(img, 50, default_library, use_refs=False)
+    assert on.header.flags == 1 and off.header.flags == 0 and off.header.library_id == bytes(8)
+    p_on = psnr(a, decode(on.data, default_library).image)
+    p_off = psnr(a, decode(off.data).image)
+    with capsys.disabled():
+        print(f"\nrefs on: {on.bpp:.4f} bpp {p_on:.2f} dB; refs off: {off.bpp:.4f} bpp {p_off:.2f} dB")
+    assert p_on > 24 and p_off > 24
