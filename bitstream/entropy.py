@@ -104,8 +104,11 @@ class TileDecoder:
     def _guard(self, fn, *args):
         try:
             return fn(*args)
-        except (ValueError, RuntimeError, OverflowError) as exc:
-            raise TileError(self.tile_index, f"tile {self.tile_index}: entropy decoding failed ({exc})") from None
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except BaseException as exc:    # includes pyo3's PanicException from constriction on garbage
+            raise TileError(self.tile_index, f"tile {self.tile_index}: entropy decoding failed "
+                                             f"({type(exc).__name__}: {exc})") from None
 
     def z(self, shape, z_tables: TableSet) -> np.ndarray:
         channel = np.broadcast_to(np.arange(shape[0])[:, None, None], shape)

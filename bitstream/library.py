@@ -132,10 +132,14 @@ def write(path: Path, models: dict, entries: list, latents: dict, deep: dict, sh
     return library_id
 
 
-def nearest(query: np.ndarray, candidates: dict) -> str:
-    """Entry id whose descriptor is closest to `query` in per-dimension standardized L2."""
+def ranked(query: np.ndarray, candidates: dict) -> list:
+    """Entry ids ordered from nearest to farthest from `query` (per-dimension standardized L2)."""
     ids = sorted(candidates)
     mat = np.stack([candidates[i] for i in ids]).astype(np.float64)
     std = mat.std(axis=0) + 1e-6
     d = (((mat - query[None].astype(np.float64)) / std) ** 2).sum(axis=1)
-    return ids[int(np.argmin(d))]
+    return [ids[i] for i in np.argsort(d, kind="stable")]
+
+
+def nearest(query: np.ndarray, candidates: dict) -> str:
+    return ranked(query, candidates)[0]

@@ -7,6 +7,7 @@
     Damaged or missing tiles: refused with --strict, otherwise concealed (flat fill) and listed.
 """
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -29,11 +30,16 @@ class DecodeResult:
     warnings: list = field(default_factory=list)
 
 
+@lru_cache(maxsize=1)
+def _default_library() -> Library:
+    return load_library()
+
+
 def resolve_library(header, library: Library = None) -> Library:
     """The library a stream needs, or None. Raises LibraryError when `library` is not it."""
     if header.library_id == ZERO_ID:
         return None
-    library = library if library is not None else load_library()
+    library = library if library is not None else _default_library()
     if library.id_bytes != header.library_id:
         raise LibraryError(f"stream needs reference library {header.library_id.hex()}, but {library.path} "
                            f"is library {library.library_id}")

@@ -33,10 +33,32 @@ def checkpoint_path(name: str) -> Path:
     return ROOT / "models" / "weights" / f"{name}.safetensors"
 
 
+def heavy_checkpoint_path(name: str) -> Path:
+    return ROOT / "models" / "weights" / f"{name}_heavy.safetensors"
+
+
 def load_model(name: str, weights: Path = None) -> REMAC:
+    """The joint (stage-1) checkpoint: encoder, entropy model, base decoder."""
     model = REMAC(CHANNELS[name])
     model.load_state_dict(load_file(str(weights or checkpoint_path(name))))
     return model.eval()
+
+
+def load_heavy(name: str, base: REMAC):
+    """The stage-2 checkpoint if present, checked to share every bitstream-side tensor with `base`."""
+    path = heavy_checkpoint_path(name)
+    if not path.exists():
+        return None
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        extra = tuple(int(v) for v in f.metadata()["decoder_extra"].split(","))
+    heavy = REMAC(CHANNELS[name], decoder_extra=extra)
+    heavy.load_state_dict(load_file(str(path)))
+    frozen = {k: v for k, v in base.state_dict().items() if not k.startswith("decoder.") and k != "log_inv_gain"}
+    mine = heavy.state_dict()
+    if any(not torch.equal(v, mine[k]) for k, v in frozen.items()):
+        raise SystemExit(f"{path} was not trained on top of {checkpoint_path(name)} (bitstream side differs)")
+    return heavy.eval()
 
 
 def y_tables():
@@ -107,7 +129,8 @@ def export_decoder(model: REMAC, name: str, model_id: str):
     version = hashlib.sha256(b"".join(t.numpy().tobytes() for _, t in sorted(tensors.items()))).hexdigest()[:16]
     save_file(tensors, str(ground_weights_path(name)),
               metadata={"model_id": model_id, "decoder_version": version, "name": name,
-                        "channels": str(model.channels), "m": str(model.m)})
+                        "channels": str(model.channels), "m": str(model.m),
+                        "decoder_extra": ",".join(map(str, model.decoder.extra))})
 
 
 def export(name: str, weights: Path = None):
@@ -133,7 +156,7 @@ def export(name: str, weights: Path = None):
     folder.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(folder / "entropy.npz", **arrays)
     (folder / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
-    export_decoder(model, name, meta["model_id"])
+    export_decoder(load_heavy(name, model) or model, name, meta["model_id"])
     print(f"{name}: model {meta['model_id']}, onnx {onnx_path.stat().st_size / 1e6:.2f} MB, "
           f"entropy {os.path.getsize(folder / 'entropy.npz') / 1e3:.0f} kB")
 

@@ -31,15 +31,32 @@ class GroundModel:
         self.decoder_version = meta["decoder_version"]
         self.channels, m = int(meta["channels"]), int(meta["m"])
         self.inv_gain = tensors.pop("inv_gain").float()
-        self.decoder = RefDecoder(self.channels, m)
+        extra = tuple(int(v) for v in meta.get("decoder_extra", "0,0,0,0").split(","))
+        self.decoder = RefDecoder(self.channels, m, extra=extra)
         self.decoder.load_state_dict({k[len("decoder."):]: v.float() for k, v in tensors.items()})
         self.decoder.eval()
 
     @torch.no_grad()
-    def synthesize(self, y_hat_g: torch.Tensor, quality: int, x_ref: torch.Tensor) -> torch.Tensor:
-        """y_hat_g (1,M,h,w) gained latent, x_ref (1,C,h',w') -> x_hat (1,C,16h,16w) clamped to [0,1]."""
+    def synthesize(self, y_hat_g: torch.Tensor, quality: int, x_ref: torch.Tensor, chunk: int = 48,
+                   halo: int = 8) -> torch.Tensor:
+        """y_hat_g (1,M,h,w) gained latent, x_ref (1,C,h',w') -> x_hat (1,C,16h,16w) clamped to [0,1].
+
+        Latents larger than (chunk + 2*halo)^2 are synthesized in chunks with a `halo` of context on
+        each side (memory stays bounded for any frame size; seams are outside every kept region).
+        """
         y_hat = y_hat_g * self.inv_gain[quality][None, :, None, None]
-        return self.decoder(y_hat, x_ref).clamp(0, 1)
+        _, _, h, w = y_hat.shape
+        if h * w <= (chunk + 2 * halo) ** 2:
+            return self.decoder(y_hat, x_ref).clamp(0, 1)
+        out = torch.empty(1, self.channels, 16 * h, 16 * w)
+        for r0 in range(0, h, chunk):
+            for c0 in range(0, w, chunk):
+                r1, c1 = min(r0 + chunk, h), min(c0 + chunk, w)
+                a0, b0, a1, b1 = max(r0 - halo, 0), max(c0 - halo, 0), min(r1 + halo, h), min(c1 + halo, w)
+                piece = self.decoder(y_hat[:, :, a0:a1, b0:b1], x_ref)
+                out[:, :, 16 * r0:16 * r1, 16 * c0:16 * c1] = \
+                    piece[:, :, 16 * (r0 - a0):16 * (r1 - a0), 16 * (c0 - b0):16 * (c1 - b0)]
+        return out.clamp(0, 1)
 
 
 @lru_cache(maxsize=4)

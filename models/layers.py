@@ -27,10 +27,13 @@ def conv(cin, cout, k=3, stride=1, dilation=1):
 class ResBlock(nn.Module):
     """x + conv(act(conv(act(x)))), optionally dilated to widen the receptive field."""
 
-    def __init__(self, ch, dilation=1):
+    def __init__(self, ch, dilation=1, identity_init=False):
         super().__init__()
         self.c1 = conv(ch, ch, 3, dilation=dilation)
         self.c2 = conv(ch, ch, 3, dilation=dilation)
+        if identity_init:
+            nn.init.zeros_(self.c2.weight)
+            nn.init.zeros_(self.c2.bias)
 
     def forward(self, x):
         return x + self.c2(F.leaky_relu(self.c1(F.leaky_relu(x, 0.1)), 0.1))

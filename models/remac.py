@@ -139,7 +139,10 @@ class RefDecoder(nn.Module):
     residual blocks widen the receptive field. x_ref may be any size >= 16 px per side.
     """
 
-    def __init__(self, channels, m=128, width=(128, 96, 64, 32)):
+    def __init__(self, channels, m=128, width=(128, 96, 64, 32), extra=(0, 0, 0, 0)):
+        """extra: additional residual blocks at scales 1/16, 1/8, 1/4, 1/2 (the "heavy" decoder of the
+        asymmetric schedule). They start as the identity, so a trained base decoder loads into a
+        heavier one unchanged and fine-tuning can only add to it."""
         super().__init__()
         w16, w8, w4, w2 = width
         act = lambda: nn.LeakyReLU(0.1)
@@ -160,6 +163,10 @@ class RefDecoder(nn.Module):
         self.up2 = Upsample2(w4, w2)
         self.s2 = ResBlock(w2)
         self.up1 = Upsample2(w2, channels)
+        dilations = (1, 2, 4, 8)
+        grow = lambda ch, n: nn.Sequential(*[ResBlock(ch, dilations[i % 4], identity_init=True) for i in range(n)])
+        self.x16, self.x8, self.x4, self.x2 = (grow(ch, n) for ch, n in zip(width, extra))
+        self.extra = tuple(extra)
 
     def forward(self, y_hat, x_ref):
         r2 = self.ref2(x_ref)
@@ -167,10 +174,10 @@ class RefDecoder(nn.Module):
         r8 = self.ref8(r4)
         r16 = self.ref16(r8)
         h = self.s16a(self.head(y_hat))
-        h = self.s16b(self.att16(h, r16))
-        h = self.s8(self.mod8(self.up8(h), r8))
-        h = self.s4(self.mod4(self.up4(h), r4))
-        h = self.s2(self.up2(h))
+        h = self.x16(self.s16b(self.att16(h, r16)))
+        h = self.x8(self.s8(self.mod8(self.up8(h), r8)))
+        h = self.x4(self.s4(self.mod4(self.up4(h), r4)))
+        h = self.x2(self.s2(self.up2(h)))
         return self.up1(h)
 
 
@@ -184,13 +191,13 @@ class REMAC(nn.Module):
     to t = q/100 * (L-1) and interpolates gains geometrically between neighbouring levels.
     """
 
-    def __init__(self, channels, n=64, m=128, nz=64):
+    def __init__(self, channels, n=64, m=128, nz=64, decoder_extra=(0, 0, 0, 0)):
         super().__init__()
         self.channels, self.m, self.nz = channels, m, nz
         self.encoder = RoverEncoder(channels, n, m, nz)
         self.hyper = HyperSynthesis(m, nz)
         self.z_prior = LogisticMixturePrior(nz)
-        self.decoder = RefDecoder(channels, m)
+        self.decoder = RefDecoder(channels, m, extra=decoder_extra)
         levels = len(LAMBDAS)
         init = torch.linspace(math.log(0.3), math.log(2.0), levels)[:, None].repeat(1, m)
         self.log_gain = nn.Parameter(init.clone())

@@ -63,6 +63,10 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ckpt-dir", default=os.path.join(HERE, "..", ".ckpt"))
     ap.add_argument("--log-dir", default=os.path.join(HERE, "logs"))
+    ap.add_argument("--stage", choices=["joint", "decoder"], default="joint",
+                    help="joint: encoder + entropy model + decoder; decoder: freeze the bitstream side and "
+                         "train a heavier ref-decoder initialised from the joint one (no bitstream change)")
+    ap.add_argument("--decoder-extra", default="2,2,2,2", help="extra residual blocks at 1/16,1/8,1/4,1/2 (stage decoder)")
     args = ap.parse_args(argv)
     cfg = json.load(open(args.config))
     torch.set_num_threads(args.threads)
@@ -75,12 +79,21 @@ def main(argv=None):
     sampler = PairSampler(images, groups, cfg["crop"], seed=cfg["seed"], augment=cfg["channels"] == 1)
     print(f"{cfg['name']}: {len(images)} training images, {len(set(groups))} groups", flush=True)
 
-    model = REMAC(cfg["channels"]).to(device).to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    base_weights = os.path.join(HERE, "weights", f"{cfg['name']}.safetensors")
+    run_name = cfg["name"] if args.stage == "joint" else f"{cfg['name']}_heavy"
+    extra = tuple(int(v) for v in args.decoder_extra.split(",")) if args.stage == "decoder" else (0, 0, 0, 0)
+    model = REMAC(cfg["channels"], decoder_extra=extra).to(device).to(memory_format=torch.channels_last)
+    trainable = model.parameters()
+    if args.stage == "decoder":
+        model.load_state_dict(load_file(base_weights), strict=False)
+        for name, p in model.named_parameters():
+            p.requires_grad = name.startswith("decoder.") or name == "log_inv_gain"
+        trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(trainable, lr=cfg["lr"])
     os.makedirs(args.ckpt_dir, exist_ok=True)
     os.makedirs(args.log_dir, exist_ok=True)
-    weights = os.path.join(HERE, "weights", f"{cfg['name']}.safetensors")
-    opt_path = os.path.join(args.ckpt_dir, f"{cfg['name']}.opt.pt")
+    weights = os.path.join(HERE, "weights", f"{run_name}.safetensors")
+    opt_path = os.path.join(args.ckpt_dir, f"{run_name}.opt.pt")
     step, elapsed_before = 0, 0.0
     if os.path.exists(weights) and os.path.exists(opt_path):
         model.load_state_dict(load_file(weights))
@@ -89,15 +102,18 @@ def main(argv=None):
         step, elapsed_before = state["step"], state["elapsed"]
         print(f"resumed at step {step} ({elapsed_before / 60:.1f} min trained)", flush=True)
 
-    log = open(os.path.join(args.log_dir, f"{cfg['name']}.csv"), "a", newline="")
+    log = open(os.path.join(args.log_dir, f"{run_name}.csv"), "a", newline="")
     writer = csv.writer(log)
     start = time.time()
     budget = args.minutes * 60
     total_budget = elapsed_before + budget
 
     def save():
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights,
-                  metadata={"step": str(step), "config": json.dumps(cfg)})
+        tmp = weights + ".tmp"
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp,
+                  metadata={"step": str(step), "config": json.dumps(cfg), "stage": args.stage,
+                            "decoder_extra": ",".join(map(str, extra))})
+        os.replace(tmp, weights)
         torch.save({"opt": opt.state_dict(), "step": step, "elapsed": elapsed_before + time.time() - start}, opt_path)
 
     acc = []
@@ -114,7 +130,7 @@ def main(argv=None):
         loss, mse, bpp = rd_loss(model, x, ref, q, ref_on)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 5.0)
         opt.step()
         step += 1
         acc.append((loss.item(), bpp.mean().item(), (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean().item()))

@@ -51,7 +51,9 @@ def analyse_tiles(img: SourceImage, run, header: Header, gain: np.ndarray):
 
 
 def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = None, use_refs: bool = True,
-           tile: int = DEFAULT_TILE, threads: int = 1) -> EncodeResult:
+           tile: int = DEFAULT_TILE, threads: int = 1, force_refs: tuple = None) -> EncodeResult:
+    """Encode one image. force_refs=(entropy_ref_id, decoder_ref_id) overrides the selection
+    (reference experiments only)."""
     if not 0 <= quality <= 100:
         raise RemacError(f"quality {quality} is out of range 0..100")
     if tile % 64 or not 64 <= tile <= 4096:
@@ -70,6 +72,8 @@ def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = 
         library.check_model(model.name, model.model_id)
         eref = nearest(deep, {i: library.deep[i] for i in candidates})
         dref = nearest(shallow, {i: library.shallow[i] for i in candidates})
+        if force_refs:
+            eref, dref = force_refs
         stats = library.stats16(eref)
         header.library_id = library.id_bytes
         header.entropy_ref_id, header.decoder_ref_id = bytes.fromhex(eref), bytes.fromhex(dref)

@@ -1,0 +1,1 @@
+"""Evaluation tools: classical-codec baselines and rate-distortion benchmarking."""

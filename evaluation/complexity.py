@@ -1,0 +1,59 @@
+"""Rover cost, measured the way learned-compression papers do: kMAC/px and parameters from
+torch.utils.flop_counter on the PyTorch twin of the exported graph, plus the integer h_s (which the
+rover also runs) counted from its layer shapes."""
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from bitstream import modelfile
+
+
+def torch_kmac_per_px(module: torch.nn.Module, inputs: tuple, pixels: int) -> float:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(*inputs)
+    return counter.get_total_flops() / 2 / pixels / 1e3
+
+
+def intnet_kmac_per_px(name: str) -> float:
+    """MACs of the integer h_s per image pixel (y is 1/16 of the image in each dimension)."""
+    net = modelfile.load(name).net
+    macs, scale = 0.0, 1.0 / 64 ** 2        # trunk starts at z resolution
+    for layer in net["trunk"]:
+        if layer["kind"] == "d2s":
+            scale *= 4
+            continue
+        cout, cin, k, _ = layer["weight"].shape
+        macs += cout * cin * k * k * scale
+    for layer in (net["fuse"], net["out"]):
+        cout, cin, k, _ = layer["weight"].shape
+        macs += cout * cin * k * k * scale
+    return macs / 1e3
+
+
+def rover_complexity(name: str) -> dict:
+    from models.baselines import Minnen2018Encoder
+    from models.export import load_model
+    model = load_model(name)
+    c, size = model.channels, 256
+    x = torch.rand(1, c, size, size)
+    gain = torch.ones(1, model.m, 1, 1)
+    enc = torch_kmac_per_px(model.encoder, (x, gain), size * size)
+    hs = intnet_kmac_per_px(name)
+    minnen = Minnen2018Encoder(c)
+    return {
+        "model": name,
+        "encoder_kmac_px": round(enc, 2),
+        "int_hs_kmac_px": round(hs, 3),
+        "rover_total_kmac_px": round(enc + hs, 2),
+        "encoder_params": sum(p.numel() for p in model.encoder.parameters()),
+        "decoder_kmac_px": round(torch_kmac_per_px(model.decoder, (torch.rand(1, model.m, 16, 16), x), size * size), 1),
+        "decoder_params": sum(p.numel() for p in model.decoder.parameters()),
+        "minnen2018_encoder_kmac_px": round(torch_kmac_per_px(minnen, (x,), size * size), 2),
+        "minnen2018_encoder_params": sum(p.numel() for p in minnen.parameters()),
+    }
+
+
+if __name__ == "__main__":
+    import json
+    for n in ("grey", "colour"):
+        print(json.dumps(rover_complexity(n)))

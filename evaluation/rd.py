@@ -1,0 +1,118 @@
+"""Rate-distortion measurement: every codec x setting x image -> bytes, bpp, PSNR, MS-SSIM.
+
+Rates are real file sizes (headers included). REMAC runs its real rover and ground paths.
+"""
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ground_decoder.decode import decode
+from rover_encoder.encode import encode
+from rover_encoder.imageio import from_pil
+
+REMAC_QUALITIES = (5, 20, 35, 50, 65, 80, 95)
+
+
+class RemacCodec:
+    """REMAC behind the same interface as evaluation.codecs adapters.
+
+    refs: 'best' (the rover's selection), 'off', 'random' (a random library entry of the same
+    modality), 'worst' (the entry farthest from the image in descriptor space: a deliberate mismatch).
+    """
+
+    def __init__(self, library, refs="best", qualities=REMAC_QUALITIES, seed=0):
+        self.library, self.refs, self.settings = library, refs, list(qualities)
+        self.name = "REMAC" if refs == "best" else f"REMAC refs={refs}"
+        self.rng = random.Random(seed)
+
+    def supports(self, channels):
+        return channels in (1, 3)
+
+    def _forced(self, img):
+        if self.refs not in ("random", "worst"):
+            return None
+        from bitstream.library import ranked
+        from bitstream.modelfile import for_channels
+        ids = self.library.ids_for(for_channels(img.pixels.shape[0]).name)
+        if self.refs == "random":
+            pick = self.rng.choice(ids)
+            return pick, pick
+        best = encode(img, 50, self.library).entropy_ref   # the rover's choice; take its antipode
+        worst = ranked(self.library.deep[best], {i: self.library.deep[i] for i in ids})[-1]
+        return worst, worst
+
+    def encode(self, image, quality):
+        img = from_pil(Image.fromarray(image))
+        return encode(img, quality, self.library, use_refs=self.refs != "off", force_refs=self._forced(img)).data
+
+    def decode(self, data, shape):
+        return decode(data, self.library).image.reshape(shape)
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * math.log10(255 ** 2 / max(mse, 1e-10))
+
+
+def ms_ssim(a, b):
+    """MS-SSIM (pytorch-msssim) on uint8 images; NaN where the image is too small for 5 scales."""
+    if min(a.shape[:2]) < 161:
+        return float("nan")
+    from pytorch_msssim import ms_ssim as _ms
+    t = lambda x: torch.from_numpy(x.astype(np.float32).reshape(x.shape[0], x.shape[1], -1)).permute(2, 0, 1)[None]
+    return float(_ms(t(a), t(b), data_range=255))
+
+
+@dataclass
+class Record:
+    codec: str
+    setting: float
+    image: str
+    channels: int
+    bytes: int
+    bpp: float
+    psnr: float
+    msssim: float
+
+
+def measure(codec, images: dict, progress=None):
+    """images: {name: uint8 array}. Yields one Record per (setting, image)."""
+    for setting in codec.settings:
+        for name, a in images.items():
+            data = codec.encode(a, setting)
+            out = codec.decode(data, a.shape)
+            yield Record(codec.name, setting, name, 1 if a.ndim == 2 else 3, len(data),
+                         8 * len(data) / (a.shape[0] * a.shape[1]), psnr(a, out), ms_ssim(a, out))
+            if progress:
+                progress()
+
+
+def curve(records, codec):
+    """Mean (bpp, PSNR, MS-SSIM) per setting, ordered by rate."""
+    by = {}
+    for r in records:
+        if r.codec == codec:
+            by.setdefault(r.setting, []).append(r)
+    pts = [(float(np.mean([r.bpp for r in v])), float(np.mean([r.psnr for r in v])),
+            float(np.nanmean([r.msssim for r in v])) if any(not math.isnan(r.msssim) for r in v) else float("nan"))
+           for v in by.values()]
+    return sorted(pts)
+
+
+def bd_rate(anchor, test, metric=1):
+    """BD-rate (%) of `test` vs `anchor` curves [(bpp, psnr, msssim)]; None where they do not overlap."""
+    import bjontegaard as bd
+    a = [p for p in anchor if not math.isnan(p[metric])]
+    t = [p for p in test if not math.isnan(p[metric])]
+    lo, hi = max(min(p[metric] for p in a), min(p[metric] for p in t)), min(max(p[metric] for p in a), max(p[metric] for p in t))
+    if len(a) < 4 or len(t) < 4 or hi <= lo:
+        return None
+    try:
+        return float(bd.bd_rate([p[0] for p in a], [p[metric] for p in a], [p[0] for p in t], [p[metric] for p in t],
+                                method="akima", require_matching_points=False, min_overlap=0.0))
+    except (ValueError, ZeroDivisionError):
+        return None
