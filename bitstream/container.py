@@ -137,48 +137,73 @@ class Parsed:
         return [i for i in range(self.header.tile_count) if i not in self.tiles]
 
 
-def _segments(data: bytes):
-    """Yield (kind, payload, crc_ok, offset); raises FormatError on broken framing."""
-    pos = len(SIGNATURE)
-    while pos < len(data):
-        if len(data) - pos < 12:
-            raise FormatError(f"truncated segment at byte {pos}")
-        (length,) = struct.unpack_from(">I", data, pos)
-        kind = data[pos + 4:pos + 8]
-        if not all(65 <= b <= 90 or 97 <= b <= 122 for b in kind):
-            raise FormatError(f"corrupt segment type {kind!r} at byte {pos}")
-        if length > MAX_SEGMENT or pos + 12 + length > len(data):
-            raise FormatError(f"segment {kind.decode()} at byte {pos} runs past the end of the file (truncated?)")
-        payload = data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack_from(">I", data, pos + 8 + length)
-        yield kind, payload, crc == zlib.crc32(kind + payload), pos
-        pos += 12 + length
+def _segment_at(data: bytes, pos: int):
+    """-> (kind, payload, crc_ok, next_pos), or None where no well-framed segment starts at pos."""
+    if len(data) - pos < 12:
+        return None
+    (length,) = struct.unpack_from(">I", data, pos)
+    kind = data[pos + 4:pos + 8]
+    if not all(65 <= b <= 90 or 97 <= b <= 122 for b in kind) or length > MAX_SEGMENT \
+            or pos + 12 + length > len(data):
+        return None
+    payload = data[pos + 8:pos + 8 + length]
+    (crc,) = struct.unpack_from(">I", data, pos + 8 + length)
+    return kind, payload, crc == zlib.crc32(kind + payload), pos + 12 + length
+
+
+def _resync(data: bytes, start: int):
+    """First offset >= start where a TILE or REND segment with a valid CRC begins (damage recovery)."""
+    candidates = []
+    for tag in (b"TILE", b"REND"):
+        i = data.find(tag, start + 4)
+        while i != -1:
+            seg = _segment_at(data, i - 4)
+            if seg is not None and seg[2]:
+                candidates.append(i - 4)
+                break
+            i = data.find(tag, i + 1)
+    return min(candidates) if candidates else None
 
 
 def read(data: bytes) -> Parsed:
+    """Parse a whole stream. A damaged header refuses the stream; damage after it (bad CRCs,
+    broken framing, truncation) is recorded in `damaged` and parsing resynchronises on the next
+    intact segment, so only the tiles hit are lost."""
     if len(data) < len(SIGNATURE) or data[:len(SIGNATURE)] != SIGNATURE:
         raise FormatError("not a REMAC .rmc stream (bad signature)")
-    parsed, ended = None, False
-    for kind, payload, crc_ok, pos in _segments(data):
+    seg = _segment_at(data, len(SIGNATURE))
+    if seg is None:
+        raise FormatError("stream has no readable RHDR segment (truncated or damaged)")
+    kind, payload, crc_ok, pos = seg
+    if kind != b"RHDR":
+        raise FormatError(f"first segment is {kind!r}, expected RHDR")
+    if not crc_ok:
+        raise FormatError("RHDR segment fails its CRC (header damaged)")
+    parsed = Parsed(Header.unpack(payload))
+    ended = False
+    while pos < len(data):
         if ended:
             raise FormatError(f"data after REND at byte {pos}")
-        if parsed is None:
-            if kind != b"RHDR":
-                raise FormatError(f"first segment is {kind!r}, expected RHDR")
-            if not crc_ok:
-                raise FormatError("RHDR segment fails its CRC (header damaged)")
-            parsed = Parsed(Header.unpack(payload))
+        seg = _segment_at(data, pos)
+        if seg is None:
+            nxt = _resync(data, pos + 1)
+            parsed.damaged.append((None, f"broken segment at byte {pos}" + ("" if nxt else " (stream truncated)")))
+            if nxt is None:
+                break
+            pos = nxt
             continue
+        kind, payload, crc_ok, nxt = seg
         if kind == b"TILE":
             _read_tile(parsed, payload, crc_ok, pos)
-        elif kind == b"REND":
+        elif kind == b"REND" and crc_ok:
             ended = True
+        elif not crc_ok:
+            parsed.damaged.append((None, f"segment at byte {pos} fails its CRC"))
         elif kind == b"RHDR":
             raise FormatError(f"second RHDR at byte {pos}")
         elif kind[0:1].isupper():
             raise FormatError(f"unknown critical segment {kind.decode()} at byte {pos}")
-    if parsed is None:
-        raise FormatError("stream has no RHDR segment")
+        pos = nxt
     if not ended:
         parsed.damaged.append((None, "stream truncated before REND"))
     return parsed

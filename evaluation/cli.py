@@ -15,8 +15,9 @@ from evaluation import rd
 
 
 def load_images(dirs, limit=None):
-    """-> {'grey': {name: (H,W) uint8}, 'colour': {name: (H,W,3) uint8}}; identical-channel RGB is grey."""
-    sets = {"grey": {}, "colour": {}}
+    """-> {'<dir> grey': {name: (H,W) uint8}, '<dir> colour': {name: (H,W,3) uint8}}, one set per
+    directory and modality; identical-channel RGB counts as grey."""
+    sets = {}
     for d in dirs:
         files = sorted(p for p in Path(d).iterdir() if p.is_file())
         for p in files[:limit] if limit else files:
@@ -28,8 +29,15 @@ def load_images(dirs, limit=None):
             a = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
             if a.ndim == 3 and np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]):
                 a = a[..., 0].copy()
-            sets["grey" if a.ndim == 2 else "colour"][f"{Path(d).name}/{p.name}"] = a
+            key = f"{Path(d).name} {'grey' if a.ndim == 2 else 'colour'}"
+            sets.setdefault(key, {})[f"{Path(d).name}/{p.name}"] = a
     return sets
+
+
+def read_records(path: Path):
+    with open(path, newline="") as f:
+        return [rd.Record(r["codec"], float(r["setting"]), r["image"], int(r["channels"]), int(r["bytes"]),
+                          float(r["bpp"]), float(r["psnr"]), float(r["msssim"])) for r in csv.DictReader(f)]
 
 
 def plot(curves: dict, title: str, path: Path, metric=1):
@@ -55,11 +63,13 @@ def plot(curves: dict, title: str, path: Path, metric=1):
 @click.option("--ref-lib", type=click.Path(), help="Reference library [default: shipped].")
 @click.option("--out", "out_dir", default="results", show_default=True, type=click.Path())
 @click.option("--codecs", default="all", show_default=True,
-              help="Comma list of baselines (JPEG,JPEG 2000,WebP,AVIF,JPEG XL,ICER) or 'all' or 'none'.")
+              help="Comma list of codecs to run (REMAC,JPEG,JPEG 2000,WebP,AVIF,JPEG XL,ICER,ICER 1seg) or 'all'.")
+@click.option("--reuse", type=click.Path(exists=True, file_okay=False),
+              help="Merge records of codecs not run now from an earlier --out directory.")
 @click.option("--ref-experiments", is_flag=True, help="Also REMAC with refs off / random / worst reference.")
 @click.option("--limit", type=int, help="At most N images per directory.")
 @click.option("--qualities", default=",".join(map(str, rd.REMAC_QUALITIES)), show_default=True)
-def main(image_dirs, ref_lib, out_dir, codecs, ref_experiments, limit, qualities):
+def main(image_dirs, ref_lib, out_dir, codecs, reuse, ref_experiments, limit, qualities):
     """Measure REMAC and baselines on IMAGE_DIRS: bpp from real bytes, PSNR, MS-SSIM.
 
     \b
@@ -79,23 +89,28 @@ def main(image_dirs, ref_lib, out_dir, codecs, ref_experiments, limit, qualities
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     qs = [int(q) for q in qualities.split(",")]
-    contenders = [rd.RemacCodec(library, "best", qs)]
-    if ref_experiments:
-        contenders += [rd.RemacCodec(library, mode, qs) for mode in ("off", "random", "worst")]
-    wanted = None if codecs == "all" else set() if codecs == "none" else {c.strip() for c in codecs.split(",")}
+    wanted = None if codecs == "all" else {c.strip() for c in codecs.split(",")}
+    contenders = []
+    if wanted is None or "REMAC" in wanted:
+        contenders.append(rd.RemacCodec(library, "best", qs))
+        if ref_experiments:
+            contenders += [rd.RemacCodec(library, mode, qs) for mode in ("off", "random", "worst")]
     contenders += [c for c in baselines.available() if wanted is None or c.name in wanted]
+    reused = read_records(Path(reuse) / "records.csv") if reuse else []
+    reused = [r for r in reused if r.codec not in {c.name for c in contenders}]
     sets = load_images(image_dirs, limit)
     records, summary = [], {}
     for set_name, images in sets.items():
         if not images:
             continue
-        channels = 1 if set_name == "grey" else 3
+        channels = 1 if set_name.endswith("grey") else 3
         active = [c for c in contenders if c.supports(channels)]
         total = sum(len(c.settings) for c in active) * len(images)
         with tqdm(total=total, desc=f"remac-eval {set_name}", unit="enc", file=sys.stderr) as bar:
             set_records = [r for c in active for r in rd.measure(c, images, bar.update)]
+        set_records += [r for r in reused if r.image in images]
         records += set_records
-        curves = {c.name: rd.curve(set_records, c.name) for c in active}
+        curves = {name: rd.curve(set_records, name) for name in dict.fromkeys(r.codec for r in set_records)}
         anchor = curves.get("JPEG 2000")
         summary[set_name] = {
             "images": len(images),
@@ -105,7 +120,7 @@ def main(image_dirs, ref_lib, out_dir, codecs, ref_experiments, limit, qualities
         }
         if "REMAC refs=off" in curves:
             summary[set_name]["bd_rate_refs_on_vs_off"] = rd.bd_rate(curves["REMAC refs=off"], curves["REMAC"])
-        plot(curves, f"{set_name}: {len(images)} images", out / f"rd_{set_name}.png")
+        plot(curves, f"{set_name}: {len(images)} images", out / f"rd_{set_name.replace(' ', '_')}.png")
     with open(out / "records.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(asdict(records[0]).keys()) if records else ["codec"])
         w.writeheader()

@@ -197,6 +197,8 @@ class ICER:
         import pyicer
         self._pyicer = pyicer
         self.stages, self.segments, self.filt = stages, segments, filt
+        if segments != 6:
+            self.name = f"ICER {segments}seg"
         lib = ctypes.CDLL(_pyicer.__file__)   # same handle as the loaded module: shared globals
         lib.icer_init.restype = ctypes.c_int
         lib.icer_init.argtypes = []
@@ -254,17 +256,21 @@ class ICER:
         return n * cls.HEADER
 
 
-ADAPTER_CLASSES = [JPEG, JPEG2000, WebP, AVIF, JPEGXL, ICER]
+# (class, kwargs): ICER twice, with the flight-typical 6 segments (error containment) and with 1
+# segment (least header overhead), since its segment count trades robustness for rate.
+ADAPTER_SPECS = [(JPEG, {}), (JPEG2000, {}), (WebP, {}), (AVIF, {}), (JPEGXL, {}), (ICER, {}),
+                 (ICER, {"segments": 1})]
 
 
-def _make(cls):
+def _make(spec):
+    cls, kwargs = spec
     try:
-        return cls()
+        return cls(**kwargs)
     except Exception:       # library missing or broken: left out of ADAPTERS
         return None
 
 
-ADAPTERS = [a for a in map(_make, ADAPTER_CLASSES) if a is not None]
+ADAPTERS = [a for a in map(_make, ADAPTER_SPECS) if a is not None]
 
 
 def _works(adapter) -> bool:

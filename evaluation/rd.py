@@ -106,13 +106,21 @@ def curve(records, codec):
 def bd_rate(anchor, test, metric=1):
     """BD-rate (%) of `test` vs `anchor` curves [(bpp, psnr, msssim)]; None where they do not overlap."""
     import bjontegaard as bd
-    a = [p for p in anchor if not math.isnan(p[metric])]
-    t = [p for p in test if not math.isnan(p[metric])]
+    a, t = monotone(anchor, metric), monotone(test, metric)
     lo, hi = max(min(p[metric] for p in a), min(p[metric] for p in t)), min(max(p[metric] for p in a), max(p[metric] for p in t))
     if len(a) < 4 or len(t) < 4 or hi <= lo:
         return None
     try:
         return float(bd.bd_rate([p[0] for p in a], [p[metric] for p in a], [p[0] for p in t], [p[metric] for p in t],
                                 method="akima", require_matching_points=False, min_overlap=0.0))
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, AssertionError):
         return None
+
+
+def monotone(points, metric=1):
+    """Rate-ordered points whose quality strictly increases (BD interpolation needs that)."""
+    out = []
+    for p in sorted(points):
+        if not math.isnan(p[metric]) and (not out or (p[metric] > out[-1][metric] and p[0] > out[-1][0])):
+            out.append(p)
+    return out

@@ -37,10 +37,15 @@ def load_set(data_dir, folders, channels, limit=None):
 
 
 class PairSampler:
-    """Draws (crop, reference) batches as float tensors in [0,1]."""
+    """Draws (crop, reference crop) batches as float tensors in [0,1].
 
-    def __init__(self, images, groups, crop, seed=0, augment=True):
+    The reference is a random `ref_crop` window of the reference image: its latent statistics and
+    pyramid features are what the model learns from, and a window costs a quarter of a 256^2 image.
+    """
+
+    def __init__(self, images, groups, crop, seed=0, augment=True, ref_crop=None):
         self.images, self.crop, self.augment = images, crop, augment
+        self.ref_crop = ref_crop or crop
         self.rng = random.Random(seed)
         self.members = {}
         for i, g in enumerate(groups):
@@ -74,5 +79,7 @@ class PairSampler:
             top, left = self.rng.randrange(h - self.crop + 1), self.rng.randrange(w - self.crop + 1)
             x = self.images[i, :, top:top + self.crop, left:left + self.crop].float() / 255
             xs.append(self._photometric(self._flip(x)))
-            refs.append(self._flip(self.images[self.reference_of(i)].float() / 255))
+            rt, rl = self.rng.randrange(h - self.ref_crop + 1), self.rng.randrange(w - self.ref_crop + 1)
+            ref = self.images[self.reference_of(i), :, rt:rt + self.ref_crop, rl:rl + self.ref_crop]
+            refs.append(self._flip(ref.float() / 255))
         return torch.stack(xs), torch.stack(refs)

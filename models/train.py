@@ -76,7 +76,8 @@ def main(argv=None):
     images, groups = load_set(args.data, cfg["train_folders"], cfg["channels"])
     val, _ = load_set(args.data, cfg["val_folders"], cfg["channels"], limit=8)
     val = val.float()[:, :, :256, :256] / 255
-    sampler = PairSampler(images, groups, cfg["crop"], seed=cfg["seed"], augment=cfg["channels"] == 1)
+    sampler = PairSampler(images, groups, cfg["crop"], seed=cfg["seed"], augment=cfg["channels"] == 1,
+                          ref_crop=cfg.get("ref_crop"))
     print(f"{cfg['name']}: {len(images)} training images, {len(set(groups))} groups", flush=True)
 
     base_weights = os.path.join(HERE, "weights", f"{cfg['name']}.safetensors")

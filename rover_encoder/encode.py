@@ -58,6 +58,9 @@ def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = 
         raise RemacError(f"quality {quality} is out of range 0..100")
     if tile % 64 or not 64 <= tile <= 4096:
         raise RemacError(f"tile size {tile} must be a multiple of 64 in 64..4096")
+    if img.width > container.MAX_SIDE or img.height > container.MAX_SIDE or img.width * img.height > container.MAX_PIXELS:
+        raise RemacError(f"image {img.width}x{img.height} exceeds REMAC's limits (sides <= {container.MAX_SIDE}, "
+                         f"<= {container.MAX_PIXELS} pixels)")
     channels = img.pixels.shape[0]
     model = modelfile.for_channels(channels)
     run = analyzer(model.name, threads)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from bitstream.errors import RemacError
-from ground_decoder.decode import decode
+from ground_decoder.decode import decode, entropy_decode
 from ground_decoder.fuzz import check, damage, shuffle_segments
 from rover_encoder.encode import encode
 from rover_encoder.imageio import load_image
@@ -22,10 +22,28 @@ def small_stream(default_library):
 
 
 def test_truncation_at_every_offset(small_stream, default_library):
+    """Cut inside the signature or header: refused. Cut anywhere after: an image, tiles lost."""
     data, full = small_stream
-    outcomes = {check(data[:n], default_library, full.image.shape) for n in range(len(data))}
-    assert outcomes <= {"refused", "concealed"}
-    assert "concealed" in outcomes            # losing the tail loses tiles, not the image
+    header_end = 8 + 12 + 56
+    for n in range(len(data)):
+        if n < header_end:
+            with pytest.raises(RemacError):
+                entropy_decode(data[:n], default_library)
+        else:
+            assert entropy_decode(data[:n], default_library)[5], n      # problems reported, no exception
+        if n % 32 == 0:                                                 # and the full path, now and then
+            expected = "refused" if n < header_end else "concealed"
+            assert check(data[:n], default_library, full.image.shape) == expected, n
+
+
+def test_broken_length_field_loses_one_tile_and_resyncs(small_stream, default_library):
+    data, full = small_stream
+    first_tile = 8 + 12 + 56
+    b = bytearray(data)
+    b[first_tile:first_tile + 4] = b"\xff\xff\xff\x00"       # tile 0's length field
+    out = decode(bytes(b), default_library)
+    assert out.lost_tiles == [0]
+    assert psnr(out.image[:, 80:], full.image[:, 80:]) > 35
 
 
 def test_damaged_tile_is_concealed_and_named_or_refused_with_strict(small_stream, default_library):

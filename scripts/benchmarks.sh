@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Regenerate docs/BENCHMARKS.md: RD on the validation sets, reference experiments, complexity, timing.
+#   BASELINES=DIR reuses classical-codec records from an earlier run (they do not change with REMAC).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data}
+OUT=${OUT:-results}
+reuse=()
+[ -n "${BASELINES:-}" ] && reuse=(--reuse "$BASELINES")
+remac-eval "$DATA/val/gray" --out "$OUT/val_gray" --ref-experiments "${reuse[@]}"
+remac-eval "$DATA/val/gray_native" --out "$OUT/val_gray_native" "${reuse[@]}"
+remac-eval "$DATA/val/color" --out "$OUT/val_color" --ref-experiments "${reuse[@]}"
+python -m evaluation.report "$OUT/val_gray" "$OUT/val_gray_native" "$OUT/val_color" -o docs/BENCHMARKS.md

@@ -1,0 +1,39 @@
+"""remac-eval: BD-rate arithmetic with a known answer, and the CLI's outputs."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from evaluation import rd
+from evaluation.cli import main as eval_main
+from tests.conftest import DATA
+
+
+def test_bd_rate_of_a_uniformly_cheaper_curve():
+    anchor = [(r, 20 + 10 * r ** 0.5, float("nan")) for r in (0.1, 0.2, 0.4, 0.8, 1.6)]
+    test = [(0.8 * r, p, m) for r, p, m in anchor]
+    assert rd.bd_rate(anchor, test) == pytest.approx(-20.0, abs=0.1)
+    assert rd.bd_rate(anchor, anchor) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_bd_rate_tolerates_non_monotone_points_and_refuses_disjoint_curves():
+    anchor = [(0.1, 25, 0), (0.2, 27, 0), (0.4, 30, 0), (0.8, 33, 0), (1.6, 36, 0)]
+    noisy = anchor[:2] + [(0.3, 26.5, 0)] + anchor[2:]
+    assert rd.bd_rate(anchor, noisy) == pytest.approx(0.0, abs=1e-6)
+    far = [(r, p + 50, m) for r, p, m in anchor]
+    assert rd.bd_rate(anchor, far) is None
+
+
+def test_cli_writes_records_summary_and_plots(tmp_path):
+    out = tmp_path / "res"
+    r = CliRunner().invoke(eval_main, [str(DATA), "--out", str(out), "--codecs", "REMAC,JPEG 2000",
+                                       "--qualities", "10,40,70,95"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"data grey", "data colour"}
+    assert summary["data grey"]["images"] == 2 and summary["data colour"]["images"] == 1
+    assert len(summary["data grey"]["curves"]["REMAC"]) == 4
+    assert "REMAC" in summary["data grey"]["bd_rate_psnr_vs_jpeg2000"]
+    assert (out / "rd_data_grey.png").stat().st_size > 1000
+    lines = (out / "records.csv").read_text().splitlines()
+    assert lines[0].startswith("codec,setting,image") and len(lines) == 1 + (4 + 8) * 3
