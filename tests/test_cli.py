@@ -120,3 +120,29 @@ def test_library_build_info_and_rover_export(tmp_path):
     victim.write_bytes(victim.read_bytes() + b"\0")
     r = run(decode_main, [tmp_path / "g.rmc", "--ref-lib", lib])
     assert r.exit_code == 1 and "does not match its sha256" in r.stderr
+
+
+def test_library_problems_are_distinct_errors(tmp_path):
+    import json as _json
+    lib = tmp_path / "lib"
+    assert run(lib_main, ["build", GREY, RGB3, "-o", lib]).exit_code == 0
+    assert run(encode_main, [GREY, "-o", tmp_path / "g.rmc", "--ref-lib", lib]).exit_code == 0
+    # an entry removed from the library (its ID gone): the library ID changes, so it is a different library
+    meta = _json.loads((lib / "library.json").read_text())
+    gone = dict(meta, entries=meta["entries"][:1])
+    (lib / "library.json").write_text(_json.dumps(gone))
+    r = run(decode_main, [tmp_path / "g.rmc", "--ref-lib", lib])
+    assert r.exit_code == 1 and "do not match library ID" in r.stderr
+    # a consistent library built for another model: the rover refuses to select from it
+    from bitstream import library as libmod
+    (lib / "library.json").write_text(_json.dumps(meta))
+    good = libmod.load(lib)
+    libmod.write(lib, {"grey": "00" * 8}, list(good.entries.values()), good.latents, good.deep, good.shallow)
+    r = run(encode_main, [GREY, "-o", tmp_path / "h.rmc", "--ref-lib", lib])
+    assert r.exit_code == 1 and "was built for grey model 0000000000000000" in r.stderr
+
+
+def test_stream_naming_an_absent_reference(tmp_path, default_library):
+    from bitstream.errors import LibraryError
+    with pytest.raises(LibraryError, match="has no reference 00000000deadbeef"):
+        default_library.stats16("00000000deadbeef")

@@ -1,13 +1,15 @@
 """The bit-exact entropy path: integer network, tables, range coding, rover == ground."""
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from PIL import Image
 
 from bitstream import entropy, intnet, modelfile, spec
 from bitstream.errors import ModelError
 from ground_decoder.decode import entropy_decode
 from rover_encoder import analysis
 from rover_encoder.encode import encode
-from rover_encoder.imageio import load_image
+from rover_encoder.imageio import from_pil, load_image
 from tests.conftest import COLOUR, GREY
 
 
@@ -96,3 +98,23 @@ def test_streams_from_one_and_two_threads_both_decode(default_library):
     analysis.analyzer.cache_clear()
     for r in (one, two):
         assert not entropy_decode(r.data, default_library)[4]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(h=st.integers(1, 160), w=st.integers(1, 160), channels=st.sampled_from([1, 3]),
+       quality=st.integers(0, 100), threads=st.sampled_from([1, 2]), smooth=st.booleans(),
+       seed=st.integers(0, 2 ** 16), use_refs=st.booleans())
+def test_property_rover_and_ground_agree_bit_for_bit(h, w, channels, quality, threads, smooth, seed, use_refs,
+                                                     default_library):
+    """Random sizes and contents: identical z_hat, entropy parameters and y_hat on both sides."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+    if smooth:
+        a = np.cumsum(a.astype(np.int64), axis=1) % 256
+    img = from_pil(Image.fromarray(a.astype(np.uint8).squeeze(-1) if channels == 1 else a.astype(np.uint8)))
+    result = encode(img, quality, default_library, use_refs=use_refs, tile=64, threads=threads)
+    _, _, _, tiles, lost, problems = entropy_decode(result.data, default_library)
+    assert not lost and not problems
+    for index, rover in enumerate(result.tiles):
+        for mine, theirs in zip(rover, tiles[index]):
+            assert np.array_equal(mine, theirs)
