@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save_file
 
 from bitstream import spec
 from bitstream.entropy import quantize_pmf
@@ -37,10 +37,10 @@ def heavy_checkpoint_path(name: str) -> Path:
     return ROOT / "models" / "weights" / f"{name}_heavy.safetensors"
 
 
-def load_model(name: str, weights: Path = None) -> REMAC:
-    """The joint (stage-1) checkpoint: encoder, entropy model, base decoder."""
+def load_model(name: str, weights: Path = None, blob: bytes = None) -> REMAC:
+    """The joint (stage-1) checkpoint: encoder, entropy model, base decoder (from `blob` if given)."""
     model = REMAC(CHANNELS[name])
-    model.load_state_dict(load_file(str(weights or checkpoint_path(name))))
+    model.load_state_dict(load(blob) if blob is not None else load_file(str(weights or checkpoint_path(name))))
     return model.eval()
 
 
@@ -134,7 +134,8 @@ def export_decoder(model: REMAC, name: str, model_id: str):
 
 
 def export(name: str, weights: Path = None):
-    model = load_model(name, weights)
+    blob = Path(weights or checkpoint_path(name)).read_bytes()     # one read: hash and weights agree
+    model = load_model(name, blob=blob)
     onnx_path = ROVER_ASSETS / name / "encoder.onnx"
     export_onnx(model, onnx_path)
     arrays = {"gain_int": gain_table(model)}
@@ -151,7 +152,7 @@ def export(name: str, weights: Path = None):
     meta = {"name": name, "channels": model.channels, "m": model.m, "nz": model.nz, "layers": layers,
             "encoder_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest()}
     meta["model_id"] = canonical_digest(arrays, meta).hex()
-    meta["checkpoint_sha256"] = hashlib.sha256(Path(weights or checkpoint_path(name)).read_bytes()).hexdigest()
+    meta["checkpoint_sha256"] = hashlib.sha256(blob).hexdigest()
     folder = BITSTREAM_ASSETS / name
     folder.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(folder / "entropy.npz", **arrays)
