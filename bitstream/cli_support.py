@@ -98,3 +98,22 @@ def run_batch(prog: str, inputs, work, as_json: bool, quiet: bool) -> None:
         if len(inputs) > 1:
             click.echo(f"{prog}: {failed} of {len(inputs)} files failed", err=True)
         sys.exit(1)
+
+
+def version_text(prog: str, ground: bool = False) -> str:
+    """Package version, the shipped model IDs and, on the ground, the ref-decoder versions."""
+    from importlib.metadata import PackageNotFoundError, version
+    from bitstream import library, modelfile
+    try:
+        pkg = version("remac")
+    except PackageNotFoundError:
+        pkg = "unknown"
+    lines = [f"{prog} {pkg} (.rmc format 1.0)"]
+    for name in modelfile.NAME_FOR_CHANNELS.values():
+        line = f"  model {name}: {modelfile.load(name).model_id.hex()}"
+        if ground:
+            from models import ground as ground_models
+            line += f", decoder version {ground_models.load(name).decoder_version}"
+        lines.append(line)
+    lines.append(f"  default library: {library.load().library_id}")
+    return "\n".join(lines)

@@ -6,7 +6,7 @@ import click
 from PIL import Image
 
 from bitstream import library as lib
-from bitstream.cli_support import STDIO, atomic_write, output_for, read_input, run_batch
+from bitstream.cli_support import STDIO, atomic_write, output_for, read_input, run_batch, version_text
 from bitstream.container import SIGNATURE
 from bitstream.errors import RemacError
 
@@ -70,6 +70,8 @@ def _decode_one(inp, output, n, library, strict, threads):
 @click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
 @click.option("--quiet", is_flag=True, help="Only errors and warnings.")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, help="Show versions, model IDs, decoders.",
+              callback=lambda ctx, _, v: v and (click.echo(version_text("remac-decode", ground=True)), ctx.exit()))
 def decode_main(files, output, ref_lib, strict, threads, as_json, quiet):
     if output == STDIO and len(files) > 1:
         raise click.UsageError("-o - takes a single input")

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from bitstream import library as lib
-from bitstream.cli_support import STDIO, atomic_write, output_for, read_input, run_batch
+from bitstream.cli_support import STDIO, atomic_write, output_for, read_input, run_batch, version_text
 from bitstream.container import SIGNATURE
 from bitstream.errors import RemacError
 from rover_encoder.encode import DEFAULT_QUALITY, DEFAULT_TILE, encode
@@ -57,6 +57,8 @@ def _encode_one(inp, output, n, quality, library, use_refs, tile, threads):
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
 @click.option("--quiet", is_flag=True, help="Only errors and warnings.")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, help="Show versions and model IDs.",
+              callback=lambda ctx, _, v: v and (click.echo(version_text("remac-encode")), ctx.exit()))
 def encode_main(images, output, quality, ref_lib, no_refs, tile, threads, as_json, quiet):
     if output == STDIO and len(images) > 1:
         raise click.UsageError("-o - takes a single input")

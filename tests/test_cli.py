@@ -146,3 +146,11 @@ def test_stream_naming_an_absent_reference(tmp_path, default_library):
     from bitstream.errors import LibraryError
     with pytest.raises(LibraryError, match="has no reference 00000000deadbeef"):
         default_library.stats16("00000000deadbeef")
+
+
+def test_version_names_models_and_decoders():
+    from bitstream import modelfile
+    r = run(decode_main, ["--version"])
+    assert r.exit_code == 0
+    assert modelfile.load("grey").model_id.hex() in r.output and "decoder version" in r.output
+    assert modelfile.load("colour").model_id.hex() in run(encode_main, ["--version"]).output
