@@ -96,12 +96,17 @@ def main(argv=None):
     weights = os.path.join(HERE, "weights", f"{run_name}.safetensors")
     opt_path = os.path.join(args.ckpt_dir, f"{run_name}.opt.pt")
     step, elapsed_before = 0, 0.0
-    if os.path.exists(weights) and os.path.exists(opt_path):
+    if os.path.exists(weights):
         model.load_state_dict(load_file(weights))
-        state = torch.load(opt_path)
-        opt.load_state_dict(state["opt"])
-        step, elapsed_before = state["step"], state["elapsed"]
-        print(f"resumed at step {step} ({elapsed_before / 60:.1f} min trained)", flush=True)
+        if os.path.exists(opt_path):
+            state = torch.load(opt_path)
+            opt.load_state_dict(state["opt"])
+            step, elapsed_before = state["step"], state["elapsed"]
+        else:   # a fresh clone ships the weights but not the optimizer state: warm-start Adam
+            from safetensors import safe_open
+            with safe_open(weights, framework="pt") as f:
+                step = int(f.metadata().get("step", 0))
+        print(f"resumed at step {step} ({elapsed_before / 60:.1f} min trained before)", flush=True)
 
     log = open(os.path.join(args.log_dir, f"{run_name}.csv"), "a", newline="")
     writer = csv.writer(log)
