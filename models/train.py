@@ -29,9 +29,9 @@ def lambda_for_quality(q):
     return torch.exp(logs[lo] * (1 - f) + logs[lo + 1] * f)
 
 
-def rd_loss(model, x, x_ref, q, ref_on, noisy=True):
+def rd_loss(model, x, x_ref, q, ref_on, decoder_ref_on=None, noisy=True):
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=noisy):
-        out = model(x, x_ref, q, ref_on, noisy=noisy)
+        out = model(x, x_ref, q, ref_on, decoder_ref_on=decoder_ref_on, noisy=noisy)
     pixels = x.shape[2] * x.shape[3]
     mse = ((out["x_hat"].float().clamp(0, 1) if not noisy else out["x_hat"].float()) - x).pow(2).mean((1, 2, 3))
     bpp = (out["bits_y"] + out["bits_z"]) / pixels
@@ -67,6 +67,8 @@ def main(argv=None):
                     help="joint: encoder + entropy model + decoder; decoder: freeze the bitstream side and "
                          "train a heavier ref-decoder initialised from the joint one (no bitstream change)")
     ap.add_argument("--decoder-extra", default="2,2,2,2", help="extra residual blocks at 1/16,1/8,1/4,1/2 (stage decoder)")
+    ap.add_argument("--no-entropy-refs", action="store_true", help="ablation: entropy model never sees a reference")
+    ap.add_argument("--no-decoder-refs", action="store_true", help="ablation: decoder never sees a reference")
     args = ap.parse_args(argv)
     cfg = json.load(open(args.config))
     torch.set_num_threads(args.threads)
@@ -82,6 +84,7 @@ def main(argv=None):
 
     base_weights = os.path.join(HERE, "weights", f"{cfg['name']}.safetensors")
     run_name = cfg["name"] if args.stage == "joint" else f"{cfg['name']}_heavy"
+    run_name += "_noentref" * args.no_entropy_refs + "_nodecref" * args.no_decoder_refs
     extra = tuple(int(v) for v in args.decoder_extra.split(",")) if args.stage == "decoder" else (0, 0, 0, 0)
     model = REMAC(cfg["channels"], decoder_extra=extra).to(device).to(memory_format=torch.channels_last)
     trainable = model.parameters()
@@ -133,7 +136,9 @@ def main(argv=None):
         ref = ref.to(device).to(memory_format=torch.channels_last)
         q = torch.rand(x.shape[0], device=device) * 100
         ref_on = torch.rand(x.shape[0], device=device) > cfg["ref_dropout"]
-        loss, mse, bpp = rd_loss(model, x, ref, q, ref_on)
+        dec_on = ref_on & (not args.no_decoder_refs)
+        ref_on = ref_on & (not args.no_entropy_refs)
+        loss, mse, bpp = rd_loss(model, x, ref, q, ref_on, dec_on)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 5.0)
