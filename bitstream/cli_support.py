@@ -59,25 +59,43 @@ def atomic_write(path: str, data: bytes) -> None:
 
 
 def output_for(inp: str, output: str, n_inputs: int, suffix: str) -> str:
-    """Where one input's result goes: -o file/-, -o directory (batch), or beside the input."""
-    if output is not None and (n_inputs == 1 and not Path(output).is_dir()):
+    """Where one input's result goes: -o file/-, -o directory (batch, or a name ending in '/'),
+    or beside the input."""
+    if output is not None and n_inputs > 1 and output != STDIO and not Path(output).is_dir():
+        raise RemacError(f"{output}: with several inputs, -o must be an existing directory")
+    if output is not None and (n_inputs == 1 and not Path(output).is_dir() and not output.endswith(os.sep)):
         return output
     stem = "stdin" if inp == STDIO else Path(inp).name.rsplit(".", 1)[0]
     folder = Path(output) if output is not None else (Path.cwd() if inp == STDIO else Path(inp).parent)
     return str(folder / (stem + suffix))
 
 
-def run_batch(prog: str, inputs, work, as_json: bool, quiet: bool) -> None:
-    """Call work(inp) -> dict for every input; carry on past failures; exit 1 if any failed."""
+def plan_outputs(prog: str, inputs, output: str, suffix: str) -> list:
+    """-> [(input, output path)]; exits 1 with one line if -o cannot serve these inputs."""
+    try:
+        return [(inp, output_for(inp, output, len(inputs), suffix)) for inp in inputs]
+    except RemacError as exc:
+        click.echo(f"{prog}: error: {exc}", err=True)
+        sys.exit(1)
+
+
+def run_batch(prog: str, jobs, work, as_json: bool, quiet: bool) -> None:
+    """Call work(inp, out) -> dict for every (input, output) job; carry on past failures (an output
+    claimed by two inputs fails the second); exit 1 if any failed."""
+    inputs = [inp for inp, _ in jobs]
     failed = 0
+    claimed = {}
     show_bar = len(inputs) > 1 and not (quiet or as_json) and sys.stderr.isatty()
-    items = inputs
+    items = jobs
     if show_bar:
         from tqdm import tqdm
-        items = tqdm(inputs, desc=prog, unit="file", file=sys.stderr)
-    for inp in items:
+        items = tqdm(jobs, desc=prog, unit="file", file=sys.stderr)
+    for inp, out in items:
         try:
-            info = work(inp)
+            if out != STDIO and out in claimed:
+                raise RemacError(f"{inp}: output {out} is already written for {claimed[out]}")
+            claimed[out] = inp
+            info = work(inp, out)
         except RemacError as exc:
             failed += 1
             click.echo(f"{prog}: error: {exc}", err=True)
@@ -100,8 +118,9 @@ def run_batch(prog: str, inputs, work, as_json: bool, quiet: bool) -> None:
         sys.exit(1)
 
 
-def version_text(prog: str, ground: bool = False) -> str:
-    """Package version, the shipped model IDs and, on the ground, the ref-decoder versions."""
+def version_text(prog: str, describe_model=None) -> str:
+    """Package version, the shipped model IDs (plus describe_model(name) per model, if given) and
+    the default library; missing artifacts are reported, not raised."""
     from importlib.metadata import PackageNotFoundError, version
     from bitstream import library, modelfile
     try:
@@ -110,10 +129,13 @@ def version_text(prog: str, ground: bool = False) -> str:
         pkg = "unknown"
     lines = [f"{prog} {pkg} (.rmc format 1.0)"]
     for name in modelfile.NAME_FOR_CHANNELS.values():
-        line = f"  model {name}: {modelfile.load(name).model_id.hex()}"
-        if ground:
-            from models import ground as ground_models
-            line += f", decoder version {ground_models.load(name).decoder_version}"
-        lines.append(line)
-    lines.append(f"  default library: {library.load().library_id}")
+        try:
+            lines.append(f"  model {name}: {modelfile.load(name).model_id.hex()}"
+                         + (describe_model(name) if describe_model else ""))
+        except RemacError as exc:
+            lines.append(f"  model {name}: unavailable ({exc})")
+    try:
+        lines.append(f"  default library: {library.load().library_id}")
+    except RemacError as exc:
+        lines.append(f"  default library: unavailable ({exc})")
     return "\n".join(lines)

@@ -65,6 +65,11 @@ class Header:
         top, left = ty * self.tile_height, tx * self.tile_width
         return top, left, min(self.tile_height, self.height - top), min(self.tile_width, self.width - left)
 
+    def padded_tile(self, index):
+        """-> (ph, pw): tile `index`'s size rounded up to multiples of 64 (what the codec analyses)."""
+        _, _, h, w = self.tile_box(index)
+        return -(-h // 64) * 64, -(-w // 64) * 64
+
     def pack(self) -> bytes:
         self.validate()
         return _HDR.pack(*self.version, self.model_id, self.library_id, self.entropy_ref_id,
@@ -104,7 +109,13 @@ class Header:
             (all(64 <= t <= 4096 and t % 64 == 0 for t in (self.tile_width, self.tile_height)),
              f"tile size {self.tile_width}x{self.tile_height} is not a multiple of 64 in 64..4096"),
             (self.flags & ~1 == 0, f"unknown flags 0x{self.flags:02x}"),
-            (len(self.model_id) == 8 and len(self.library_id) == 8, "ids must be 8 bytes"),
+            (all(len(i) == 8 for i in (self.model_id, self.library_id, self.entropy_ref_id, self.decoder_ref_id)),
+             "ids must be 8 bytes"),
+            (self.bit_depth == 8 or self.output_channels == 1, "16-bit samples are defined for grey images only"),
+            (bool(self.flags & 1) == (self.entropy_ref_id != ZERO_ID),
+             "flag 'entropy reference used' disagrees with entropy_ref_id"),
+            (self.library_id != ZERO_ID or (self.entropy_ref_id == ZERO_ID and self.decoder_ref_id == ZERO_ID),
+             "reference IDs given without a library_id"),
         ]
         for ok, message in checks:
             if not ok:
@@ -131,7 +142,7 @@ def write(header: Header, tiles: dict) -> bytes:
 class Parsed:
     header: Header
     tiles: dict = field(default_factory=dict)          # index -> (n,) uint32
-    damaged: list = field(default_factory=list)        # (index or None, reason)
+    damaged: list = field(default_factory=list)        # (None, reason): damage not tied to a known tile
 
     def missing(self):
         return [i for i in range(self.header.tile_count) if i not in self.tiles]
@@ -151,16 +162,31 @@ def _segment_at(data: bytes, pos: int):
     return kind, payload, crc == zlib.crc32(kind + payload), pos + 12 + length
 
 
+def _plausible(data: bytes, pos: int) -> bool:
+    """Cheap framing checks before paying for a CRC: REND is empty, TILE's length matches its words."""
+    (length,) = struct.unpack_from(">I", data, pos)
+    kind = data[pos + 4:pos + 8]
+    if kind == b"REND":
+        return length == 0
+    if length < 8 or pos + 16 > len(data):
+        return False
+    (words,) = struct.unpack_from(">I", data, pos + 12)
+    return length == 8 + 4 * words
+
+
 def _resync(data: bytes, start: int):
-    """First offset >= start where a TILE or REND segment with a valid CRC begins (damage recovery)."""
+    """First offset >= start where a TILE or REND segment with a valid CRC begins (damage recovery).
+
+    Candidates must pass _plausible before their CRC is computed, keeping recovery linear-ish."""
     candidates = []
     for tag in (b"TILE", b"REND"):
         i = data.find(tag, start + 4)
         while i != -1:
-            seg = _segment_at(data, i - 4)
-            if seg is not None and seg[2]:
-                candidates.append(i - 4)
-                break
+            if i >= 4 and _plausible(data, i - 4):
+                seg = _segment_at(data, i - 4)
+                if seg is not None and seg[2]:
+                    candidates.append(i - 4)
+                    break
             i = data.find(tag, i + 1)
     return min(candidates) if candidates else None
 
@@ -183,7 +209,8 @@ def read(data: bytes) -> Parsed:
     ended = False
     while pos < len(data):
         if ended:
-            raise FormatError(f"data after REND at byte {pos}")
+            parsed.damaged.append((None, f"{len(data) - pos} unexpected bytes after REND"))
+            break
         seg = _segment_at(data, pos)
         if seg is None:
             nxt = _resync(data, pos + 1)
@@ -193,12 +220,19 @@ def read(data: bytes) -> Parsed:
             pos = nxt
             continue
         kind, payload, crc_ok, nxt = seg
-        if kind == b"TILE":
-            _read_tile(parsed, payload, crc_ok, pos)
-        elif kind == b"REND" and crc_ok:
-            ended = True
-        elif not crc_ok:
+        if not crc_ok:      # its length may be the damaged field: do not trust it, resynchronise
             parsed.damaged.append((None, f"segment at byte {pos} fails its CRC"))
+            nxt = _resync(data, pos + 1)
+            if nxt is None:
+                break
+            pos = nxt
+            continue
+        if kind == b"TILE":
+            _read_tile(parsed, payload, pos)
+        elif kind == b"REND":
+            if payload:
+                parsed.damaged.append((None, f"REND at byte {pos} is not empty"))
+            ended = True
         elif kind == b"RHDR":
             raise FormatError(f"second RHDR at byte {pos}")
         elif kind[0:1].isupper():
@@ -209,10 +243,7 @@ def read(data: bytes) -> Parsed:
     return parsed
 
 
-def _read_tile(parsed: Parsed, payload: bytes, crc_ok: bool, pos: int):
-    if not crc_ok:
-        parsed.damaged.append((None, f"TILE at byte {pos} fails its CRC"))
-        return
+def _read_tile(parsed: Parsed, payload: bytes, pos: int):
     if len(payload) < 8:
         parsed.damaged.append((None, f"TILE at byte {pos} is too short"))
         return

@@ -56,7 +56,8 @@ class Library:
         return [i for i, e in self.entries.items() if e["modality"] == modality]
 
     def check_model(self, name: str, model_id: bytes):
-        if self.models.get(name) != model_id.hex():
+        shapes = {self.latents[i].shape[1] for i in self.ids_for(name)}
+        if self.models.get(name) != model_id.hex() or len(shapes) > 1:
             raise LibraryError(f"library {self.path} was built for {name} model {self.models.get(name)}, "
                                f"not {model_id.hex()}; rebuild it with remac-lib build")
 
@@ -101,6 +102,9 @@ def load(path=None) -> Library:
         raise LibraryError(f"{path}: library version {meta.get('version')!r} is not supported (need {VERSION})")
     try:
         entries = {e["id"]: e for e in meta["entries"]}
+        models = dict(meta["models"])
+        if not all(isinstance(e, dict) and {"id", "sha256", "modality"} <= e.keys() for e in meta["entries"]):
+            raise KeyError("entry without id/sha256/modality")
         with np.load(path / "latents.npz") as npz:
             latents = {k: npz[k].astype(np.int64) for k in npz.files}
         with np.load(path / "descriptors.npz") as npz:
@@ -111,9 +115,12 @@ def load(path=None) -> Library:
     missing = [i for i in entries if i not in latents or i not in deep or i not in shallow]
     if missing:
         raise LibraryError(f"{path}: no latents/descriptors for entries {', '.join(missing[:5])}")
-    if compute_library_id(meta["models"], meta["entries"], latents) != meta.get("library_id"):
+    bad = [i for i, a in latents.items() if a.ndim != 2 or a.shape[0] != 2]
+    if bad:
+        raise LibraryError(f"{path}: latent statistics of {bad[0]} have shape {latents[bad[0]].shape}, expected (2, M)")
+    if compute_library_id(models, meta["entries"], latents) != meta.get("library_id"):
         raise LibraryError(f"{path}: contents do not match library ID {meta.get('library_id')} (modified?)")
-    return Library(path, meta["library_id"], meta["models"], entries, latents, deep, shallow,
+    return Library(path, meta["library_id"], models, entries, latents, deep, shallow,
                    bool(meta.get("rover_export")))
 
 

@@ -83,13 +83,18 @@ def load(name: str, assets: Path = ASSETS) -> EntropyModel:
     if canonical_digest(arrays, meta).hex() != meta.get("model_id"):
         raise ModelError(f"model '{name}': artifacts in {folder} do not match their model ID (damaged?)")
     net = _net(arrays, meta["layers"])
-    flat = {"trunk": net["trunk"], "ref": net["ref"], "fuse": net["fuse"], "out": net["out"]}
-    intnet.check_exact(flat)
+    intnet.check_exact(net)
     gain = arrays["gain_int"].astype(np.int64)
-    if gain.shape != (spec.QUALITY_LEVELS, meta["m"]):
-        raise ModelError(f"model '{name}': gain table has shape {gain.shape}")
-    return EntropyModel(name, meta["channels"], meta["m"], meta["nz"], net, _tables(arrays, "y"),
-                        _tables(arrays, "z"), gain, bytes.fromhex(meta["model_id"]), meta["encoder_sha256"])
+    y_tables, z_tables = _tables(arrays, "y"), _tables(arrays, "z")
+    m, idx_lo, idx_hi = meta["m"], net["out"]["lo"][meta["m"]:], net["out"]["hi"][meta["m"]:]
+    checks = [(gain.shape == (spec.QUALITY_LEVELS, m), f"gain table has shape {gain.shape}"),
+              (len(z_tables.sizes) == meta["nz"], "z tables do not match the hyper-latent channels"),
+              (idx_lo.min() >= 0 and idx_hi.max() < len(y_tables.sizes), "scale indices exceed the y tables")]
+    for ok, message in checks:
+        if not ok:
+            raise ModelError(f"model '{name}': {message}")
+    return EntropyModel(name, meta["channels"], m, meta["nz"], net, y_tables, z_tables, gain,
+                        bytes.fromhex(meta["model_id"]), meta["encoder_sha256"])
 
 
 def for_channels(channels: int) -> EntropyModel:

@@ -18,7 +18,6 @@ import numpy as np
 ACT_MAX = 255
 ACT_SCALE = 1.0 / 16
 Z_CLIP = 255
-REF_STAT_SCALE = 1.0 / 16
 REF_SCALE = 1.0 / 4
 REF_CLIP = 4095
 GAIN_FRAC_BITS = 12

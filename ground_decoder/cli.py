@@ -6,7 +6,7 @@ import click
 from PIL import Image
 
 from bitstream import library as lib
-from bitstream.cli_support import STDIO, atomic_write, output_for, read_input, run_batch, version_text
+from bitstream.cli_support import STDIO, atomic_write, plan_outputs, read_input, run_batch, version_text
 from bitstream.container import SIGNATURE
 from bitstream.errors import RemacError
 
@@ -26,12 +26,16 @@ Exit status: 0 all decoded, 1 some input failed (the rest still decoded), 2 usag
 """
 
 
+def _decoder_version(name: str) -> str:
+    from models import ground
+    return f", decoder version {ground.load(name).decoder_version}"
+
+
 def encode_image_bytes(image, fmt: str) -> bytes:
-    im = Image.fromarray(image)             # uint8 -> L / RGB, uint16 (H,W) -> I;16
     buf = io.BytesIO()
     try:
-        im.save(buf, format=fmt)
-    except (KeyError, OSError, ValueError) as exc:
+        Image.fromarray(image).save(buf, format=fmt)      # uint8 -> L / RGB, uint16 (H,W) -> I;16
+    except (KeyError, OSError, ValueError, TypeError) as exc:
         raise RemacError(f"cannot write a {image.dtype} image as {fmt} ({exc})") from None
     return buf.getvalue()
 
@@ -44,7 +48,7 @@ def _format_for(path: str) -> str:
     return fmt
 
 
-def _decode_one(inp, output, n, library, strict, threads):
+def _decode_one(inp, out, library, strict, threads):
     from ground_decoder.decode import decode
     data = read_input(inp)
     if not data.startswith(SIGNATURE):
@@ -54,7 +58,6 @@ def _decode_one(inp, output, n, library, strict, threads):
         result = decode(data, library, strict, threads)
     except RemacError as exc:
         raise RemacError(f"{inp}: {exc}") from None
-    out = output_for(inp, output, n, ".dec.png")
     atomic_write(out, encode_image_bytes(result.image, _format_for(out)))
     h = result.header
     return {"output": out, "width": h.width, "height": h.height, "channels": h.output_channels,
@@ -71,7 +74,7 @@ def _decode_one(inp, output, n, library, strict, threads):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
 @click.option("--quiet", is_flag=True, help="Only errors and warnings.")
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, help="Show versions, model IDs, decoders.",
-              callback=lambda ctx, _, v: v and (click.echo(version_text("remac-decode", ground=True)), ctx.exit()))
+              callback=lambda ctx, _, v: v and (click.echo(version_text("remac-decode", _decoder_version)), ctx.exit()))
 def decode_main(files, output, ref_lib, strict, threads, as_json, quiet):
     if output == STDIO and len(files) > 1:
         raise click.UsageError("-o - takes a single input")
@@ -84,5 +87,6 @@ def decode_main(files, output, ref_lib, strict, threads, as_json, quiet):
         except RemacError as exc:
             click.echo(f"remac-decode: error: {exc}", err=True)
             sys.exit(1)
-    run_batch("remac-decode", list(files), lambda inp: _decode_one(inp, output, len(files), library, strict, threads),
+    jobs = plan_outputs("remac-decode", list(files), output, ".dec.png")
+    run_batch("remac-decode", jobs, lambda inp, out: _decode_one(inp, out, library, strict, threads),
               as_json, quiet or output == STDIO)

@@ -58,8 +58,7 @@ def decoder_reference(header, library, channels) -> torch.Tensor:
 
 def decode_tile(model, header, words, index, r):
     """-> (z_hat, mu16, idx, y_hat_g) of tile `index`; y_hat_g (M, ph/16, pw/16) float32."""
-    _, _, h, w = header.tile_box(index)
-    ph, pw = -(-h // 64) * 64, -(-w // 64) * 64
+    ph, pw = header.padded_tile(index)
     dec = entropy.TileDecoder(words, index)
     z_hat = dec.z((model.nz, ph // 64, pw // 64), model.z_tables)
     if np.abs(z_hat).max(initial=0) > spec.Z_CLIP:
@@ -102,6 +101,8 @@ def decode(data: bytes, library: Library = None, strict: bool = False, threads: 
     header = parsed.header
     if problems and strict:
         raise RemacError("damaged stream: " + "; ".join(problems))
+    if not tiles:
+        raise RemacError("damaged stream: no tile could be decoded (" + "; ".join(problems[:3]) + ")")
     x_ref = decoder_reference(header, library, model.channels)
     latents = {i: t[3] for i, t in tiles.items()}
 
@@ -113,15 +114,19 @@ def decode(data: bytes, library: Library = None, strict: bool = False, threads: 
     x_hat = gm.synthesize(torch.from_numpy(y_map)[None], header.quality, x_ref)[0].numpy()
     x_hat = x_hat[:, :header.height, :header.width]
     conceal(x_hat, header, lost)
-    warnings = [f"lost tiles {', '.join(map(str, lost))} (filled flat): " + "; ".join(problems)] if problems else []
+    warnings = []
+    if lost:
+        warnings.append(f"lost tiles {', '.join(map(str, lost))} (filled flat)")
+    if problems:
+        warnings.append("damage: " + "; ".join(problems))
     return DecodeResult(to_samples(x_hat, header), header, lost, warnings)
 
 
 def assemble(header, latents: dict, m: int) -> np.ndarray:
     """Place each tile's latent at its position: -> (M, H_l, W_l); lost tiles stay zero."""
     t16h, t16w = header.tile_height // 16, header.tile_width // 16
-    last_h = -(-header.tile_box(header.tile_count - 1)[2] // 64) * 4
-    last_w = -(-header.tile_box(header.tiles_x - 1)[3] // 64) * 4
+    last_h = header.padded_tile(header.tile_count - 1)[0] // 16
+    last_w = header.padded_tile(header.tiles_x - 1)[1] // 16
     y_map = np.zeros((m, (header.tiles_y - 1) * t16h + last_h, (header.tiles_x - 1) * t16w + last_w), np.float32)
     for index, y in latents.items():
         ty, tx = divmod(index, header.tiles_x)

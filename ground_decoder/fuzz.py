@@ -57,17 +57,20 @@ def check(data: bytes, library, expected_shape) -> str:
 
 
 def main(argv=None):
+    from pathlib import Path
     from rover_encoder.encode import encode
     from rover_encoder.imageio import load_image
     from bitstream.library import load
-    from tests.conftest import COLOUR, GREY
+    data = Path(__file__).resolve().parent.parent / "tests" / "data"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("images", nargs="*", default=[data / "navcam_gray.png", data / "mastcam_rgb.png"],
+                    help="images to make the streams from [default: the test images]")
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     library, rng = load(), random.Random(args.seed)
     streams = []
-    for path in (GREY, COLOUR):
+    for path in args.images:
         img = load_image(path)
         img.pixels = img.pixels[:, :96, :160]
         r = encode(img, 50, library, tile=64)

@@ -85,8 +85,8 @@ class HyperSynthesis(nn.Module):
         lo = [-spec.MEAN_CLIP] * m + [0] * m
         hi = [spec.MEAN_CLIP] * m + [spec.SCALE_LEVELS - 1] * m
         self.out = QConv(192, 2 * m, 1, s_in=a, s_out=s_out, lo=lo, hi=hi)
-        with torch.no_grad():   # start scale indices mid-table
-            self.out.bias[m:] = spec.SCALE_LEVELS / 2 * 0.0 + 20.0
+        with torch.no_grad():   # start scale indices at 20 (sigma ~ 0.5): small latents early on
+            self.out.bias[m:] = 20.0
         self.m = m
 
     def forward(self, z_hat, r):
@@ -168,11 +168,17 @@ class RefDecoder(nn.Module):
         self.x16, self.x8, self.x4, self.x2 = (grow(ch, n) for ch, n in zip(width, extra))
         self.extra = tuple(extra)
 
-    def forward(self, y_hat, x_ref):
-        r2 = self.ref2(x_ref)
-        r4 = self.ref4(r2)
+    def reference_features(self, x_ref):
+        """x_ref (B,C,H',W') -> pyramid (r4, r8, r16) used by synthesize()."""
+        r4 = self.ref4(self.ref2(x_ref))
         r8 = self.ref8(r4)
-        r16 = self.ref16(r8)
+        return r4, r8, self.ref16(r8)
+
+    def forward(self, y_hat, x_ref):
+        return self.synthesize(y_hat, self.reference_features(x_ref))
+
+    def synthesize(self, y_hat, ref_feats):
+        r4, r8, r16 = ref_feats
         h = self.s16a(self.head(y_hat))
         h = self.x16(self.s16b(self.att16(h, r16)))
         h = self.x8(self.s8(self.mod8(self.up8(h), r8)))
@@ -222,7 +228,7 @@ class REMAC(nn.Module):
         shift = spec.GAIN_FRAC_BITS + 2
         prod = ref_stats16.to(torch.int64) * gain_int.to(torch.int64)[:, None, :]
         r = ((prod + (1 << (shift - 1))) >> shift).clamp(-spec.REF_CLIP, spec.REF_CLIP).flatten(1).float()
-        flag = torch.full_like(r[:, :1], 4.0)
+        flag = torch.full_like(r[:, :1], 1 / spec.REF_SCALE)
         return torch.cat([r, flag], dim=1) * ref_on[:, None].float()
 
     @staticmethod
@@ -237,7 +243,7 @@ class REMAC(nn.Module):
         """x, x_ref: (B,C,H,W) in [0,1]; q: (B,) quality; ref_on: (B,) bool; noisy: uniform-noise
         rate proxy (training) or rounded latents (evaluation).
 
-        Returns dict with x_hat, bits_y, bits_z (each (B,)), and the indices for logging.
+        Returns {"x_hat": (B,C,H,W), "bits_y": (B,), "bits_z": (B,)}.
         """
         gain, inv_gain = self.gains_for_quality(q)
         g_int = self.gain_int(gain.detach())
@@ -249,6 +255,10 @@ class REMAC(nn.Module):
             y_ref, _ = self.encoder.analysis(x_ref)
         r = self.ref_vector(self.latent_stats16(y_ref.float()), g_int, ref_on)
         y_g, z = y_g.float(), z.float()
+        with torch.autocast(x.device.type, enabled=False):     # the integer path trains in fp32
+            return self._entropy_and_synthesis(x_ref, y_g, z, r, inv_gain, noisy, decoder_ref_on)
+
+    def _entropy_and_synthesis(self, x_ref, y_g, z, r, inv_gain, noisy, decoder_ref_on):
         z_hat = round_half_up(z).clamp(-spec.Z_CLIP, spec.Z_CLIP)
         z_tilde = z + torch.empty_like(z).uniform_(-0.5, 0.5) if noisy else z_hat
         bits_z = -torch.log2(self.z_prior.likelihood(z_tilde)).sum((1, 2, 3))
@@ -260,5 +270,6 @@ class REMAC(nn.Module):
         bits_y = -torch.log2(gaussian_likelihood(y_tilde, mu, sigma)).sum((1, 2, 3))
         y_hat = y_hat_g * inv_gain[:, :, None, None]
         dec_ref = x_ref if decoder_ref_on is None else x_ref * decoder_ref_on[:, None, None, None].float()
-        x_hat = self.decoder(y_hat, dec_ref)
+        with torch.autocast(y_hat.device.type, dtype=torch.bfloat16, enabled=noisy):   # float decoder: bf16 ok
+            x_hat = self.decoder(y_hat, dec_ref)
         return {"x_hat": x_hat, "bits_y": bits_y, "bits_z": bits_z}

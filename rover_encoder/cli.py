@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from bitstream import library as lib
-from bitstream.cli_support import STDIO, atomic_write, output_for, read_input, run_batch, version_text
+from bitstream.cli_support import STDIO, atomic_write, plan_outputs, read_input, run_batch, version_text
 from bitstream.container import SIGNATURE
 from bitstream.errors import RemacError
 from rover_encoder.encode import DEFAULT_QUALITY, DEFAULT_TILE, encode
@@ -31,13 +31,12 @@ Exit status: 0 all encoded, 1 some input failed (the rest still encoded), 2 usag
 """
 
 
-def _encode_one(inp, output, n, quality, library, use_refs, tile, threads):
+def _encode_one(inp, out, quality, library, use_refs, tile, threads):
     data = read_input(inp)
     if data.startswith(SIGNATURE):
         raise RemacError(f"{inp}: is already a .rmc stream (use remac-decode)")
     img = load_image(data, name=inp)
     result = encode(img, quality, library, use_refs, tile, threads)
-    out = output_for(inp, output, n, ".rmc")
     atomic_write(out, result.data)
     h = result.header
     return {"output": out, "bytes": len(result.data), "bpp": round(result.bpp, 4), "width": h.width,
@@ -72,9 +71,9 @@ def encode_main(images, output, quality, ref_lib, no_refs, tile, threads, as_jso
             click.echo(f"remac-encode: error: {exc}", err=True)
             sys.exit(1)
     quiet = quiet or output == STDIO
-    run_batch("remac-encode", list(images),
-              lambda inp: _encode_one(inp, output, len(images), quality, library, not no_refs, tile, threads),
-              as_json, quiet)
+    jobs = plan_outputs("remac-encode", list(images), output, ".rmc")
+    run_batch("remac-encode", jobs,
+              lambda inp, out: _encode_one(inp, out, quality, library, not no_refs, tile, threads), as_json, quiet)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,12 +99,12 @@ def _fail(exc):
 def lib_build(images, output, threads):
     """Build a library from IMAGES (grey and colour may be mixed)."""
     from rover_encoder.library_build import build
-    if Path(output).exists() and any(Path(output).iterdir()):
-        _fail(RemacError(f"{output}: exists and is not empty"))
     try:
         library_id = build(images, Path(output), threads)
     except RemacError as exc:
         _fail(exc)
+    except OSError as exc:
+        _fail(RemacError(f"{output}: cannot write the library ({exc.strerror or exc})"))
     click.echo(f"library {library_id}: {len(images)} images -> {output}")
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from bitstream import container, entropy, intnet, modelfile, spec
-from bitstream.container import Header, ZERO_ID
-from bitstream.errors import RemacError
+from bitstream.container import Header
+from bitstream.errors import FormatError, RemacError
 from bitstream.library import Library, nearest
 from rover_encoder.analysis import analyzer, deep_descriptor, gain_for_quality
 from rover_encoder.imageio import SourceImage
@@ -51,21 +51,23 @@ def analyse_tiles(img: SourceImage, run, header: Header, gain: np.ndarray):
 
 
 def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = None, use_refs: bool = True,
-           tile: int = DEFAULT_TILE, threads: int = 1, force_refs: tuple = None) -> EncodeResult:
+           tile: int = DEFAULT_TILE, threads: int = 1, force_refs: tuple = None,
+           keep_tiles: bool = False) -> EncodeResult:
     """Encode one image. force_refs=(entropy_ref_id, decoder_ref_id) overrides the selection
-    (reference experiments only)."""
+    (reference experiments only); keep_tiles keeps what the coder saw per tile (for checks)."""
     if not 0 <= quality <= 100:
         raise RemacError(f"quality {quality} is out of range 0..100")
     if tile % 64 or not 64 <= tile <= 4096:
         raise RemacError(f"tile size {tile} must be a multiple of 64 in 64..4096")
-    if img.width > container.MAX_SIDE or img.height > container.MAX_SIDE or img.width * img.height > container.MAX_PIXELS:
-        raise RemacError(f"image {img.width}x{img.height} exceeds REMAC's limits (sides <= {container.MAX_SIDE}, "
-                         f"<= {container.MAX_PIXELS} pixels)")
     channels = img.pixels.shape[0]
     model = modelfile.for_channels(channels)
-    run = analyzer(model.name, threads)
     header = Header(model.model_id, img.width, img.height, channels, img.output_channels, img.bit_depth,
                     quality, tile, tile)
+    try:
+        header.validate()
+    except FormatError as exc:
+        raise RemacError(f"cannot encode this image: {str(exc).removeprefix('RHDR: ')}") from None
+    run = analyzer(model.name, threads)
     gain = gain_for_quality(model, quality)
 
     analysed, deep, shallow = analyse_tiles(img, run, header, gain)
@@ -89,5 +91,7 @@ def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = 
         mu16, idx = intnet.hyper_synthesis(model.net, z_hat, r)
         symbols = entropy.symbols_for(y * gain[:, None, None], mu16)
         words[index] = entropy.encode_tile(z_hat, symbols, idx, model.z_tables, model.y_tables)
-        coded.append((z_hat, mu16, idx, (symbols + mu16 / 2 ** spec.MEAN_FRAC_BITS).astype(np.float32)))
-    return EncodeResult(container.write(header, words), header, eref, dref, coded)
+        if keep_tiles:
+            coded.append((z_hat, mu16, idx, (symbols + mu16 / 2 ** spec.MEAN_FRAC_BITS).astype(np.float32)))
+        analysed[index] = None          # release the tile's latents as soon as it is coded
+    return EncodeResult(container.write(header, words), header, eref, dref, coded if keep_tiles else None)

@@ -38,7 +38,15 @@ def load_image(source, name: str = None) -> SourceImage:
     name = name or str(source)
     try:
         im = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
+        w, h = im.size
+        if w > 65535 or h > 65535 or w * h > 2 ** 28:
+            raise RemacError(f"{name}: image {w}x{h} exceeds REMAC's limits (sides <= 65535, <= 2^28 pixels)")
         im.load()
+        return from_pil(im, name)
+    except RemacError:
+        raise
+    except MemoryError:
+        raise
     except FileNotFoundError:
         raise RemacError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -49,7 +57,8 @@ def load_image(source, name: str = None) -> SourceImage:
         raise RemacError(f"{name}: cannot decode image ({exc})") from None
     except Image.DecompressionBombError:
         raise RemacError(f"{name}: image too large (more than {Image.MAX_IMAGE_PIXELS} pixels)") from None
-    return from_pil(im, name)
+    except Exception as exc:        # Pillow raises many types on hostile files
+        raise RemacError(f"{name}: cannot decode image ({type(exc).__name__}: {exc})") from None
 
 
 def from_pil(im: Image.Image, name: str = "image") -> SourceImage:
@@ -74,6 +83,3 @@ def from_pil(im: Image.Image, name: str = "image") -> SourceImage:
         return SourceImage((a[..., 0].astype(np.float32) / 255)[None], 3, 8, warnings)
     return SourceImage(a.transpose(2, 0, 1).astype(np.float32) / 255, 3, 8, warnings)
 
-
-def coded_channels(img: SourceImage) -> int:
-    return img.pixels.shape[0]

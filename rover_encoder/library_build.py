@@ -2,7 +2,9 @@
 library can be built on the rover or on the ground with the same code and no torch."""
 import hashlib
 import io
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +27,25 @@ def _png_bytes(img) -> bytes:
 
 
 def build(images, out: Path, threads: int = 1, progress=None) -> str:
-    """images: paths. Writes the library into `out` (created). -> library ID."""
+    """images: paths. Builds the library in a temporary sibling directory and renames it to `out`
+    (which must not exist or be empty), so a failure leaves nothing behind. -> library ID."""
     out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise LibraryError(f"{out}: exists and is not an empty directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        library_id = _build_into(images, tmp, threads, progress)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+        return library_id
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _build_into(images, out: Path, threads, progress) -> str:
     (out / "images").mkdir(parents=True, exist_ok=True)
     entries, latents, deep_all, shallow_all, models = [], {}, {}, {}, {}
     for path in images:
@@ -60,8 +79,9 @@ def export_rover(src: Path, out: Path) -> str:
     library = lib.load(src)
     if Path(out).resolve() == Path(src).resolve():
         raise LibraryError("export-rover: output directory must differ from the library")
-    Path(out).mkdir(parents=True, exist_ok=True)
-    for name in ("latents.npz", "descriptors.npz"):
-        shutil.copyfile(Path(src) / name, Path(out) / name)
-    return lib.write(Path(out), library.models, list(library.entries.values()), library.latents, library.deep,
-                     library.shallow, rover_export=True)
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return lib.write(Path(out), library.models, list(library.entries.values()), library.latents, library.deep,
+                         library.shallow, rover_export=True)
+    except OSError as exc:
+        raise LibraryError(f"export-rover: cannot write {out} ({exc.strerror or exc})") from None

@@ -97,7 +97,7 @@ def test_decoder_refuses_images_and_empty_files(tmp_path):
     assert r.exit_code == 1 and "not a .rmc stream" in r.stderr
 
 
-def test_unwritable_decoded_format_is_refused(tmp_path):
+def test_unknown_output_extension_is_written_as_png(tmp_path):
     invoke(encode_main, [GREY, "-o", tmp_path / "g.rmc"])
     r = invoke(decode_main, [tmp_path / "g.rmc", "-o", tmp_path / "g.xyz"])
     assert r.exit_code == 0                      # unknown extension -> PNG bytes, as documented

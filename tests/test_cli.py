@@ -24,7 +24,7 @@ def run(cmd, args):
 def test_help_teaches():
     for cmd in (encode_main, decode_main, lib_main):
         r = run(cmd, ["--help"])
-        assert r.exit_code == 0 and "Examples" in r.output or "remac-lib build" in r.output
+        assert r.exit_code == 0 and ("Examples" in r.output or "remac-lib build" in r.output)
 
 
 def test_encode_decode_round_trip_with_defaults(tmp_path):

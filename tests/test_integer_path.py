@@ -79,7 +79,7 @@ def test_rover_and_ground_entropy_parameters_identical(path, threads, default_li
     """What the rover coded with (onnxruntime at 1 or 2 threads) is exactly what the ground derives."""
     analysis.analyzer.cache_clear()
     img = load_image(path)
-    result = encode(img, 55, default_library, tile=128, threads=threads)
+    result = encode(img, 55, default_library, tile=128, threads=threads, keep_tiles=True)
     _, _, _, tiles, lost, problems = entropy_decode(result.data, default_library)
     assert not lost and not problems
     for (z, mu, idx, y_hat), (gz, gmu, gidx, gy_hat) in zip(result.tiles, (tiles[i] for i in sorted(tiles))):
@@ -112,7 +112,7 @@ def test_property_rover_and_ground_agree_bit_for_bit(h, w, channels, quality, th
     if smooth:
         a = np.cumsum(a.astype(np.int64), axis=1) % 256
     img = from_pil(Image.fromarray(a.astype(np.uint8).squeeze(-1) if channels == 1 else a.astype(np.uint8)))
-    result = encode(img, quality, default_library, use_refs=use_refs, tile=64, threads=threads)
+    result = encode(img, quality, default_library, use_refs=use_refs, tile=64, threads=threads, keep_tiles=True)
     _, _, _, tiles, lost, problems = entropy_decode(result.data, default_library)
     assert not lost and not problems
     for index, rover in enumerate(result.tiles):

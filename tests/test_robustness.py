@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from bitstream import container
+from bitstream.container import Header, _HDR
 from bitstream.errors import RemacError
 from ground_decoder.decode import decode, entropy_decode
 from ground_decoder.fuzz import check, damage, shuffle_segments
@@ -22,17 +24,20 @@ def small_stream(default_library):
 
 
 def test_truncation_at_every_offset(small_stream, default_library):
-    """Cut inside the signature or header: refused. Cut anywhere after: an image, tiles lost."""
+    """Cut inside the header: refused. Cut after the first whole tile: an image, later tiles lost.
+    Cut before any tile is whole: refused ("no tile could be decoded")."""
+    import struct
     data, full = small_stream
     header_end = 8 + 12 + 56
+    first_tile_end = header_end + 12 + struct.unpack_from(">I", data, header_end)[0]
     for n in range(len(data)):
         if n < header_end:
             with pytest.raises(RemacError):
                 entropy_decode(data[:n], default_library)
         else:
             assert entropy_decode(data[:n], default_library)[5], n      # problems reported, no exception
-        if n % 32 == 0:                                                 # and the full path, now and then
-            expected = "refused" if n < header_end else "concealed"
+        if n % 32 == 0 or n in (first_tile_end - 1, first_tile_end):   # and the full path, now and then
+            expected = "refused" if n < first_tile_end else "concealed"
             assert check(data[:n], default_library, full.image.shape) == expected, n
 
 
@@ -65,8 +70,9 @@ def test_shuffled_segments_decode_identically_or_refuse(small_stream, default_li
         try:
             out = decode(shuffled, default_library)
         except RemacError:
-            continue                           # RHDR not first / data after REND: refused by name
-        assert np.array_equal(out.image, full.image)
+            continue                           # RHDR not first: refused by name
+        # tiles in any order decode identically; tiles after REND are reported damage
+        assert np.array_equal(out.image, full.image) or out.warnings
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -83,3 +89,44 @@ def test_arbitrary_bytes_after_the_signature_are_refused_or_decoded(garbage):
         decode(b"\x89RMC\r\n\x1a\n" + garbage)
     except RemacError:
         pass
+
+
+def test_plausible_damaged_length_loses_only_its_tile(small_stream, default_library):
+    """The length grows by 4 (still inside the file): the CRC fails, the length is not trusted."""
+    import struct
+    data, full = small_stream
+    first_tile = 8 + 12 + 56
+    b = bytearray(data)
+    (length,) = struct.unpack_from(">I", b, first_tile)
+    struct.pack_into(">I", b, first_tile, length + 4)
+    out = decode(bytes(b), default_library)
+    assert out.lost_tiles == [0]
+
+
+def _forged(header: Header, tiles=None) -> bytes:
+    """A stream whose RHDR passes its CRC but carries hostile field combinations."""
+    return (container.SIGNATURE + container._segment(b"RHDR", _HDR.pack(*header.version, header.model_id,
+            header.library_id, header.entropy_ref_id, header.decoder_ref_id, header.width, header.height,
+            header.coded_channels, header.output_channels, header.bit_depth, header.quality, header.tile_width,
+            header.tile_height, header.tile_count, header.flags, 0)) + container._segment(b"REND", b""))
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"flags": 1}, "disagrees with entropy_ref_id"),
+    ({"decoder_ref_id": b"\x01" * 8}, "without a library_id"),
+    ({"output_channels": 3, "coded_channels": 3, "bit_depth": 16}, "16-bit samples"),
+])
+def test_forged_headers_with_valid_crc_are_refused(fields, message):
+    from bitstream import modelfile
+    h = Header(modelfile.load("grey").model_id, 64, 64, 1, 1, 8, 50, 64, 64)
+    for k, v in fields.items():
+        setattr(h, k, v)
+    with pytest.raises(RemacError, match=message):
+        decode(_forged(h))
+
+
+def test_huge_header_without_tiles_is_refused_without_synthesis():
+    from bitstream import modelfile
+    h = Header(modelfile.load("colour").model_id, 16384, 16384, 3, 3, 8, 50, 64, 64)
+    with pytest.raises(RemacError, match="no tile could be decoded"):
+        decode(_forged(h))
