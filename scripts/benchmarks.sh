@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate docs/BENCHMARKS.md: RD on the validation sets, reference experiments, complexity, timing.
-#   BASELINES=DIR reuses classical-codec records from an earlier run (they do not change with REMAC).
+#   BASELINES=DIR reuses classical-codec records from an earlier remac-eval --out DIR (they do not
+#   change with REMAC); without it every baseline is re-measured (slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
@@ -9,5 +10,7 @@ reuse=()
 [ -n "${BASELINES:-}" ] && reuse=(--reuse "$BASELINES")
 remac-eval "$DATA/val/gray" --out "$OUT/val_gray" --ref-experiments "${reuse[@]}"
 remac-eval "$DATA/val/gray_native" --out "$OUT/val_gray_native" "${reuse[@]}"
-remac-eval "$DATA/val/color" --out "$OUT/val_color" --ref-experiments "${reuse[@]}"
-python -m evaluation.report "$OUT/val_gray" "$OUT/val_gray_native" "$OUT/val_color" -o docs/BENCHMARKS.md
+remac-eval "$DATA/val/color" --out "$OUT/val_color" "${reuse[@]}"
+remac-eval "$DATA/val/color" --out "$OUT/val_color_refs" --ref-experiments --limit 8 --codecs REMAC
+python -m evaluation.report "$OUT/val_gray" "$OUT/val_gray_native" "$OUT/val_color" "$OUT/val_color_refs" \
+    -o docs/BENCHMARKS.md --commands "BASELINES=${BASELINES:-} bash scripts/benchmarks.sh"
