@@ -110,6 +110,20 @@ def decode_section() -> list:
     return out
 
 
+def artifacts_section() -> list:
+    rows = ["| artifact | size |", "|---|---|"]
+    for pattern in ("rover_encoder/assets/*/encoder.onnx", "bitstream/assets/*/entropy.npz",
+                    "models/weights/*_decoder.safetensors", "models/weights/grey.safetensors",
+                    "models/weights/colour.safetensors"):
+        for p in sorted(ROOT.glob(pattern)):
+            rows.append(f"| `{p.relative_to(ROOT)}` | {p.stat().st_size / 1e6:.2f} MB |")
+    lib = ROOT / "bitstream" / "assets" / "library"
+    size = sum(f.stat().st_size for f in lib.rglob("*") if f.is_file())
+    rows.append(f"| `bitstream/assets/library/` (default library, {len(list((lib / 'images').glob('*.png')))} images) "
+                f"| {size / 1e6:.2f} MB |")
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", nargs="+", type=Path)
@@ -129,6 +143,7 @@ def main(argv=None):
     for r in args.results:
         lines += rd_section(r, img_dir)
     lines += ["## Rover complexity", ""] + complexity_section() + ["", "## Ground decoding", ""] + decode_section()
+    lines += ["", "## Shipped artifacts", ""] + artifacts_section()
     args.output.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.output}")
 

@@ -100,7 +100,7 @@ def main(argv=None):
     opt_path = os.path.join(args.ckpt_dir, f"{run_name}.opt.pt")
     step, elapsed_before = 0, 0.0
     if os.path.exists(weights):
-        model.load_state_dict(load_file(weights))
+        model.load_state_dict(load_file(weights), strict=args.stage == "joint")
         if os.path.exists(opt_path):
             state = torch.load(opt_path)
             opt.load_state_dict(state["opt"])
@@ -118,8 +118,12 @@ def main(argv=None):
     total_budget = elapsed_before + budget
 
     def save():
+        """Joint: the whole model. Decoder stage: only what it trains (decoder, inverse gains);
+        the rest is the joint checkpoint, unchanged."""
         tmp = weights + ".tmp"
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp,
+        state = {k: v for k, v in model.state_dict().items()
+                 if args.stage == "joint" or k.startswith("decoder.") or k == "log_inv_gain"}
+        save_file({k: v.contiguous() for k, v in state.items()}, tmp,
                   metadata={"step": str(step), "config": json.dumps(cfg), "stage": args.stage,
                             "decoder_extra": ",".join(map(str, extra))})
         os.replace(tmp, weights)
