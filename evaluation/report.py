@@ -80,7 +80,7 @@ def complexity_section() -> list:
     ms = {}
     for n, c in (("grey", 1), ("colour", 3)):
         buf = io.BytesIO()
-        prog = torch.onnx.export(Minnen2018Encoder(c).eval(), (torch.rand(1, c, 256, 256),), dynamo=True,
+        prog = torch.onnx.export(Minnen2018Encoder(c).eval(), (torch.rand(1, c, 512, 512),), dynamo=True,
                                  external_data=False)
         prog.save(str(Path("/tmp") / f"minnen_{n}.onnx"))
         ms[n] = onnx_ms_per_mp_of((Path("/tmp") / f"minnen_{n}.onnx").read_bytes(), c, size=(512, 512))
