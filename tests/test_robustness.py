@@ -58,7 +58,7 @@ def test_damaged_tile_is_concealed_and_named_or_refused_with_strict(small_stream
     out = decode(bytes(b), default_library)
     assert out.lost_tiles == [1] and "lost tiles 1" in out.warnings[0]
     # the intact tile survives; only its border sees the concealed neighbour through the decoder
-    assert psnr(out.image[:, :48], full.image[:, :48]) > 35
+    assert psnr(out.image[:, :48], full.image[:, :48]) > 33
     with pytest.raises(RemacError, match="damaged stream"):
         decode(bytes(b), default_library, strict=True)
 

@@ -8,10 +8,12 @@ from rover_encoder.encode import encode
 from rover_encoder.imageio import from_pil, load_image
 from tests.conftest import COLOUR, GREY, RGB3, pixels, psnr
 
-# Floors/ceilings set from measured values of the shipped models (docs/BENCHMARKS.md), with margin.
+# Floors/ceilings from the shipped models measured on these exact images (session 1: grey 24.3 dB /
+# 0.22 bpp at q20 and 26.7 dB / 0.81 bpp at q75; colour 27.7 / 0.08 and 30.0 / 0.26), less ~1 dB
+# and plus ~30 % rate. The grey test image is a highly textured native-resolution Navcam crop.
 FLOORS = {  # (image, quality): (min PSNR dB, max bpp)
-    ("grey", 20): (26.0, 0.45), ("grey", 75): (29.5, 1.2),
-    ("colour", 20): (24.5, 0.6), ("colour", 75): (27.0, 1.6),
+    ("grey", 20): (23.3, 0.30), ("grey", 75): (25.7, 1.05),
+    ("colour", 20): (26.7, 0.11), ("colour", 75): (29.0, 0.34),
 }
 
 
@@ -68,17 +70,22 @@ def test_sixteen_bit_grey_round_trips_as_sixteen_bit(default_library):
     assert img.bit_depth == 16
     out = decode(encode(img, 75, default_library).data, default_library)
     assert out.image.dtype == np.uint16 and out.image.shape == a16.shape
-    assert psnr(a16, out.image, peak=65535) >= 29.0
+    assert psnr(a16, out.image, peak=65535) >= 25.5
 
 
-def test_multi_tile_image_decodes_close_to_single_tile(default_library):
-    """Four independently coded 128-px tiles vs one tile: tiles are analysed alone (their borders
-    see padding, as in training), the ground synthesizes them jointly. Measured cost ~1 dB at 128 px."""
+def test_multi_tile_image_stays_near_the_single_tile_rd_curve(default_library):
+    """Four independently coded 128-px tiles vs one tile, compared at matched rate. Tiles are
+    analysed alone (their borders see padding, as in training) and synthesized jointly on the
+    ground; small tiles also code at a lower rate for the same quality. Measured cost ~1 dB."""
     a = pixels(GREY)
-    one = encode(load_image(GREY), 75, default_library, tile=256)
+    curve = []
+    for q in (5, 20, 50, 75, 95):
+        r = encode(load_image(GREY), q, default_library, tile=256)
+        curve.append((r.bpp, psnr(a, decode(r.data, default_library).image)))
     many = encode(load_image(GREY), 75, default_library, tile=128)
     assert many.header.tile_count == 4
-    assert psnr(a, decode(many.data, default_library).image) >= psnr(a, decode(one.data, default_library).image) - 1.5
+    matched = np.interp(many.bpp, [b for b, _ in curve], [p for _, p in curve])
+    assert psnr(a, decode(many.data, default_library).image) >= matched - 1.5
 
 
 def test_references_on_and_off_both_decode(default_library, capsys):
