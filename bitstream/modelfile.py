@@ -5,8 +5,10 @@
     bitstream/assets/<name>/entropy.npz  integer h_s layers ("hs/<part>/<i>/<field>"), tables
                                          ("y/..", "z/..": counts, offsets, sizes), gain_int (101, M)
 
-The model ID is the SHA-256 (first 8 bytes) of the canonical content of both, so a stream can name
-exactly the entropy model (and rover encoder) that made it. `load` recomputes and checks it.
+The model ID is the SHA-256 (first 8 bytes) of the canonical content of the integer arrays and of
+the encoder's trained weights (not of the ONNX bytes, which the exporter does not reproduce
+bit for bit), so re-exporting the same checkpoint keeps the ID. `load` recomputes and checks it;
+the ONNX file is checked against `encoder_sha256` when the rover opens it.
 """
 import hashlib
 import json
@@ -46,7 +48,7 @@ def canonical_digest(arrays: dict, meta: dict) -> bytes:
         a = np.ascontiguousarray(arrays[key])
         h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
-    ident = {k: meta[k] for k in ("name", "channels", "m", "nz", "layers", "encoder_sha256")}
+    ident = {k: meta[k] for k in ("name", "channels", "m", "nz", "layers", "encoder_weights_sha256")}
     h.update(json.dumps(ident, sort_keys=True).encode())
     return h.digest()[:8]
 

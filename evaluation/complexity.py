@@ -32,8 +32,10 @@ def intnet_kmac_per_px(name: str) -> float:
 
 def rover_complexity(name: str) -> dict:
     from models.baselines import Minnen2018Encoder
+    from models import ground
     from models.export import load_model
     model = load_model(name)
+    shipped_decoder = ground.load(name).decoder      # the ground's decoder (stage 2 if shipped)
     c, size = model.channels, 256
     x = torch.rand(1, c, size, size)
     gain = torch.ones(1, model.m, 1, 1)
@@ -46,8 +48,8 @@ def rover_complexity(name: str) -> dict:
         "int_hs_kmac_px": round(hs, 3),
         "rover_total_kmac_px": round(enc + hs, 2),
         "encoder_params": sum(p.numel() for p in model.encoder.parameters()),
-        "decoder_kmac_px": round(torch_kmac_per_px(model.decoder, (torch.rand(1, model.m, 16, 16), x), size * size), 1),
-        "decoder_params": sum(p.numel() for p in model.decoder.parameters()),
+        "decoder_kmac_px": round(torch_kmac_per_px(shipped_decoder, (torch.rand(1, model.m, 16, 16), x), size * size), 1),
+        "decoder_params": sum(p.numel() for p in shipped_decoder.parameters()),
         "minnen2018_encoder_kmac_px": round(torch_kmac_per_px(minnen, (x,), size * size), 2),
         "minnen2018_encoder_params": sum(p.numel() for p in minnen.parameters()),
     }

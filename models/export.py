@@ -149,7 +149,11 @@ def export(name: str, weights: Path = None):
                     arrays[f"hs/{part}/{i}/{f}"] = v.astype(np.int16 if f == "weight" else np.int64)
     for prefix, (counts, offsets, sizes) in (("y", y_tables()), ("z", z_tables(model))):
         arrays[f"{prefix}/counts"], arrays[f"{prefix}/offsets"], arrays[f"{prefix}/sizes"] = counts, offsets, sizes
+    enc = hashlib.sha256()
+    for k, v in sorted(model.encoder.state_dict().items()):
+        enc.update(k.encode() + v.detach().float().contiguous().numpy().tobytes())
     meta = {"name": name, "channels": model.channels, "m": model.m, "nz": model.nz, "layers": layers,
+            "encoder_weights_sha256": enc.hexdigest(),
             "encoder_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest()}
     meta["model_id"] = canonical_digest(arrays, meta).hex()
     meta["checkpoint_sha256"] = hashlib.sha256(blob).hexdigest()

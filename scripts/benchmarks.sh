@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-results}
 reuse=()
-[ -n "${BASELINES:-}" ] && reuse=(--reuse "$BASELINES")
+[ -n "${BASELINES:-}" ] && reuse=(--reuse "$BASELINES" --codecs REMAC)
 remac-eval "$DATA/val/gray" --out "$OUT/val_gray" --ref-experiments "${reuse[@]}"
 remac-eval "$DATA/val/gray_native" --out "$OUT/val_gray_native" "${reuse[@]}"
 remac-eval "$DATA/val/color" --out "$OUT/val_color" "${reuse[@]}"
