@@ -70,8 +70,13 @@ def output_for(inp: str, output: str, n_inputs: int, suffix: str) -> str:
     return str(folder / (stem + suffix))
 
 
-def plan_outputs(prog: str, inputs, output: str, suffix: str) -> list:
-    """-> [(input, output path)]; exits 1 with one line if -o cannot serve these inputs."""
+def plan_outputs(prog: str, inputs, output: str, suffix: str, as_json: bool) -> list:
+    """-> [(input, output path)]. Usage error (exit 2) for '-o -' with several inputs or with --json
+    (stdout carries the data); exit 1 with one line if -o cannot serve these inputs."""
+    if output == STDIO and len(inputs) > 1:
+        raise click.UsageError("-o - takes a single input")
+    if output == STDIO and as_json:
+        raise click.UsageError("--json needs stdout; use -o FILE with --json")
     try:
         return [(inp, output_for(inp, output, len(inputs), suffix)) for inp in inputs]
     except RemacError as exc:

@@ -85,6 +85,11 @@ def symbols_for(y_g: np.ndarray, mu16: np.ndarray) -> np.ndarray:
     return np.clip(s, -spec.Y_CLIP, spec.Y_CLIP).astype(np.int64)
 
 
+def dequantize(symbols: np.ndarray, mu16: np.ndarray) -> np.ndarray:
+    """Both sides: y_hat_g = s + mu16 / 16, (M,h,w) float32 (exact: small integers and 1/16ths)."""
+    return (symbols + mu16 / 2 ** spec.MEAN_FRAC_BITS).astype(np.float32)
+
+
 def encode_tile(z_hat, symbols, idx, z_tables: TableSet, y_tables: TableSet) -> np.ndarray:
     """z_hat (Z,h,w) int, symbols/idx (M,4h,4w) int -> range-coder words (n,) uint32."""
     enc = constriction.stream.queue.RangeEncoder()

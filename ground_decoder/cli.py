@@ -76,10 +76,7 @@ def _decode_one(inp, out, library, strict, threads):
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, help="Show versions, model IDs, decoders.",
               callback=lambda ctx, _, v: v and (click.echo(version_text("remac-decode", _decoder_version)), ctx.exit()))
 def decode_main(files, output, ref_lib, strict, threads, as_json, quiet):
-    if output == STDIO and len(files) > 1:
-        raise click.UsageError("-o - takes a single input")
-    if output == STDIO and as_json:
-        raise click.UsageError("--json needs stdout; use -o FILE with --json")
+    jobs = plan_outputs("remac-decode", list(files), output, ".dec.png", as_json)
     library = None
     if ref_lib is not None:
         try:
@@ -87,6 +84,5 @@ def decode_main(files, output, ref_lib, strict, threads, as_json, quiet):
         except RemacError as exc:
             click.echo(f"remac-decode: error: {exc}", err=True)
             sys.exit(1)
-    jobs = plan_outputs("remac-decode", list(files), output, ".dec.png")
     run_batch("remac-decode", jobs, lambda inp, out: _decode_one(inp, out, library, strict, threads),
               as_json, quiet or output == STDIO)

@@ -65,7 +65,7 @@ def decode_tile(model, header, words, index, r):
         raise TileError(index, f"tile {index}: hyper-latent out of range (damaged)")
     mu16, idx = intnet.hyper_synthesis(model.net, z_hat, r)
     s = dec.y(idx, model.y_tables)
-    return z_hat, mu16, idx, (s + mu16 / 2 ** spec.MEAN_FRAC_BITS).astype(np.float32)
+    return z_hat, mu16, idx, entropy.dequantize(s, mu16)
 
 
 def entropy_decode(data: bytes, library: Library = None):

@@ -59,10 +59,7 @@ def _encode_one(inp, out, quality, library, use_refs, tile, threads):
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, help="Show versions and model IDs.",
               callback=lambda ctx, _, v: v and (click.echo(version_text("remac-encode")), ctx.exit()))
 def encode_main(images, output, quality, ref_lib, no_refs, tile, threads, as_json, quiet):
-    if output == STDIO and len(images) > 1:
-        raise click.UsageError("-o - takes a single input")
-    if output == STDIO and as_json:
-        raise click.UsageError("--json needs stdout; use -o FILE with --json")
+    jobs = plan_outputs("remac-encode", list(images), output, ".rmc", as_json)
     library = None
     if not no_refs:
         try:
@@ -71,7 +68,6 @@ def encode_main(images, output, quality, ref_lib, no_refs, tile, threads, as_jso
             click.echo(f"remac-encode: error: {exc}", err=True)
             sys.exit(1)
     quiet = quiet or output == STDIO
-    jobs = plan_outputs("remac-encode", list(images), output, ".rmc")
     run_batch("remac-encode", jobs,
               lambda inp, out: _encode_one(inp, out, quality, library, not no_refs, tile, threads), as_json, quiet)
 

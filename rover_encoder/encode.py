@@ -75,10 +75,8 @@ def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = 
     candidates = library.ids_for(model.name) if (library is not None and use_refs) else []
     if candidates:
         library.check_model(model.name, model.model_id)
-        eref = nearest(deep, {i: library.deep[i] for i in candidates})
-        dref = nearest(shallow, {i: library.shallow[i] for i in candidates})
-        if force_refs:
-            eref, dref = force_refs
+        eref, dref = force_refs or (nearest(deep, {i: library.deep[i] for i in candidates}),
+                                    nearest(shallow, {i: library.shallow[i] for i in candidates}))
         stats = library.stats16(eref)
         header.library_id = library.id_bytes
         header.entropy_ref_id, header.decoder_ref_id = bytes.fromhex(eref), bytes.fromhex(dref)
@@ -92,6 +90,6 @@ def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = 
         symbols = entropy.symbols_for(y * gain[:, None, None], mu16)
         words[index] = entropy.encode_tile(z_hat, symbols, idx, model.z_tables, model.y_tables)
         if keep_tiles:
-            coded.append((z_hat, mu16, idx, (symbols + mu16 / 2 ** spec.MEAN_FRAC_BITS).astype(np.float32)))
+            coded.append((z_hat, mu16, idx, entropy.dequantize(symbols, mu16)))
         analysed[index] = None          # release the tile's latents as soon as it is coded
     return EncodeResult(container.write(header, words), header, eref, dref, coded if keep_tiles else None)
