@@ -55,11 +55,15 @@ class Library:
     def ids_for(self, modality: str):
         return [i for i, e in self.entries.items() if e["modality"] == modality]
 
-    def check_model(self, name: str, model_id: bytes):
-        shapes = {self.latents[i].shape[1] for i in self.ids_for(name)}
-        if self.models.get(name) != model_id.hex() or len(shapes) > 1:
+    def check_model(self, name: str, model_id: bytes, m: int = None):
+        """The library was built by this model, and every entry's statistics have its latent width m."""
+        if self.models.get(name) != model_id.hex():
             raise LibraryError(f"library {self.path} was built for {name} model {self.models.get(name)}, "
                                f"not {model_id.hex()}; rebuild it with remac-lib build")
+        widths = sorted({self.latents[i].shape[1] for i in self.ids_for(name)})
+        if m is not None and widths != [m]:
+            raise LibraryError(f"library {self.path}: {name} entries have latent widths {widths}, the model "
+                               f"has {m}; the library is damaged, rebuild it with remac-lib build")
 
     def stats16(self, entry_id: str) -> np.ndarray:
         self._require(entry_id)

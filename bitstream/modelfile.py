@@ -8,7 +8,9 @@
 The model ID is the SHA-256 (first 8 bytes) of the canonical content of the integer arrays and of
 the encoder's trained weights (not of the ONNX bytes, which the exporter does not reproduce
 bit for bit), so re-exporting the same checkpoint keeps the ID. `load` recomputes and checks it;
-the ONNX file is checked against `encoder_sha256` when the rover opens it.
+the ONNX files are checked against `encoder_sha256` (float) and `encoder_int8_sha256` (the
+optional statically quantized analysis, same trained weights) when the rover opens them. Which of
+the two analysed an image never matters to decoding: only z_hat and the integer path feed the coder.
 """
 import hashlib
 import json
@@ -38,7 +40,7 @@ class EntropyModel:
     z_tables: TableSet
     gain_int: np.ndarray            # (101, M) int64
     model_id: bytes
-    encoder_sha256: str
+    encoder_sha256: dict            # {"float": sha256 hex, "int8": sha256 hex (if shipped)}
 
 
 def canonical_digest(arrays: dict, meta: dict) -> bytes:
@@ -96,7 +98,8 @@ def load(name: str, assets: Path = ASSETS) -> EntropyModel:
         if not ok:
             raise ModelError(f"model '{name}': {message}")
     return EntropyModel(name, meta["channels"], m, meta["nz"], net, y_tables, z_tables, gain,
-                        bytes.fromhex(meta["model_id"]), meta["encoder_sha256"])
+                        bytes.fromhex(meta["model_id"]),
+                        {"float": meta["encoder_sha256"], "int8": meta.get("encoder_int8_sha256")})
 
 
 def for_channels(channels: int) -> EntropyModel:

@@ -67,9 +67,11 @@ def plot(curves: dict, title: str, path: Path, metric=1):
 @click.option("--reuse", type=click.Path(exists=True, file_okay=False),
               help="Merge records of codecs not run now from an earlier --out directory.")
 @click.option("--ref-experiments", is_flag=True, help="Also REMAC with refs off / random / worst reference.")
+@click.option("--encoder-experiment", is_flag=True,
+              help="Also REMAC with the int8 and the float rover analysis named explicitly.")
 @click.option("--limit", type=int, help="At most N images per directory.")
 @click.option("--qualities", default=",".join(map(str, rd.REMAC_QUALITIES)), show_default=True)
-def main(image_dirs, ref_lib, out_dir, codecs, reuse, ref_experiments, limit, qualities):
+def main(image_dirs, ref_lib, out_dir, codecs, reuse, ref_experiments, encoder_experiment, limit, qualities):
     """Measure REMAC and baselines on IMAGE_DIRS: bpp from real bytes, PSNR, MS-SSIM.
 
     \b
@@ -95,6 +97,8 @@ def main(image_dirs, ref_lib, out_dir, codecs, reuse, ref_experiments, limit, qu
         contenders.append(rd.RemacCodec(library, "best", qs))
         if ref_experiments:
             contenders += [rd.RemacCodec(library, mode, qs) for mode in ("off", "random", "worst")]
+        if encoder_experiment:
+            contenders += [rd.RemacCodec(library, "best", qs, precision=p) for p in ("float", "int8")]
     contenders += [c for c in baselines.available() if wanted is None or c.name in wanted]
     reused = read_records(Path(reuse) / "records.csv") if reuse else []
     reused = [r for r in reused if r.codec not in {c.name for c in contenders}]
@@ -120,6 +124,9 @@ def main(image_dirs, ref_lib, out_dir, codecs, reuse, ref_experiments, limit, qu
         }
         if "REMAC refs=off" in curves:
             summary[set_name]["bd_rate_refs_on_vs_off"] = rd.bd_rate(curves["REMAC refs=off"], curves["REMAC"])
+        if "REMAC encoder=int8" in curves:
+            summary[set_name]["bd_rate_int8_vs_float"] = rd.bd_rate(curves["REMAC encoder=float"],
+                                                                    curves["REMAC encoder=int8"])
         plot(curves, f"{set_name}: {len(images)} images", out / f"rd_{set_name.replace(' ', '_')}.png")
     with open(out / "records.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(asdict(records[0]).keys()) if records else ["codec"])

@@ -24,9 +24,12 @@ class RemacCodec:
     modality), 'worst' (the entry farthest from the image in descriptor space: a deliberate mismatch).
     """
 
-    def __init__(self, library, refs="best", qualities=REMAC_QUALITIES, seed=0):
-        self.library, self.refs, self.settings = library, refs, list(qualities)
+    def __init__(self, library, refs="best", qualities=REMAC_QUALITIES, seed=0, precision=None):
+        """precision: rover analysis "int8" / "float", None = the shipped default (named plain "REMAC")."""
+        self.library, self.refs, self.settings, self.precision = library, refs, list(qualities), precision
         self.name = "REMAC" if refs == "best" else f"REMAC refs={refs}"
+        if precision:
+            self.name += f" encoder={precision}"
         self.rng = random.Random(seed)
 
     def supports(self, channels):
@@ -47,15 +50,17 @@ class RemacCodec:
 
     def encode(self, image, quality):
         img = from_pil(Image.fromarray(image))
-        return encode(img, quality, self.library, use_refs=self.refs != "off", force_refs=self._forced(img)).data
+        return encode(img, quality, self.library, use_refs=self.refs != "off", force_refs=self._forced(img),
+                      precision=self.precision).data
 
     def decode(self, data, shape):
         return decode(data, self.library).image.reshape(shape)
 
 
-def psnr(a, b):
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    """PSNR in dB of two same-shape integer images (the one definition: benchmarks and tests)."""
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 10 * math.log10(255 ** 2 / max(mse, 1e-10))
+    return 10 * math.log10(peak ** 2 / max(mse, 1e-10))
 
 
 def ms_ssim(a, b):

@@ -45,6 +45,9 @@ def rd_section(result_dir: Path, img_dir: Path) -> list:
         if "bd_rate_refs_on_vs_off" in s:
             lines += ["", f"Reference gain (REMAC vs REMAC refs=off, BD-rate on PSNR): "
                           f"**{_fmt(s['bd_rate_refs_on_vs_off'], '+.2f')}**"]
+        if "bd_rate_int8_vs_float" in s:
+            lines += ["", f"int8 rover analysis vs float (BD-rate on PSNR, same model and library): "
+                          f"**{_fmt(s['bd_rate_int8_vs_float'], '+.2f')}**"]
         remac = [n for n in s["curves"] if n.startswith("REMAC")]
         lines += ["", "| REMAC variant | points (bpp / PSNR dB / MS-SSIM), one per quality |", "|---|---|"]
         for n in remac:
@@ -55,6 +58,7 @@ def rd_section(result_dir: Path, img_dir: Path) -> list:
 
 
 def complexity_section() -> list:
+    from bitstream import modelfile
     from evaluation.complexity import rover_complexity
     from evaluation.timing import onnx_encode_ms_per_mp, onnx_ms_per_mp_of, cli_peak_rss_mib
     lines = ["| | grey | colour |", "|---|---|---|"]
@@ -66,7 +70,10 @@ def complexity_section() -> list:
         ("**rover total kMAC/px**", lambda n: cx[n]["rover_total_kmac_px"]),
         ("rover encoder parameters", lambda n: f"{cx[n]['encoder_params']:,}"),
         ("ONNX file size (MB)", lambda n: f"{onnx[n].stat().st_size / 1e6:.2f}"),
-        ("ONNX encode ms / MP, 1 thread (1024², median of 5)", lambda n: f"{onnx_encode_ms_per_mp(n):.0f}"),
+        ("ONNX encode ms / MP, 1 thread (1024², median of 5), float", lambda n: f"{onnx_encode_ms_per_mp(n):.0f}"),
+        ("ONNX encode ms / MP, 1 thread (1024², median of 5), int8",
+         lambda n: f"{onnx_encode_ms_per_mp(n, precision='int8'):.0f}"
+         if modelfile.load(n).encoder_sha256.get("int8") else "not shipped"),
         ("Minnen 2018 encoder kMAC/px (N128/M192, same counter)", lambda n: cx[n]["minnen2018_encoder_kmac_px"]),
         ("Minnen 2018 encoder parameters", lambda n: f"{cx[n]['minnen2018_encoder_params']:,}"),
         ("ground ref-decoder kMAC/px (shipped, incl. reference pyramid on a 256² reference)", lambda n: cx[n]["decoder_kmac_px"]),

@@ -14,10 +14,10 @@ from rover_encoder import analysis
 from bitstream import modelfile
 
 
-def onnx_encode_ms_per_mp(name: str, size=(1024, 1024), threads=1, repeats=5) -> float:
-    """Analysis transform alone (the rover's float work) in onnxruntime."""
+def onnx_encode_ms_per_mp(name: str, size=(1024, 1024), threads=1, repeats=5, precision="float") -> float:
+    """Analysis transform alone (the rover's network work) in onnxruntime; precision float or int8."""
     model = modelfile.load(name)
-    run = analysis.Analyzer(model, threads)
+    run = analysis.Analyzer(model, threads, precision=precision)
     x = np.random.default_rng(0).random((model.channels, *size), dtype=np.float32)
     gain = analysis.gain_for_quality(model, 75)
     run(x, gain)

@@ -80,7 +80,7 @@ def entropy_decode(data: bytes, library: Library = None):
         raise RemacError(f"stream codes {header.coded_channels} channels but model {model.name} has {model.channels}")
     library = resolve_library(header, library)
     if library is not None:
-        library.check_model(model.name, model.model_id)
+        library.check_model(model.name, model.model_id, model.m)
     stats = library.stats16(header.entropy_ref_id.hex()) if header.entropy_ref_used else None
     r = spec.ref_input(stats, model.gain_int[header.quality])
     problems = [reason for _, reason in parsed.damaged]

@@ -22,7 +22,7 @@ from bitstream import spec
 from bitstream.entropy import quantize_pmf
 from bitstream.modelfile import canonical_digest, ASSETS as BITSTREAM_ASSETS
 from models.ground import ground_weights_path
-from models.remac import REMAC
+from models.remac import REMAC, load_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 ROVER_ASSETS = ROOT / "rover_encoder" / "assets"
@@ -39,8 +39,11 @@ def heavy_checkpoint_path(name: str) -> Path:
 
 def load_model(name: str, weights: Path = None, blob: bytes = None) -> REMAC:
     """The joint (stage-1) checkpoint: encoder, entropy model, base decoder (from `blob` if given)."""
-    model = REMAC(CHANNELS[name])
-    model.load_state_dict(load(blob) if blob is not None else load_file(str(weights or checkpoint_path(name))))
+    state = load(blob) if blob is not None else load_file(str(weights or checkpoint_path(name)))
+    extra = tuple(1 + max((int(k.split(".")[2]) for k in state if k.startswith(f"decoder.{b}.")), default=-1)
+                  for b in ("x16", "x8", "x4", "x2"))
+    model = REMAC(CHANNELS[name], decoder_extra=extra)
+    load_weights(model, state)
     return model.eval()
 
 
@@ -56,8 +59,8 @@ def load_heavy(name: str, base: REMAC):
     if any(not (k.startswith("decoder.") or k == "log_inv_gain") for k in overlay):
         raise SystemExit(f"{path} holds more than a decoder: refusing to change the bitstream side")
     heavy = REMAC(CHANNELS[name], decoder_extra=extra)
-    heavy.load_state_dict(base.state_dict(), strict=False)
-    heavy.load_state_dict(overlay, strict=False)
+    load_weights(heavy, base.state_dict(), strict=False)
+    load_weights(heavy, overlay, strict=False)
     return heavy.eval()
 
 

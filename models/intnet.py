@@ -27,8 +27,11 @@ class QConv(nn.Module):
     out_scale / lo / hi may be per-output-channel lists (used by the final mean/scale layer).
     """
 
-    def __init__(self, cin, cout, k, s_in, s_out, lo=0, hi=spec.ACT_MAX):
+    def __init__(self, cin, cout, k, s_in, s_out, lo=0, hi=spec.ACT_MAX, revive=False):
+        """revive: the output clip passes gradients that point back into [lo, hi] (for the entropy
+        parameters: a scale index stuck below 0 must still learn to grow; hidden layers clip as ReLU6)."""
         super().__init__()
+        self.revive = revive
         self.weight = nn.Parameter(torch.empty(cout, cin, k, k))
         nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
         self.bias = nn.Parameter(torch.zeros(cout))
@@ -50,7 +53,8 @@ class QConv(nn.Module):
         acc = F.conv2d(x, w_int, b_int, padding=self.k // 2)
         real = acc * (mult / 2 ** spec.REQUANT_SHIFT)[None, :, None, None]
         out = round_half_up(real)
-        return torch.maximum(torch.minimum(out, self.hi[None, :, None, None]), self.lo[None, :, None, None])
+        lo, hi = self.lo[None, :, None, None], self.hi[None, :, None, None]
+        return _ReviveClip.apply(out, lo, hi) if self.revive else torch.maximum(torch.minimum(out, hi), lo)
 
     @torch.no_grad()
     def export(self) -> dict:
@@ -58,6 +62,22 @@ class QConv(nn.Module):
         return {"kind": "conv", "weight": w_int.to(torch.int64).numpy(), "bias": b_int.to(torch.int64).numpy(),
                 "mult": mult.to(torch.int64).numpy(), "lo": self.lo.to(torch.int64).numpy(),
                 "hi": self.hi.to(torch.int64).numpy()}
+
+
+class _ReviveClip(torch.autograd.Function):
+    """clip(x, lo, hi) forward; backward passes the gradient inside the range and, outside it, only
+    where a descent step moves x back towards the range."""
+
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        ctx.save_for_backward(x, lo, hi)
+        return torch.maximum(torch.minimum(x, hi), lo)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, lo, hi = ctx.saved_tensors
+        keep = ((x >= lo) & (x <= hi)) | ((x < lo) & (grad < 0)) | ((x > hi) & (grad > 0))
+        return grad * keep.to(grad.dtype), None, None
 
 
 class DepthToSpace(nn.Module):

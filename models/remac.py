@@ -84,7 +84,7 @@ class HyperSynthesis(nn.Module):
         s_out = [1.0 / 2 ** spec.MEAN_FRAC_BITS] * m + [1.0] * m
         lo = [-spec.MEAN_CLIP] * m + [0] * m
         hi = [spec.MEAN_CLIP] * m + [spec.SCALE_LEVELS - 1] * m
-        self.out = QConv(192, 2 * m, 1, s_in=a, s_out=s_out, lo=lo, hi=hi)
+        self.out = QConv(192, 2 * m, 1, s_in=a, s_out=s_out, lo=lo, hi=hi, revive=True)
         with torch.no_grad():   # start scale indices at 20 (sigma ~ 0.5): small latents early on
             self.out.bias[m:] = 20.0
         self.m = m
@@ -120,15 +120,36 @@ class LogisticMixturePrior(nn.Module):
         return (torch.sigmoid((x[..., None] - loc) / s) * w).sum(-1)
 
     def likelihood(self, x):
-        return (self.cdf(x + 0.5) - self.cdf(x - 0.5)).clamp_min(1e-9)
+        return likelihood_floor(self.cdf(x + 0.5) - self.cdf(x - 0.5))
+
+
+class _Floor(torch.autograd.Function):
+    """max(p, 1e-9) whose gradient still flows below the floor when it would raise p.
+
+    A plain clamp has zero gradient there, so a latent far outside its predicted scale (which the
+    coder pays ~16 bits for, as an escape or a count-1 symbol) taught the model nothing."""
+
+    @staticmethod
+    def forward(ctx, p):
+        ctx.save_for_backward(p)
+        return p.clamp_min(1e-9)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (p,) = ctx.saved_tensors
+        return grad * ((p >= 1e-9) | (grad < 0)).to(grad.dtype)
+
+
+def likelihood_floor(p):
+    return _Floor.apply(p)
 
 
 def gaussian_likelihood(x, mu, sigma):
     """P(round(x - mu) = x - mu) under N(0, sigma) for integer-spaced bins around x."""
-    d = x - mu
-    upper = 0.5 * torch.erfc(-(d + 0.5) / (sigma * math.sqrt(2)))
-    lower = 0.5 * torch.erfc(-(d - 0.5) / (sigma * math.sqrt(2)))
-    return (upper - lower).clamp_min(1e-9)
+    d = (x - mu).abs()          # symmetric: both terms in the lower tail, where erfc is accurate
+    upper = 0.5 * torch.erfc((d - 0.5) / (sigma * math.sqrt(2)))
+    lower = 0.5 * torch.erfc((d + 0.5) / (sigma * math.sqrt(2)))
+    return likelihood_floor(upper - lower)
 
 
 class RefDecoder(nn.Module):
@@ -187,7 +208,13 @@ class RefDecoder(nn.Module):
         return self.up1(h)
 
 
-LAMBDAS = (0.0003, 0.0006, 0.0012, 0.0025, 0.005, 0.01, 0.02, 0.045)
+def load_weights(model: nn.Module, state: dict, strict: bool = True):
+    """load_state_dict, ignoring the `lambdas` buffer that session-1 checkpoints carried (the
+    lambdas live in LAMBDAS and the checkpoint metadata now)."""
+    return model.load_state_dict({k: v for k, v in state.items() if k != "lambdas"}, strict=strict)
+
+
+LAMBDAS = (0.0002, 0.0005, 0.0012, 0.003, 0.007, 0.016, 0.04, 0.09)
 
 
 class REMAC(nn.Module):
@@ -197,8 +224,11 @@ class REMAC(nn.Module):
     to t = q/100 * (L-1) and interpolates gains geometrically between neighbouring levels.
     """
 
-    def __init__(self, channels, n=64, m=128, nz=64, decoder_extra=(0, 0, 0, 0)):
+    def __init__(self, channels, n=64, m=128, nz=64, decoder_extra=(0, 0, 0, 0), rate_proxy="noise"):
+        """rate_proxy: "noise" (additive uniform noise, Balle et al.) or "ste" (the rounded latents the
+        coder sees, straight-through): "ste" prices each latent as the range coder will."""
         super().__init__()
+        self.rate_proxy = rate_proxy
         self.channels, self.m, self.nz = channels, m, nz
         self.encoder = RoverEncoder(channels, n, m, nz)
         self.hyper = HyperSynthesis(m, nz)
@@ -208,7 +238,6 @@ class REMAC(nn.Module):
         init = torch.linspace(math.log(0.3), math.log(2.0), levels)[:, None].repeat(1, m)
         self.log_gain = nn.Parameter(init.clone())
         self.log_inv_gain = nn.Parameter(-init.clone())
-        self.register_buffer("lambdas", torch.tensor(LAMBDAS))
         self.register_buffer("log_scales", torch.log(torch.as_tensor(spec.scale_table(), dtype=torch.float32)))
 
     # ----- quality -> gains -------------------------------------------------------------------
@@ -260,13 +289,14 @@ class REMAC(nn.Module):
 
     def _entropy_and_synthesis(self, x_ref, y_g, z, r, inv_gain, noisy, decoder_ref_on):
         z_hat = round_half_up(z).clamp(-spec.Z_CLIP, spec.Z_CLIP)
-        z_tilde = z + torch.empty_like(z).uniform_(-0.5, 0.5) if noisy else z_hat
+        ste = noisy and self.rate_proxy == "ste"
+        z_tilde = z_hat if not noisy or ste else z + torch.empty_like(z).uniform_(-0.5, 0.5)
         bits_z = -torch.log2(self.z_prior.likelihood(z_tilde)).sum((1, 2, 3))
         mu16, idx = self.hyper(z_hat, r)
         mu = mu16 / 2 ** spec.MEAN_FRAC_BITS
         sigma = torch.exp(self.log_scales[0] + idx * (self.log_scales[1] - self.log_scales[0]))
         y_hat_g = round_half_up(y_g - mu) + mu
-        y_tilde = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5) if noisy else y_hat_g
+        y_tilde = y_hat_g if not noisy or ste else y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5)
         bits_y = -torch.log2(gaussian_likelihood(y_tilde, mu, sigma)).sum((1, 2, 3))
         y_hat = y_hat_g * inv_gain[:, :, None, None]
         dec_ref = x_ref if decoder_ref_on is None else x_ref * decoder_ref_on[:, None, None, None].float()

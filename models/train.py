@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from models.data import load_set, PairSampler
-from models.remac import REMAC, LAMBDAS
+from models.remac import REMAC, LAMBDAS, load_weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -81,7 +81,13 @@ def main(argv=None):
     ap.add_argument("--stage", choices=["joint", "decoder"], default="joint",
                     help="joint: encoder + entropy model + decoder; decoder: freeze the bitstream side and "
                          "train a heavier ref-decoder initialised from the joint one (no bitstream change)")
-    ap.add_argument("--decoder-extra", default="2,2,2,2", help="extra residual blocks at 1/16,1/8,1/4,1/2 (stage decoder)")
+    ap.add_argument("--decoder-extra", default=None,
+                    help="extra residual blocks at 1/16,1/8,1/4,1/2 (default: the config's decoder_extra; "
+                         "2,2,2,2 for --stage decoder)")
+    ap.add_argument("--run-name", default=None, help="checkpoint/log name (default: the config's name)")
+    ap.add_argument("--init", action="append", default=[],
+                    help="safetensors to start from when this run has no checkpoint yet; repeatable, "
+                         "later files overlay earlier ones (e.g. a joint model, then its stage-2 decoder)")
     ap.add_argument("--no-entropy-refs", action="store_true", help="ablation: entropy model never sees a reference")
     ap.add_argument("--no-decoder-refs", action="store_true", help="ablation: decoder never sees a reference")
     args = ap.parse_args(argv)
@@ -98,12 +104,19 @@ def main(argv=None):
     print(f"{cfg['name']}: {len(images)} training images, {len(set(groups))} groups", flush=True)
 
     base_weights = os.path.join(HERE, "weights", f"{cfg['name']}.safetensors")
-    run_name = cfg["name"] if args.stage == "joint" else f"{cfg['name']}_heavy"
+    run_name = args.run_name or (cfg["name"] if args.stage == "joint" else f"{cfg['name']}_heavy")
     run_name += "_noentref" * args.no_entropy_refs + "_nodecref" * args.no_decoder_refs
-    extra = tuple(int(v) for v in args.decoder_extra.split(",")) if args.stage == "decoder" else (0, 0, 0, 0)
-    model = REMAC(cfg["channels"], decoder_extra=extra).to(device).to(memory_format=torch.channels_last)
+    extra = args.decoder_extra or cfg.get("decoder_extra", "2,2,2,2" if args.stage == "decoder" else "0,0,0,0")
+    extra = tuple(int(v) for v in extra.split(","))
+    model = REMAC(cfg["channels"], decoder_extra=extra, rate_proxy=cfg.get("rate_proxy", "noise"))
+    model = model.to(device).to(memory_format=torch.channels_last)
+    weights = os.path.join(HERE, "weights", f"{run_name}.safetensors")
+    if not os.path.exists(weights):
+        for path in args.init:      # missing keys (extra decoder blocks) keep their identity init
+            load_weights(model, load_file(path), strict=False)
+            print(f"initialised from {path}", flush=True)
     if args.stage == "decoder":
-        model.load_state_dict(load_file(base_weights), strict=False)
+        load_weights(model, load_file(base_weights), strict=False)
         for name, p in model.named_parameters():
             p.requires_grad = name.startswith("decoder.") or name == "log_inv_gain"
     # the per-quality gains move in log space: at the shared lr, Adam's bounded steps would need
@@ -119,11 +132,10 @@ def main(argv=None):
                            lr=cfg["lr"])
     os.makedirs(args.ckpt_dir, exist_ok=True)
     os.makedirs(args.log_dir, exist_ok=True)
-    weights = os.path.join(HERE, "weights", f"{run_name}.safetensors")
     opt_path = os.path.join(args.ckpt_dir, f"{run_name}.opt.pt")
     step, elapsed_before = 0, 0.0
     if os.path.exists(weights):
-        model.load_state_dict(load_file(weights), strict=args.stage == "joint")
+        load_weights(model, load_file(weights), strict=args.stage == "joint")
         if os.path.exists(opt_path):
             state = torch.load(opt_path)
             opt.load_state_dict(regroup(state["opt"], opt, order, [n for n, p in params.items() if p.requires_grad]))
@@ -148,7 +160,7 @@ def main(argv=None):
                  if args.stage == "joint" or k.startswith("decoder.") or k == "log_inv_gain"}
         save_file({k: v.contiguous() for k, v in state.items()}, tmp,
                   metadata={"step": str(step), "config": json.dumps(cfg), "stage": args.stage,
-                            "decoder_extra": ",".join(map(str, extra))})
+                            "decoder_extra": ",".join(map(str, extra)), "lambdas": json.dumps(LAMBDAS)})
         os.replace(tmp, weights)
         torch.save({"opt": opt.state_dict(), "step": step, "elapsed": elapsed_before + time.time() - start}, opt_path)
 

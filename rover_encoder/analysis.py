@@ -16,6 +16,7 @@ from bitstream.errors import ModelError
 from bitstream.modelfile import EntropyModel
 
 ASSETS = Path(__file__).parent / "assets"
+ENCODER_FILES = {"float": "encoder.onnx", "int8": "encoder.int8.onnx"}
 
 
 def pad_to_64(x: np.ndarray) -> np.ndarray:
@@ -24,14 +25,23 @@ def pad_to_64(x: np.ndarray) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, -h % 64), (0, -w % 64)), mode="edge")
 
 
+def default_precision(name: str) -> str:
+    """int8 where the model ships a quantized analysis (faster, see docs/BENCHMARKS.md), else float."""
+    return "int8" if modelfile.load(name).encoder_sha256.get("int8") else "float"
+
+
 class Analyzer:
-    def __init__(self, model: EntropyModel, threads: int = 1, assets: Path = ASSETS):
-        path = Path(assets) / model.name / "encoder.onnx"
+    """precision: "float" (encoder.onnx) or "int8" (encoder.int8.onnx, static QDQ quantization)."""
+
+    def __init__(self, model: EntropyModel, threads: int = 1, assets: Path = ASSETS, precision: str = "float"):
+        path = Path(assets) / model.name / ENCODER_FILES[precision]
+        if not model.encoder_sha256.get(precision):
+            raise ModelError(f"model '{model.name}' ships no {precision} rover encoder")
         try:
             blob = path.read_bytes()
         except OSError as exc:
             raise ModelError(f"rover encoder {path} is missing ({exc.strerror})") from None
-        if hashlib.sha256(blob).hexdigest() != model.encoder_sha256:
+        if hashlib.sha256(blob).hexdigest() != model.encoder_sha256[precision]:
             raise ModelError(f"rover encoder {path} does not belong to model {model.model_id.hex()}")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -46,10 +56,10 @@ class Analyzer:
         return y[0], z[0], shallow[0]
 
 
-@lru_cache(maxsize=4)
-def analyzer(name: str, threads: int = 1) -> Analyzer:
-    """Cached session for shipped model `name` ('grey' or 'colour')."""
-    return Analyzer(modelfile.load(name), threads)
+@lru_cache(maxsize=8)
+def analyzer(name: str, threads: int = 1, precision: str = None) -> Analyzer:
+    """Cached session for shipped model `name` ('grey' or 'colour'); precision None = the default."""
+    return Analyzer(modelfile.load(name), threads, precision=precision or default_precision(name))
 
 
 def deep_descriptor(y: np.ndarray) -> np.ndarray:

@@ -31,12 +31,12 @@ Exit status: 0 all encoded, 1 some input failed (the rest still encoded), 2 usag
 """
 
 
-def _encode_one(inp, out, quality, library, use_refs, tile, threads):
+def _encode_one(inp, out, quality, library, use_refs, tile, threads, precision):
     data = read_input(inp)
     if data.startswith(SIGNATURE):
         raise RemacError(f"{inp}: is already a .rmc stream (use remac-decode)")
     img = load_image(data, name=inp)
-    result = encode(img, quality, library, use_refs, tile, threads)
+    result = encode(img, quality, library, use_refs, tile, threads, precision=precision)
     atomic_write(out, result.data)
     h = result.header
     return {"output": out, "bytes": len(result.data), "bpp": round(result.bpp, 4), "width": h.width,
@@ -54,11 +54,13 @@ def _encode_one(inp, out, quality, library, use_refs, tile, threads):
 @click.option("--no-refs", is_flag=True, help="Code without references (library not needed to decode).")
 @click.option("--tile", type=int, default=DEFAULT_TILE, show_default=True, help="Tile side, multiple of 64.")
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--encoder", "precision", type=click.Choice(["int8", "float"]),
+              help="Rover analysis precision [default: int8 where shipped]. Either decodes the same way.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
 @click.option("--quiet", is_flag=True, help="Only errors and warnings.")
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, help="Show versions and model IDs.",
               callback=lambda ctx, _, v: v and (click.echo(version_text("remac-encode")), ctx.exit()))
-def encode_main(images, output, quality, ref_lib, no_refs, tile, threads, as_json, quiet):
+def encode_main(images, output, quality, ref_lib, no_refs, tile, threads, precision, as_json, quiet):
     jobs = plan_outputs("remac-encode", list(images), output, ".rmc", as_json)
     library = None
     if not no_refs:
@@ -69,7 +71,8 @@ def encode_main(images, output, quality, ref_lib, no_refs, tile, threads, as_jso
             sys.exit(1)
     quiet = quiet or output == STDIO
     run_batch("remac-encode", jobs,
-              lambda inp, out: _encode_one(inp, out, quality, library, not no_refs, tile, threads), as_json, quiet)
+              lambda inp, out: _encode_one(inp, out, quality, library, not no_refs, tile, threads, precision),
+              as_json, quiet)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -52,9 +52,10 @@ def analyse_tiles(img: SourceImage, run, header: Header, gain: np.ndarray):
 
 def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = None, use_refs: bool = True,
            tile: int = DEFAULT_TILE, threads: int = 1, force_refs: tuple = None,
-           keep_tiles: bool = False) -> EncodeResult:
+           keep_tiles: bool = False, precision: str = None) -> EncodeResult:
     """Encode one image. force_refs=(entropy_ref_id, decoder_ref_id) overrides the selection
-    (reference experiments only); keep_tiles keeps what the coder saw per tile (for checks)."""
+    (reference experiments only); keep_tiles keeps what the coder saw per tile (for checks);
+    precision: rover analysis "int8" or "float" (None: the model's default)."""
     if not 0 <= quality <= 100:
         raise RemacError(f"quality {quality} is out of range 0..100")
     if tile % 64 or not 64 <= tile <= 4096:
@@ -67,14 +68,14 @@ def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = 
         header.validate()
     except FormatError as exc:
         raise RemacError(f"cannot encode this image: {str(exc).removeprefix('RHDR: ')}") from None
-    run = analyzer(model.name, threads)
+    run = analyzer(model.name, threads, precision)
     gain = gain_for_quality(model, quality)
 
     analysed, deep, shallow = analyse_tiles(img, run, header, gain)
     stats, eref, dref = None, None, None
     candidates = library.ids_for(model.name) if (library is not None and use_refs) else []
     if candidates:
-        library.check_model(model.name, model.model_id)
+        library.check_model(model.name, model.model_id, model.m)
         eref, dref = force_refs or (nearest(deep, {i: library.deep[i] for i in candidates}),
                                     nearest(shallow, {i: library.shallow[i] for i in candidates}))
         stats = library.stats16(eref)

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from evaluation.rd import psnr  # noqa: F401  (the benchmarks' PSNR, re-exported for the tests)
+
 DATA = Path(__file__).parent / "data"
 GREY = DATA / "navcam_gray.png"          # 256x256 crop of a native-resolution Navcam frame (L)
 COLOUR = DATA / "mastcam_rgb.png"        # 256x256 Mastcam crop (RGB)
@@ -13,11 +15,6 @@ RGB3 = DATA / "navcam_rgb3.jpg"          # 256x256 Navcam JPEG stored with three
 
 def pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path))
-
-
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(peak ** 2 / max(mse, 1e-12)))
 
 
 @pytest.fixture(scope="session")

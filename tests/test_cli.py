@@ -140,6 +140,12 @@ def test_library_problems_are_distinct_errors(tmp_path):
     libmod.write(lib, {"grey": "00" * 8}, list(good.entries.values()), good.latents, good.deep, good.shallow)
     r = run(encode_main, [GREY, "-o", tmp_path / "h.rmc", "--ref-lib", lib])
     assert r.exit_code == 1 and "was built for grey model 0000000000000000" in r.stderr
+    # the right model, but an entry's statistics have the wrong latent width (damaged, re-IDed)
+    latents = {k: (v[:, :-1] if e["modality"] == "grey" else v) for (k, v), e in
+               zip(good.latents.items(), (good.entries[k] for k in good.latents))}
+    libmod.write(lib, good.models, list(good.entries.values()), latents, good.deep, good.shallow)
+    r = run(encode_main, [GREY, "-o", tmp_path / "h.rmc", "--ref-lib", lib])
+    assert r.exit_code == 1 and "grey entries have latent widths [127], the model has 128" in r.stderr
 
 
 def test_stream_naming_an_absent_reference(tmp_path, default_library):

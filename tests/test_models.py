@@ -1,4 +1,6 @@
 """PyTorch side: the training objective runs, the heavy decoder grows from the trained one."""
+import math
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -33,3 +35,32 @@ def test_heavy_decoder_starts_as_the_trained_one():
     y, ref = torch.randn(1, 128, 4, 4), torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(base.decoder(y, ref), heavy.decoder(y, ref))
+
+
+def test_scale_index_stuck_below_zero_still_learns_to_grow():
+    """The entropy-parameter clip passes gradients that point back into range (a plain clip left
+    session 1's grey channels 85 and 95 predicting the smallest scale for non-zero latents)."""
+    from models.remac import HyperSynthesis
+    hyper = HyperSynthesis(m=4, nz=2)
+    with torch.no_grad():
+        hyper.out.bias[4:] = -200.0         # every scale index far below 0: clipped to 0
+    z, r = torch.zeros(1, 2, 2, 2), torch.zeros(1, 9)
+    _, idx = hyper(z, r)
+    assert (idx == 0).all()
+    (-idx.sum()).backward()                 # "grow the scale"
+    assert (hyper.out.bias.grad[4:] < 0).all()      # a descent step raises the biases
+    assert (hyper.out.bias.grad[:4] == 0).all()     # means are untouched by a scale objective
+
+
+def test_rate_of_an_improbable_latent_still_has_a_gradient():
+    """Below the 1e-9 likelihood floor the gradient still says "widen the distribution"."""
+    from models.remac import gaussian_likelihood
+    sigma = torch.tensor([0.11], requires_grad=True)
+    bits = -torch.log2(gaussian_likelihood(torch.tensor([1.2]), torch.tensor([0.0]), sigma))
+    bits.sum().backward()
+    assert bits.item() == pytest.approx(-torch.log2(torch.tensor(1e-9)).item())
+    assert sigma.grad.item() < 0
+    # and the likelihood itself is accurate in the tail (a +-1 latent at the smallest scale)
+    p = gaussian_likelihood(torch.tensor([1.0, -1.0]), torch.tensor([0.0, 0.0]), torch.tensor([0.11, 0.11]))
+    exact = 0.5 * (math.erfc(0.5 / (0.11 * math.sqrt(2))) - math.erfc(1.5 / (0.11 * math.sqrt(2))))
+    assert p[0].item() == pytest.approx(exact, rel=1e-4) and p[1].item() == pytest.approx(exact, rel=1e-4)
