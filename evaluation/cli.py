@@ -68,7 +68,7 @@ def plot(curves: dict, title: str, path: Path, metric=1):
               help="Merge records of codecs not run now from an earlier --out directory.")
 @click.option("--ref-experiments", is_flag=True, help="Also REMAC with refs off / random / worst reference.")
 @click.option("--encoder-experiment", is_flag=True,
-              help="Also REMAC with the int8 and the float rover analysis named explicitly.")
+              help="Also REMAC with the int8 and with the float rover analysis, named explicitly.")
 @click.option("--limit", type=int, help="At most N images per directory.")
 @click.option("--qualities", default=",".join(map(str, rd.REMAC_QUALITIES)), show_default=True)
 def main(image_dirs, ref_lib, out_dir, codecs, reuse, ref_experiments, encoder_experiment, limit, qualities):
@@ -98,7 +98,7 @@ def main(image_dirs, ref_lib, out_dir, codecs, reuse, ref_experiments, encoder_e
         if ref_experiments:
             contenders += [rd.RemacCodec(library, mode, qs) for mode in ("off", "random", "worst")]
         if encoder_experiment:
-            contenders += [rd.RemacCodec(library, "best", qs, precision=p) for p in ("float", "int8")]
+            contenders += [rd.RemacCodec(library, "best", qs, precision=p) for p in ("int8", "float")]
     contenders += [c for c in baselines.available() if wanted is None or c.name in wanted]
     reused = read_records(Path(reuse) / "records.csv") if reuse else []
     reused = [r for r in reused if r.codec not in {c.name for c in contenders}]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from evaluation.metrics import psnr
 from ground_decoder.decode import decode
 from rover_encoder.encode import encode
 from rover_encoder.imageio import from_pil
@@ -57,10 +58,6 @@ class RemacCodec:
         return decode(data, self.library).image.reshape(shape)
 
 
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
-    """PSNR in dB of two same-shape integer images (the one definition: benchmarks and tests)."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 10 * math.log10(peak ** 2 / max(mse, 1e-10))
 
 
 def ms_ssim(a, b):

@@ -164,7 +164,9 @@ def export(name: str, weights: Path = None):
     folder.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(folder / "entropy.npz", **arrays)
     (folder / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
-    export_decoder(load_heavy(name, model) or model, name, meta["model_id"])
+    # a stage-2 overlay belongs to a stage-1 model; a joint fine-tune already carries its heavy decoder
+    heavy = load_heavy(name, model) if model.decoder.extra == (0, 0, 0, 0) else None
+    export_decoder(heavy or model, name, meta["model_id"])
     print(f"{name}: model {meta['model_id']}, onnx {onnx_path.stat().st_size / 1e6:.2f} MB, "
           f"entropy {os.path.getsize(folder / 'entropy.npz') / 1e3:.0f} kB")
 

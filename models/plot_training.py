@@ -36,7 +36,7 @@ def main(out=ROOT / "docs" / "img" / "training.png"):
     axes[0].set_ylabel("val PSNR (dB, rounded latents)")
     axes[1].set_ylabel("val bpp (estimated from likelihoods)")
     for ax in axes:
-        ax.set_xlabel("step (batch 8 x 128²); dashed: stage 2 (decoder only)")
+        ax.set_xlabel("step (batch 8 x 128²); dashed: continuations (stage 2 decoder; fine-tune)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

@@ -50,7 +50,11 @@ def conv_nodes(path: Path, weights) -> list:
     """Names of the Conv nodes of an ONNX graph whose weight input is one of `weights`."""
     import onnx
     graph = onnx.load(str(path)).graph
-    return [n.name for n in graph.node if n.op_type == "Conv" and n.input[1] in weights]
+    nodes = {n.input[1]: n.name for n in graph.node if n.op_type == "Conv"}
+    missing = [w for w in weights if w not in nodes]
+    if missing:
+        raise SystemExit(f"{path}: no Conv node with weight {', '.join(missing)}")
+    return [nodes[w] for w in weights]
 
 
 def quantize(name: str, data_dir: str, out: Path = None, keep_float=KEEP_FLOAT) -> Path:

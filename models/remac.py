@@ -228,6 +228,8 @@ class REMAC(nn.Module):
         """rate_proxy: "noise" (additive uniform noise, Balle et al.) or "ste" (the rounded latents the
         coder sees, straight-through): "ste" prices each latent as the range coder will."""
         super().__init__()
+        if rate_proxy not in ("noise", "ste"):
+            raise ValueError(f"rate_proxy must be 'noise' or 'ste', not {rate_proxy!r}")
         self.rate_proxy = rate_proxy
         self.channels, self.m, self.nz = channels, m, nz
         self.encoder = RoverEncoder(channels, n, m, nz)

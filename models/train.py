@@ -113,8 +113,8 @@ def main(argv=None):
     weights = os.path.join(HERE, "weights", f"{run_name}.safetensors")
     if not os.path.exists(weights):
         for path in args.init:      # missing keys (extra decoder blocks) keep their identity init
-            load_weights(model, load_file(path), strict=False)
-            print(f"initialised from {path}", flush=True)
+            missing, unexpected = load_weights(model, load_file(path), strict=False)
+            print(f"initialised from {path} ({len(missing)} tensors not in it, {len(unexpected)} unused)", flush=True)
     if args.stage == "decoder":
         load_weights(model, load_file(base_weights), strict=False)
         for name, p in model.named_parameters():
@@ -158,6 +158,9 @@ def main(argv=None):
         tmp = weights + ".tmp"
         state = {k: v for k, v in model.state_dict().items()
                  if args.stage == "joint" or k.startswith("decoder.") or k == "log_inv_gain"}
+        # decoder tensors in fp16 (as the ground ships them): keeps the checkpoint under 20 MB; the
+        # bitstream side (encoder, h_s, priors, gains) stays fp32, so the model ID is unaffected
+        state = {k: (v.half() if k.startswith("decoder.") and v.is_floating_point() else v) for k, v in state.items()}
         save_file({k: v.contiguous() for k, v in state.items()}, tmp,
                   metadata={"step": str(step), "config": json.dumps(cfg), "stage": args.stage,
                             "decoder_extra": ",".join(map(str, extra)), "lambdas": json.dumps(LAMBDAS)})

@@ -1,4 +1,4 @@
-"""The rover's float analysis transform (g_a + h_a) in onnxruntime, and the descriptors it yields.
+"""The rover's analysis transform (g_a + h_a, float or int8 ONNX) in onnxruntime, and the descriptors it yields.
 
     x (C,h,w) in [0,1] --edge-pad to multiples of 64--> ONNX --> y (M,ph/16,pw/16) ungained,
                                                                z (Z,ph/64,pw/64),
@@ -17,6 +17,8 @@ from bitstream.modelfile import EntropyModel
 
 ASSETS = Path(__file__).parent / "assets"
 ENCODER_FILES = {"float": "encoder.onnx", "int8": "encoder.int8.onnx"}
+# int8 where its BD-rate cost vs float measured <= 1% (docs/BENCHMARKS.md): colour -0.9%, grey +1.8%
+DEFAULT_PRECISION = {"grey": "float", "colour": "int8"}
 
 
 def pad_to_64(x: np.ndarray) -> np.ndarray:
@@ -26,8 +28,9 @@ def pad_to_64(x: np.ndarray) -> np.ndarray:
 
 
 def default_precision(name: str) -> str:
-    """int8 where the model ships a quantized analysis (faster, see docs/BENCHMARKS.md), else float."""
-    return "int8" if modelfile.load(name).encoder_sha256.get("int8") else "float"
+    """The model's DEFAULT_PRECISION where it ships that analysis, else float."""
+    wanted = DEFAULT_PRECISION.get(name, "float")
+    return wanted if modelfile.load(name).encoder_sha256.get(wanted) else "float"
 
 
 class Analyzer:

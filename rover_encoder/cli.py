@@ -41,7 +41,8 @@ def _encode_one(inp, out, quality, library, use_refs, tile, threads, precision):
     h = result.header
     return {"output": out, "bytes": len(result.data), "bpp": round(result.bpp, 4), "width": h.width,
             "height": h.height, "channels": h.output_channels, "quality": quality,
-            "entropy_ref": result.entropy_ref, "decoder_ref": result.decoder_ref, "warnings": img.warnings,
+            "entropy_ref": result.entropy_ref, "decoder_ref": result.decoder_ref, "encoder": result.precision,
+            "warnings": img.warnings,
             "summary": f"{inp} -> {out}: {len(result.data)} bytes, {result.bpp:.3f} bpp"}
 
 

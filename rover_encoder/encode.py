@@ -14,7 +14,7 @@ from bitstream import container, entropy, intnet, modelfile, spec
 from bitstream.container import Header
 from bitstream.errors import FormatError, RemacError
 from bitstream.library import Library, nearest
-from rover_encoder.analysis import analyzer, deep_descriptor, gain_for_quality
+from rover_encoder.analysis import analyzer, deep_descriptor, default_precision, gain_for_quality
 from rover_encoder.imageio import SourceImage
 
 DEFAULT_QUALITY = 75
@@ -28,6 +28,7 @@ class EncodeResult:
     entropy_ref: str = None
     decoder_ref: str = None
     tiles: list = None          # per tile (z_hat, mu16, idx, y_hat_g): what the coder saw, for checks
+    precision: str = None       # the rover analysis that ran: "int8" or "float"
 
     @property
     def bpp(self):
@@ -68,6 +69,7 @@ def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = 
         header.validate()
     except FormatError as exc:
         raise RemacError(f"cannot encode this image: {str(exc).removeprefix('RHDR: ')}") from None
+    precision = precision or default_precision(model.name)
     run = analyzer(model.name, threads, precision)
     gain = gain_for_quality(model, quality)
 
@@ -93,4 +95,5 @@ def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = 
         if keep_tiles:
             coded.append((z_hat, mu16, idx, entropy.dequantize(symbols, mu16)))
         analysed[index] = None          # release the tile's latents as soon as it is coded
-    return EncodeResult(container.write(header, words), header, eref, dref, coded if keep_tiles else None)
+    return EncodeResult(container.write(header, words), header, eref, dref, coded if keep_tiles else None,
+                        precision)

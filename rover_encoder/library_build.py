@@ -59,7 +59,9 @@ def _build_into(images, out: Path, threads, progress) -> str:
             continue
         header = Header(model.model_id, img.width, img.height, img.pixels.shape[0], img.pixels.shape[0], 8, 0,
                         DEFAULT_TILE, DEFAULT_TILE)
-        _, deep, shallow = analyse_tiles(img, analyzer(model.name, threads), header, gain_for_quality(model, 100))
+        # float analysis: the library (and its ID) must not depend on which analysis a rover runs
+        run = analyzer(model.name, threads, "float")
+        _, deep, shallow = analyse_tiles(img, run, header, gain_for_quality(model, 100))
         (out / "images" / f"{entry_id}.png").write_bytes(data)
         latents[entry_id] = stats16(deep)
         deep_all[entry_id], shallow_all[entry_id] = deep, shallow

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Re-export the shipped artifacts from the training checkpoints and rebuild the default library.
 #   models/weights/{grey,colour}.safetensors -> ONNX, integer entropy model, ground decoder weights
+#   rover_encoder/assets/*/encoder.onnx       -> encoder.int8.onnx (static int8, calibrated on train crops)
 #   ../shared/data/refs/{gray,color}/*        -> bitstream/assets/library (default reference library)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
 python -m models.export grey colour
+python -m models.quantize grey colour --data "$DATA"
 rm -rf bitstream/assets/library
 remac-lib build "$DATA"/refs/gray/* "$DATA"/refs/color/* -o bitstream/assets/library

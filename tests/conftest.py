@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluation.rd import psnr  # noqa: F401  (the benchmarks' PSNR, re-exported for the tests)
+from evaluation.metrics import psnr  # noqa: F401  (the benchmarks' PSNR, re-exported for the tests)
 
 DATA = Path(__file__).parent / "data"
 GREY = DATA / "navcam_gray.png"          # 256x256 crop of a native-resolution Navcam frame (L)

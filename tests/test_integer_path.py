@@ -35,8 +35,9 @@ def test_numpy_integer_network_equals_trained_torch_network(name):
     stats = rng.integers(-200, 200, (2, em.m))
     r = spec.ref_input(stats, em.gain_int[70])
     mu16, idx = intnet.hyper_synthesis(em.net, z, r)
+    hyper = model.hyper.double()    # float64: integer sums exact (float32 drifts past 2^24, as in training)
     with torch.no_grad():
-        mu_t, idx_t = model.hyper(torch.tensor(z[None]).float(), torch.tensor(r[None]).float())
+        mu_t, idx_t = hyper(torch.tensor(z[None]).double(), torch.tensor(r[None]).double())
     assert np.array_equal(mu16, mu_t[0].numpy().astype(np.int64))
     assert np.array_equal(idx, idx_t[0].numpy().astype(np.int64))
 

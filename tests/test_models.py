@@ -64,3 +64,18 @@ def test_rate_of_an_improbable_latent_still_has_a_gradient():
     p = gaussian_likelihood(torch.tensor([1.0, -1.0]), torch.tensor([0.0, 0.0]), torch.tensor([0.11, 0.11]))
     exact = 0.5 * (math.erfc(0.5 / (0.11 * math.sqrt(2))) - math.erfc(1.5 / (0.11 * math.sqrt(2))))
     assert p[0].item() == pytest.approx(exact, rel=1e-4) and p[1].item() == pytest.approx(exact, rel=1e-4)
+
+
+def test_scale_floor_calibration_raises_only_channels_that_pay_for_it():
+    """best_floors on a known histogram: a channel whose symbols are +-1 at the smallest scale gets
+    a wider floor and fewer bits; a channel of zeros keeps floor 0 (its bits cannot grow)."""
+    import numpy as np
+    from models.calibrate import S_RANGE, best_floors, cost_matrix
+    cost = cost_matrix()
+    hist = np.zeros((2, cost.shape[0], 2 * S_RANGE + 1))
+    hist[0, 0, S_RANGE - 1] = hist[0, 0, S_RANGE + 1] = hist[0, 0, S_RANGE] = 100   # -1, +1, 0 at t=0
+    hist[1, 0, S_RANGE] = 300                                                     # zeros at t=0
+    lo, before, after = best_floors(hist, cost, np.zeros(2, dtype=int))
+    assert lo[0] > 10 and lo[1] == 0 and after < before / 5
+    lo_kept, _, _ = best_floors(hist, cost, np.array([0, 5]))        # floors never drop
+    assert lo_kept[1] == 5
