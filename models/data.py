@@ -36,6 +36,27 @@ def load_set(data_dir, folders, channels, limit=None):
     return images, [ids[k] for k in keys]
 
 
+def nearest_others(descriptors, k: int = 4) -> np.ndarray:
+    """(N, D) descriptors -> (N, k) indices of each row's k nearest other rows (squared L2)."""
+    d = np.asarray(descriptors, dtype=np.float64)
+    sq = (d * d).sum(1)
+    dist = sq[:, None] + sq[None, :] - 2 * d @ d.T
+    np.fill_diagonal(dist, np.inf)
+    return np.argsort(dist, axis=1)[:, :k]
+
+
+@torch.no_grad()
+def rover_descriptors(encoder, images, batch: int = 32, device="cpu") -> np.ndarray:
+    """(N,C,256,256) uint8 -> (N, 2M): channel means and mean |deviations| of the ungained latent,
+    as rover_encoder.analysis.deep_descriptor computes them on the rover."""
+    out = []
+    for s in range(0, len(images), batch):
+        y, _ = encoder.analysis(images[s:s + batch].to(device).float() / 255)
+        mean = y.mean(dim=(2, 3))
+        out.append(torch.cat([mean, (y - mean[:, :, None, None]).abs().mean(dim=(2, 3))], 1))
+    return torch.cat(out).float().cpu().numpy()
+
+
 class PairSampler:
     """Draws (crop, reference crop) batches as float tensors in [0,1].
 
@@ -43,8 +64,12 @@ class PairSampler:
     pyramid features are what the model learns from, and a window costs a quarter of a 256^2 image.
     """
 
-    def __init__(self, images, groups, crop, seed=0, augment=True, ref_crop=None):
+    def __init__(self, images, groups, crop, seed=0, augment=True, ref_crop=None, descriptors=None, k=4):
+        """descriptors: optional (N, D) float array, the rover's recycled latent descriptor of each
+        image; when given, an image's reference is one of its k nearest other images in that space
+        (what the rover's library selection would pick), else another image of its group."""
         self.images, self.crop, self.augment = images, crop, augment
+        self.neighbours = None if descriptors is None else nearest_others(descriptors, k)
         self.ref_crop = ref_crop or crop
         self.rng = random.Random(seed)
         self.members = {}
@@ -53,6 +78,8 @@ class PairSampler:
         self.groups = groups
 
     def reference_of(self, i):
+        if self.neighbours is not None:
+            return int(self.rng.choice(self.neighbours[i]))
         others = [j for j in self.members[self.groups[i]] if j != i]
         return self.rng.choice(others) if others else self.rng.randrange(len(self.images))
 

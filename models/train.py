@@ -14,7 +14,7 @@ import time
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.data import load_set, PairSampler
+from models.data import load_set, PairSampler, rover_descriptors
 from models.remac import REMAC, LAMBDAS, load_weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -99,8 +99,6 @@ def main(argv=None):
     images, groups = load_set(args.data, cfg["train_folders"], cfg["channels"])
     val, _ = load_set(args.data, cfg["val_folders"], cfg["channels"], limit=8)
     val = val.float()[:, :, :256, :256] / 255
-    sampler = PairSampler(images, groups, cfg["crop"], seed=cfg["seed"], augment=cfg["channels"] == 1,
-                          ref_crop=cfg.get("ref_crop"))
     print(f"{cfg['name']}: {len(images)} training images, {len(set(groups))} groups", flush=True)
 
     base_weights = os.path.join(HERE, "weights", f"{cfg['name']}.safetensors")
@@ -145,6 +143,15 @@ def main(argv=None):
             with safe_open(weights, framework="pt") as f:
                 step = int(f.metadata().get("step", 0))
         print(f"resumed at step {step} ({elapsed_before / 60:.1f} min trained before)", flush=True)
+    # references: "group" = another image of the same sol / source frame; "descriptor" = one of the
+    # 4 nearest images by the rover's own latent descriptor, recomputed once per run (the model's
+    # current encoder), as the rover's library selection would choose
+    descriptors = None
+    if cfg.get("ref_selection", "group") == "descriptor":
+        with torch.autocast(device.type, enabled=False):
+            descriptors = rover_descriptors(model.encoder, images, device=device)
+    sampler = PairSampler(images, groups, cfg["crop"], seed=cfg["seed"], augment=cfg["channels"] == 1,
+                          ref_crop=cfg.get("ref_crop"), descriptors=descriptors)
 
     log = open(os.path.join(args.log_dir, f"{run_name}.csv"), "a", newline="")
     writer = csv.writer(log)

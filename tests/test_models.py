@@ -79,3 +79,17 @@ def test_scale_floor_calibration_raises_only_channels_that_pay_for_it():
     assert lo[0] > 10 and lo[1] == 0 and after < before / 5
     lo_kept, _, _ = best_floors(hist, cost, np.array([0, 5]))        # floors never drop
     assert lo_kept[1] == 5
+
+
+def test_training_references_follow_the_rover_descriptor():
+    """ref_selection "descriptor": an image's reference is among its nearest images by the same
+    recycled-latent descriptor the rover selects with, not a random member of its group."""
+    import numpy as np
+    from models.data import PairSampler, nearest_others, rover_descriptors
+    images = (torch.arange(6).repeat_interleave(256 * 256).reshape(6, 1, 256, 256) * 40).to(torch.uint8)
+    d = rover_descriptors(REMAC(1).encoder.eval(), images)
+    assert d.shape == (6, 256)
+    near = nearest_others(np.array([[0.0], [1.0], [10.0], [11.0], [30.0], [31.5]]), k=1)
+    assert near[:, 0].tolist() == [1, 0, 3, 2, 5, 4]
+    sampler = PairSampler(images, [0] * 6, 64, descriptors=np.array([[0.0], [1.0], [10.0], [11.0], [30.0], [31.5]]), k=1)
+    assert [sampler.reference_of(i) for i in range(6)] == [1, 0, 3, 2, 5, 4]
