@@ -68,7 +68,7 @@ def plot(curves: dict, title: str, path: Path, metric=1):
               help="Merge records of codecs not run now from an earlier --out directory.")
 @click.option("--ref-experiments", is_flag=True, help="Also REMAC with refs off / random / worst reference.")
 @click.option("--encoder-experiment", is_flag=True,
-              help="Also REMAC with the int8 and with the float rover analysis, named explicitly.")
+              help="Also REMAC with the rover analysis (int8 / float) that is not the modality's default.")
 @click.option("--limit", type=int, help="At most N images per directory.")
 @click.option("--qualities", default=",".join(map(str, rd.REMAC_QUALITIES)), show_default=True)
 def main(image_dirs, ref_lib, out_dir, codecs, reuse, ref_experiments, encoder_experiment, limit, qualities):
@@ -124,9 +124,9 @@ def main(image_dirs, ref_lib, out_dir, codecs, reuse, ref_experiments, encoder_e
         }
         if "REMAC refs=off" in curves:
             summary[set_name]["bd_rate_refs_on_vs_off"] = rd.bd_rate(curves["REMAC refs=off"], curves["REMAC"])
-        if "REMAC encoder=int8" in curves:
-            summary[set_name]["bd_rate_int8_vs_float"] = rd.bd_rate(curves["REMAC encoder=float"],
-                                                                    curves["REMAC encoder=int8"])
+        if encoder_experiment and "REMAC" in curves:     # the default analysis is plain "REMAC"
+            by = {p: curves.get(f"REMAC encoder={p}", curves["REMAC"]) for p in ("int8", "float")}
+            summary[set_name]["bd_rate_int8_vs_float"] = rd.bd_rate(by["float"], by["int8"])
         plot(curves, f"{set_name}: {len(images)} images", out / f"rd_{set_name.replace(' ', '_')}.png")
     with open(out / "records.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(asdict(records[0]).keys()) if records else ["codec"])

@@ -16,6 +16,7 @@ symbols, so reconstruction is untouched; rover and ground read lo from the same 
 export afterwards.
 """
 import argparse
+import json
 import os
 
 import numpy as np
@@ -29,7 +30,6 @@ from models.export import CHANNELS, checkpoint_path, load_model, y_tables
 from models.intnet import round_half_up
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FOLDERS = {"grey": ["train/gray", "train/gray_native", "train/color"], "colour": ["train/color"]}
 QUALITIES = (0, 10, 25, 40, 55, 70, 85, 100)
 S_RANGE = 600           # |s| beyond this is counted as an escape at every scale (rare)
 
@@ -88,7 +88,8 @@ def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, we
     """weights: the checkpoint to calibrate (default: the shipped models/weights/<name>.safetensors)."""
     path = weights or checkpoint_path(name)
     model = load_model(name, weights=path)
-    images, _ = load_set(data_dir, FOLDERS[name], CHANNELS[name])
+    folders = json.load(open(os.path.join(HERE, "configs", f"{name}.json")))["train_folders"]
+    images, _ = load_set(data_dir, folders, CHANNELS[name])
     pick = torch.from_numpy(np.random.default_rng(0).choice(len(images), min(count, len(images)), replace=False))
     hist = histogram(model, images[pick])
     m = model.m

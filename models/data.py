@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.remac import REMAC
+
 
 def _group_key(row):
     return row["sol"] if row["path"].startswith("train/gray/") else row["source_path"]
@@ -52,8 +54,7 @@ def rover_descriptors(encoder, images, batch: int = 32, device="cpu") -> np.ndar
     out = []
     for s in range(0, len(images), batch):
         y, _ = encoder.analysis(images[s:s + batch].to(device).float() / 255)
-        mean = y.mean(dim=(2, 3))
-        out.append(torch.cat([mean, (y - mean[:, :, None, None]).abs().mean(dim=(2, 3))], 1))
+        out.append(REMAC.latent_stats(y).flatten(1))      # (B, 2M): means, then deviations
     return torch.cat(out).float().cpu().numpy()
 
 

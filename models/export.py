@@ -38,7 +38,8 @@ def heavy_checkpoint_path(name: str) -> Path:
 
 
 def load_model(name: str, weights: Path = None, blob: bytes = None) -> REMAC:
-    """The joint (stage-1) checkpoint: encoder, entropy model, base decoder (from `blob` if given)."""
+    """A joint checkpoint (encoder, entropy model, decoder with however many extra blocks it holds),
+    from `blob` if given."""
     state = load(blob) if blob is not None else load_file(str(weights or checkpoint_path(name)))
     extra = tuple(1 + max((int(k.split(".")[2]) for k in state if k.startswith(f"decoder.{b}.")), default=-1)
                   for b in ("x16", "x8", "x4", "x2"))

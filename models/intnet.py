@@ -54,7 +54,7 @@ class QConv(nn.Module):
         real = acc * (mult / 2 ** spec.REQUANT_SHIFT)[None, :, None, None]
         out = round_half_up(real)
         lo, hi = self.lo[None, :, None, None], self.hi[None, :, None, None]
-        return _ReviveClip.apply(out, lo, hi) if self.revive else torch.maximum(torch.minimum(out, hi), lo)
+        return revive_clip(out, lo, hi) if self.revive else torch.maximum(torch.minimum(out, hi), lo)
 
     @torch.no_grad()
     def export(self) -> dict:
@@ -78,6 +78,11 @@ class _ReviveClip(torch.autograd.Function):
         x, lo, hi = ctx.saved_tensors
         keep = ((x >= lo) & (x <= hi)) | ((x < lo) & (grad < 0)) | ((x > hi) & (grad > 0))
         return grad * keep.to(grad.dtype), None, None
+
+
+def revive_clip(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """clip(x, lo, hi) whose gradient, outside the range, still flows where it points back in."""
+    return _ReviveClip.apply(x, lo, hi)
 
 
 class DepthToSpace(nn.Module):

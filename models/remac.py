@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bitstream import spec
-from models.intnet import QConv, DepthToSpace, round_half_up
+from models.intnet import QConv, DepthToSpace, revive_clip, round_half_up
 from models.layers import SimpleGDN, ResBlock, Upsample2, StatModulation, CrossAttention, conv
 
 
@@ -123,25 +123,12 @@ class LogisticMixturePrior(nn.Module):
         return likelihood_floor(self.cdf(x + 0.5) - self.cdf(x - 0.5))
 
 
-class _Floor(torch.autograd.Function):
+def likelihood_floor(p):
     """max(p, 1e-9) whose gradient still flows below the floor when it would raise p.
 
     A plain clamp has zero gradient there, so a latent far outside its predicted scale (which the
     coder pays ~16 bits for, as an escape or a count-1 symbol) taught the model nothing."""
-
-    @staticmethod
-    def forward(ctx, p):
-        ctx.save_for_backward(p)
-        return p.clamp_min(1e-9)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (p,) = ctx.saved_tensors
-        return grad * ((p >= 1e-9) | (grad < 0)).to(grad.dtype)
-
-
-def likelihood_floor(p):
-    return _Floor.apply(p)
+    return revive_clip(p, p.new_tensor(1e-9), p.new_tensor(float("inf")))
 
 
 def gaussian_likelihood(x, mu, sigma):
@@ -263,11 +250,17 @@ class REMAC(nn.Module):
         return torch.cat([r, flag], dim=1) * ref_on[:, None].float()
 
     @staticmethod
-    def latent_stats16(y):
-        """y: (B,M,h,w) ungained latent -> (B,2,M) int stats (mean, mean |y - mean|) in units 1/16."""
+    def latent_stats(y):
+        """y: (B,M,h,w) ungained latent -> (B,2,M) float (mean, mean |y - mean|): the rover's deep
+        descriptor (rover_encoder.analysis.deep_descriptor) and, in 1/16 units, the library stats."""
         mean = y.mean(dim=(2, 3))
         mad = (y - mean[:, :, None, None]).abs().mean(dim=(2, 3))
-        return torch.floor(torch.stack([mean, mad], dim=1) * 16 + 0.5)
+        return torch.stack([mean, mad], dim=1)
+
+    @staticmethod
+    def latent_stats16(y):
+        """y: (B,M,h,w) ungained latent -> (B,2,M) int stats (mean, mean |y - mean|) in units 1/16."""
+        return torch.floor(REMAC.latent_stats(y) * 16 + 0.5)
 
     # ----- training forward ---------------------------------------------------------------------
     def forward(self, x, x_ref, q, ref_on, decoder_ref_on=None, noisy=True):
