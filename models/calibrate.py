@@ -16,7 +16,6 @@ symbols, so reconstruction is untouched; rover and ground read lo from the same 
 export afterwards.
 """
 import argparse
-import json
 import os
 
 import numpy as np
@@ -25,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from bitstream import spec
-from models.data import load_set
+from models.data import load_set, train_folders
 from models.export import CHANNELS, checkpoint_path, load_model, y_tables
 from models.intnet import round_half_up
 
@@ -57,10 +56,8 @@ def histogram(model, images: torch.Tensor, qualities=QUALITIES, batch=16) -> np.
         y, _ = model.encoder.analysis(x)
         ref_y, _ = model.encoder.analysis(x.roll(1, 0))
         for q in qualities:
-            gain, _ = model.gains_for_quality(torch.full((len(x),), float(q)))
-            g_int = model.gain_int(gain)
-            y_g = y * (g_int / 2 ** spec.GAIN_FRAC_BITS)[:, :, None, None]
-            z_hat = round_half_up(model.encoder.h_a(y_g)).clamp(-spec.Z_CLIP, spec.Z_CLIP)
+            y_g, z, g_int, _ = model.gained_latents(y, torch.full((len(x),), float(q)))
+            z_hat = round_half_up(z).clamp(-spec.Z_CLIP, spec.Z_CLIP)
             for on in (False, True):
                 r = model.ref_vector(model.latent_stats16(ref_y), g_int, torch.full((len(x),), on))
                 mu16, idx = model.hyper(z_hat, r)
@@ -88,8 +85,7 @@ def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, we
     """weights: the checkpoint to calibrate (default: the shipped models/weights/<name>.safetensors)."""
     path = weights or checkpoint_path(name)
     model = load_model(name, weights=path)
-    folders = json.load(open(os.path.join(HERE, "configs", f"{name}.json")))["train_folders"]
-    images, _ = load_set(data_dir, folders, CHANNELS[name])
+    images, _ = load_set(data_dir, train_folders(name), CHANNELS[name])
     pick = torch.from_numpy(np.random.default_rng(0).choice(len(images), min(count, len(images)), replace=False))
     hist = histogram(model, images[pick])
     m = model.m

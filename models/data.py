@@ -5,6 +5,7 @@ frame / panorama otherwise): the "same terrain, another day/view" situation the 
 Images alone in their group get a random image as reference (teaches robustness to mismatch).
 """
 import csv
+import json
 import os
 import random
 
@@ -17,6 +18,14 @@ from models.remac import REMAC
 
 def _group_key(row):
     return row["sol"] if row["path"].startswith("train/gray/") else row["source_path"]
+
+
+def train_folders(name: str) -> list:
+    """The training folders (under ../shared/data) of a modality, from models/configs/<name>.json;
+    the same for every stage of its training, and used to calibrate its entropy floors and int8 encoder."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", f"{name}.json")
+    with open(path) as f:
+        return json.load(f)["train_folders"]
 
 
 def load_set(data_dir, folders, channels, limit=None):

@@ -22,7 +22,7 @@ from bitstream import spec
 from bitstream.entropy import quantize_pmf
 from bitstream.modelfile import canonical_digest, ASSETS as BITSTREAM_ASSETS
 from models.ground import ground_weights_path
-from models.remac import REMAC, load_weights
+from models.remac import REMAC, decoder_layout, load_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 ROVER_ASSETS = ROOT / "rover_encoder" / "assets"
@@ -41,9 +41,7 @@ def load_model(name: str, weights: Path = None, blob: bytes = None) -> REMAC:
     """A joint checkpoint (encoder, entropy model, decoder with however many extra blocks it holds),
     from `blob` if given."""
     state = load(blob) if blob is not None else load_file(str(weights or checkpoint_path(name)))
-    extra = tuple(1 + max((int(k.split(".")[2]) for k in state if k.startswith(f"decoder.{b}.")), default=-1)
-                  for b in ("x16", "x8", "x4", "x2"))
-    model = REMAC(CHANNELS[name], decoder_extra=extra)
+    model = REMAC(CHANNELS[name], **decoder_layout(state))
     load_weights(model, state)
     return model.eval()
 
@@ -53,13 +51,10 @@ def load_heavy(name: str, base: REMAC):
     path = heavy_checkpoint_path(name)
     if not path.exists():
         return None
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        extra = tuple(int(v) for v in f.metadata()["decoder_extra"].split(","))
     overlay = load_file(str(path))
     if any(not (k.startswith("decoder.") or k == "log_inv_gain") for k in overlay):
         raise SystemExit(f"{path} holds more than a decoder: refusing to change the bitstream side")
-    heavy = REMAC(CHANNELS[name], decoder_extra=extra)
+    heavy = REMAC(CHANNELS[name], **decoder_layout(overlay))
     load_weights(heavy, base.state_dict(), strict=False)
     load_weights(heavy, overlay, strict=False)
     return heavy.eval()
@@ -134,7 +129,8 @@ def export_decoder(model: REMAC, name: str, model_id: str):
     save_file(tensors, str(ground_weights_path(name)),
               metadata={"model_id": model_id, "decoder_version": version, "name": name,
                         "channels": str(model.channels), "m": str(model.m),
-                        "decoder_extra": ",".join(map(str, model.decoder.extra))})
+                        "decoder_extra": ",".join(map(str, model.decoder.extra)),
+                        "decoder_wide": ",".join(map(str, model.decoder.wide))})
 
 
 def export(name: str, weights: Path = None):
@@ -166,7 +162,7 @@ def export(name: str, weights: Path = None):
     np.savez_compressed(folder / "entropy.npz", **arrays)
     (folder / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
     # a stage-2 overlay belongs to a stage-1 model; a joint fine-tune already carries its heavy decoder
-    heavy = load_heavy(name, model) if model.decoder.extra == (0, 0, 0, 0) else None
+    heavy = load_heavy(name, model) if model.decoder.extra == model.decoder.wide == (0, 0, 0, 0) else None
     export_decoder(heavy or model, name, meta["model_id"])
     print(f"{name}: model {meta['model_id']}, onnx {onnx_path.stat().st_size / 1e6:.2f} MB, "
           f"entropy {os.path.getsize(folder / 'entropy.npz') / 1e3:.0f} kB")

@@ -6,7 +6,7 @@ import torch
 from safetensors import safe_open
 
 from bitstream.errors import ModelError
-from models.remac import RefDecoder
+from models.remac import RefDecoder, decoder_layout
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -31,8 +31,8 @@ class GroundModel:
         self.decoder_version = meta["decoder_version"]
         self.channels, m = int(meta["channels"]), int(meta["m"])
         self.inv_gain = tensors.pop("inv_gain").float()
-        extra = tuple(int(v) for v in meta.get("decoder_extra", "0,0,0,0").split(","))
-        self.decoder = RefDecoder(self.channels, m, extra=extra)
+        layout = decoder_layout(tensors)
+        self.decoder = RefDecoder(self.channels, m, extra=layout["decoder_extra"], wide=layout["decoder_wide"])
         self.decoder.load_state_dict({k[len("decoder."):]: v.float() for k, v in tensors.items()})
         self.decoder.eval()
 

@@ -25,12 +25,15 @@ def conv(cin, cout, k=3, stride=1, dilation=1):
 
 
 class ResBlock(nn.Module):
-    """x + conv(act(conv(act(x)))), optionally dilated to widen the receptive field."""
+    """x + conv(act(conv(act(x)))), optionally dilated to widen the receptive field.
 
-    def __init__(self, ch, dilation=1, identity_init=False):
+    hidden: width of the inner layer (default ch; 2*ch for the decoder's "wide" blocks)."""
+
+    def __init__(self, ch, dilation=1, identity_init=False, hidden=None):
         super().__init__()
-        self.c1 = conv(ch, ch, 3, dilation=dilation)
-        self.c2 = conv(ch, ch, 3, dilation=dilation)
+        hidden = hidden or ch
+        self.c1 = conv(ch, hidden, 3, dilation=dilation)
+        self.c2 = conv(hidden, ch, 3, dilation=dilation)
         if identity_init:
             nn.init.zeros_(self.c2.weight)
             nn.init.zeros_(self.c2.bias)

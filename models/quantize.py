@@ -17,11 +17,10 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 from bitstream import modelfile
 from bitstream.modelfile import ASSETS as BITSTREAM_ASSETS
-from models.data import load_set
+from models.data import load_set, train_folders
 from rover_encoder.analysis import ASSETS, gain_for_quality
 
 HERE = Path(__file__).resolve().parent
-FOLDERS = {"grey": ["train/gray", "train/gray_native"], "colour": ["train/color"]}
 
 
 class Crops(CalibrationDataReader):
@@ -29,7 +28,7 @@ class Crops(CalibrationDataReader):
 
     def __init__(self, name: str, data_dir: str, count: int = 48):
         model = modelfile.load(name)
-        images, _ = load_set(data_dir, FOLDERS[name], model.channels, limit=None)
+        images, _ = load_set(data_dir, train_folders(name), model.channels, limit=None)
         rng = np.random.default_rng(0)
         pick = rng.choice(len(images), size=min(count, len(images)), replace=False)
         qualities = np.linspace(0, 100, len(pick)).round().astype(int)
@@ -76,7 +75,7 @@ def quantize(name: str, data_dir: str, out: Path = None, keep_float=KEEP_FLOAT) 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("names", nargs="+", choices=sorted(FOLDERS))
+    ap.add_argument("names", nargs="+", choices=("grey", "colour"))
     ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--keep-float", default=",".join(KEEP_FLOAT), help="weights of convs left in float")

@@ -29,9 +29,9 @@ def lambda_for_quality(q):
     return torch.exp(logs[lo] * (1 - f) + logs[lo + 1] * f)
 
 
-def rd_loss(model, x, x_ref, q, ref_on, decoder_ref_on=None, noisy=True):
+def rd_loss(model, x, x_ref, q, ref_on, decoder_ref_on=None, noisy=True, x_ref_entropy=None):
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=noisy):
-        out = model(x, x_ref, q, ref_on, decoder_ref_on=decoder_ref_on, noisy=noisy)
+        out = model(x, x_ref, q, ref_on, decoder_ref_on=decoder_ref_on, noisy=noisy, x_ref_entropy=x_ref_entropy)
     pixels = x.shape[2] * x.shape[3]
     mse = ((out["x_hat"].float().clamp(0, 1) if not noisy else out["x_hat"].float()) - x).pow(2).mean((1, 2, 3))
     bpp = (out["bits_y"] + out["bits_z"]) / pixels
@@ -106,7 +106,8 @@ def main(argv=None):
     run_name += "_noentref" * args.no_entropy_refs + "_nodecref" * args.no_decoder_refs
     extra = args.decoder_extra or cfg.get("decoder_extra", "2,2,2,2" if args.stage == "decoder" else "0,0,0,0")
     extra = tuple(int(v) for v in extra.split(","))
-    model = REMAC(cfg["channels"], decoder_extra=extra, rate_proxy=cfg.get("rate_proxy", "noise"))
+    wide = tuple(int(v) for v in cfg.get("decoder_wide", "0,0,0,0").split(","))
+    model = REMAC(cfg["channels"], decoder_extra=extra, decoder_wide=wide, rate_proxy=cfg.get("rate_proxy", "noise"))
     model = model.to(device).to(memory_format=torch.channels_last)
     weights = os.path.join(HERE, "weights", f"{run_name}.safetensors")
     if not os.path.exists(weights):
@@ -170,7 +171,8 @@ def main(argv=None):
         state = {k: (v.half() if k.startswith("decoder.") and v.is_floating_point() else v) for k, v in state.items()}
         save_file({k: v.contiguous() for k, v in state.items()}, tmp,
                   metadata={"step": str(step), "config": json.dumps(cfg), "stage": args.stage,
-                            "decoder_extra": ",".join(map(str, extra)), "lambdas": json.dumps(LAMBDAS)})
+                            "decoder_extra": ",".join(map(str, extra)), "decoder_wide": ",".join(map(str, wide)),
+                            "lambdas": json.dumps(LAMBDAS)})
         os.replace(tmp, weights)
         torch.save({"opt": opt.state_dict(), "step": step, "elapsed": elapsed_before + time.time() - start}, opt_path)
 

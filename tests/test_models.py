@@ -27,14 +27,19 @@ def test_lambda_interpolation_hits_the_levels():
 
 
 def test_heavy_decoder_starts_as_the_trained_one():
-    """Stage 2 of the asymmetric schedule: extra blocks are identity-initialised."""
+    """Stage 2 of the asymmetric schedule: extra and wide blocks are identity-initialised, and the
+    block layout is read back from the weights alone."""
+    from models.remac import decoder_layout
     base = REMAC(3).eval()
-    heavy = REMAC(3, decoder_extra=(2, 2, 2, 2)).eval()
+    heavy = REMAC(3, decoder_extra=(2, 2, 2, 2), decoder_wide=(0, 1, 0, 2)).eval()
     missing, unexpected = heavy.load_state_dict(base.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("decoder.x") for k in missing)
+    assert not unexpected and all(k.startswith(("decoder.x", "decoder.w")) for k in missing)
+    assert heavy.decoder.w2[0].c1.out_channels == 2 * 32
     y, ref = torch.randn(1, 128, 4, 4), torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(base.decoder(y, ref), heavy.decoder(y, ref))
+    assert decoder_layout(heavy.state_dict()) == {"decoder_extra": (2, 2, 2, 2), "decoder_wide": (0, 1, 0, 2)}
+    assert decoder_layout(base.state_dict()) == {"decoder_extra": (0, 0, 0, 0), "decoder_wide": (0, 0, 0, 0)}
 
 
 def test_scale_index_stuck_below_zero_still_learns_to_grow():
