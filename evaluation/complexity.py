@@ -30,6 +30,19 @@ def intnet_kmac_per_px(name: str) -> float:
     return macs / 1e3
 
 
+def tile_context_overhead(width: int, height: int) -> float:
+    """Analysed pixels / image pixels for a frame cut into default tiles, each analysed with its
+    TILE_CONTEXT border of neighbouring pixels (and padded to multiples of 64)."""
+    from bitstream.container import Header
+    from rover_encoder.encode import DEFAULT_TILE, TILE_CONTEXT, context_window
+    header = Header(bytes(8), width, height, 1, 1, 8, 50, DEFAULT_TILE, DEFAULT_TILE)
+    area = 0
+    for index in range(header.tile_count):
+        (top, bottom, left, right), _ = context_window(header, index, TILE_CONTEXT)
+        area += -(-(bottom - top) // 64) * 64 * -(-(right - left) // 64) * 64
+    return area / (width * height)
+
+
 def rover_complexity(name: str) -> dict:
     from models.baselines import Minnen2018Encoder
     from models import ground
@@ -47,6 +60,7 @@ def rover_complexity(name: str) -> dict:
         "encoder_kmac_px": round(enc, 2),
         "int_hs_kmac_px": round(hs, 3),
         "rover_total_kmac_px": round(enc + hs, 2),
+        "rover_total_kmac_px_2048_tiled": round(enc * tile_context_overhead(2048, 2048) + hs, 2),
         "encoder_params": sum(p.numel() for p in model.encoder.parameters()),
         "decoder_kmac_px": round(torch_kmac_per_px(shipped_decoder, (torch.rand(1, model.m, 16, 16), x), size * size), 1),
         "decoder_params": sum(p.numel() for p in shipped_decoder.parameters()),

@@ -68,6 +68,7 @@ def complexity_section() -> list:
         ("rover encoder kMAC/px (ONNX g_a + h_a)", lambda n: cx[n]["encoder_kmac_px"]),
         ("integer h_s kMAC/px (rover and ground)", lambda n: cx[n]["int_hs_kmac_px"]),
         ("**rover total kMAC/px**", lambda n: cx[n]["rover_total_kmac_px"]),
+        ("rover total kMAC/px, 2048² frame in 512-px tiles with 64-px context", lambda n: cx[n]["rover_total_kmac_px_2048_tiled"]),
         ("rover encoder parameters", lambda n: f"{cx[n]['encoder_params']:,}"),
         ("ONNX file size (MB)", lambda n: f"{onnx[n].stat().st_size / 1e6:.2f}"),
         ("ONNX encode ms / MP, 1 thread (1024², median of 5), float", lambda n: f"{onnx_encode_ms_per_mp(n):.0f}"),

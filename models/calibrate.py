@@ -12,8 +12,17 @@ value that minimises the exact table cost summed over training crops and qualiti
 
 (cost = -log2 of the integer table count, escapes included). Only probabilities change, never the
 symbols, so reconstruction is untouched; rover and ground read lo from the same integer arrays.
-`python -m models.calibrate grey colour` rewrites hyper.out.lo in models/weights/<name>.safetensors;
-export afterwards.
+
+Second step (session 3), the tables themselves: the Gaussian table of scale index t is what the
+noise proxy assumes; the symbols the coder actually sees at index t (pooled over channels, floors
+applied) are not Gaussian. `fit_tables` re-estimates each index's counts from their histogram,
+shrunk towards the Gaussian (K pseudo-symbols) so rare indices keep it, on the same support and
+escape. The fitted counts go into the checkpoint as `coder.y_counts` (export ships them; the
+training forward ignores them, and a later training run drops them, as it should: they describe
+one set of weights). Gains are reported on held-out training crops.
+
+`python -m models.calibrate grey colour` rewrites hyper.out.lo and coder.y_counts in
+models/weights/<name>.safetensors; export afterwards.
 """
 import argparse
 import os
@@ -24,8 +33,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from bitstream import spec
+from bitstream.entropy import quantize_pmf
 from models.data import load_set, train_folders
-from models.export import CHANNELS, checkpoint_path, load_model, y_tables
+from models.export import CHANNELS, checkpoint_path, load_model, y_tables, z_tables
 from models.intnet import round_half_up
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,24 +43,33 @@ QUALITIES = (0, 10, 25, 40, 55, 70, 85, 100)
 S_RANGE = 600           # |s| beyond this is counted as an escape at every scale (rare)
 
 
-def cost_matrix():
-    """(T, 2R+1) bits of coding s in [-R, R] with table t, escapes (+16 raw bits) included."""
-    counts, offsets, sizes = y_tables()
-    s = np.arange(-S_RANGE, S_RANGE + 1)
-    cost = np.empty((len(sizes), len(s)))
+def table_cost(tables, origin: int) -> np.ndarray:
+    """(T, 2*origin+1) bits of coding value v = column - origin with table t of tables = (counts,
+    offsets, sizes), escapes (+16 raw bits) included."""
+    counts, offsets, sizes = tables
+    v = np.arange(-origin, origin + 1)
+    cost = np.empty((len(sizes), len(v)))
     for t in range(len(sizes)):
-        rel = s - offsets[t]
+        rel = v - offsets[t]
         inside = (rel >= 0) & (rel < sizes[t])
         p = np.where(inside, counts[t, np.clip(rel, 0, sizes[t] - 1)], counts[t, sizes[t]])
         cost[t] = -np.log2(p / 2 ** spec.PROB_BITS) + 16 * ~inside
     return cost
 
 
+def cost_matrix(counts=None):
+    """(T, 2R+1) bits of coding y symbol s in [-R, R] with scale table t. counts: (T, L) table
+    counts on the Gaussian tables' support (default: the Gaussian tables)."""
+    return table_cost(y_tables(counts), S_RANGE)
+
+
 @torch.no_grad()
 def histogram(model, images: torch.Tensor, qualities=QUALITIES, batch=16) -> np.ndarray:
-    """-> H (M, T, 2R+1): how often channel c got scale index t and symbol s (refs off and on)."""
+    """-> (H (M, T, 2R+1): how often channel c got scale index t and symbol s (refs off and on),
+    Hz (Z, 2*Z_CLIP+1): how often hyper-latent channel c took each value)."""
     m, t_levels = model.m, spec.SCALE_LEVELS
     hist = np.zeros((m, t_levels, 2 * S_RANGE + 1))
+    hist_z = np.zeros((model.nz, 2 * spec.Z_CLIP + 1))
     for start in range(0, len(images), batch):
         x = images[start:start + batch].float() / 255
         y, _ = model.encoder.analysis(x)
@@ -58,6 +77,9 @@ def histogram(model, images: torch.Tensor, qualities=QUALITIES, batch=16) -> np.
         for q in qualities:
             y_g, z, g_int, _ = model.gained_latents(y, torch.full((len(x),), float(q)))
             z_hat = round_half_up(z).clamp(-spec.Z_CLIP, spec.Z_CLIP)
+            zc = torch.arange(model.nz)[None, :, None, None].expand_as(z_hat)
+            flat_z = zc * (2 * spec.Z_CLIP + 1) + z_hat.long() + spec.Z_CLIP
+            hist_z += np.bincount(flat_z.flatten().numpy(), minlength=hist_z.size).reshape(hist_z.shape)
             for on in (False, True):
                 r = model.ref_vector(model.latent_stats16(ref_y), g_int, torch.full((len(x),), on))
                 mu16, idx = model.hyper(z_hat, r)
@@ -65,7 +87,7 @@ def histogram(model, images: torch.Tensor, qualities=QUALITIES, batch=16) -> np.
                 ch = torch.arange(m)[None, :, None, None].expand_as(s)
                 flat = (ch * t_levels + idx.long()) * (2 * S_RANGE + 1) + (s.long() + S_RANGE)
                 hist += np.bincount(flat.flatten().numpy(), minlength=hist.size).reshape(hist.shape)
-    return hist
+    return hist, hist_z
 
 
 def best_floors(hist: np.ndarray, cost: np.ndarray, lo_now: np.ndarray) -> tuple:
@@ -81,13 +103,56 @@ def best_floors(hist: np.ndarray, cost: np.ndarray, lo_now: np.ndarray) -> tuple
     return lo, float(before.sum()), float(bits[np.arange(len(lo)), lo].sum())
 
 
+def floored(hist: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """hist (M, T, S) with each channel's rows below its floor lo_c merged into row lo_c."""
+    out = hist.copy()
+    for c, k in enumerate(lo):
+        out[c, k] += out[c, :k].sum(0)
+        out[c, :k] = 0
+    return out
+
+
+def fit_counts(rows: np.ndarray, tables, origin: int, k: float = 256.0) -> np.ndarray:
+    """rows (T, 2*origin+1): how often table t coded value column - origin -> counts (T, L): per
+    table, the empirical pmf shrunk towards the table's own by k pseudo-symbols, on the table's
+    support; values outside it feed the escape. A table with no data is kept as is. Every row sums
+    to 2**PROB_BITS with no zero count (any value stays codable)."""
+    base, offsets, sizes = tables
+    out = np.zeros_like(base)
+    for t in range(len(sizes)):
+        n, total = sizes[t], rows[t].sum()
+        if total == 0:
+            out[t] = base[t]
+            continue
+        start = offsets[t] + origin                       # value offsets[t] sits at this column
+        inside = rows[t, start:start + n]
+        prior = base[t, :n + 1] / 2 ** spec.PROB_BITS
+        p = (np.append(inside, total - inside.sum()) + k * prior) / (total + k)
+        out[t, :n + 1] = quantize_pmf(p[:-1], p[-1])
+    return out
+
+
+def fit_tables(hist: np.ndarray, k: float = 256.0) -> np.ndarray:
+    """hist (M, T, 2R+1) y symbol counts per scale index (floors applied) -> counts (T, L): one
+    table per scale index, fitted to the symbols of all channels at that index (fit_counts)."""
+    return fit_counts(hist.sum(0), y_tables(), S_RANGE, k)
+
+
+def table_bits(hist: np.ndarray, counts=None) -> float:
+    """Bits of coding the symbols of hist (M, T, S) with table counts (default: Gaussian)."""
+    return float((hist.sum(0) * cost_matrix(counts)).sum())
+
+
 def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, weights=None):
     """weights: the checkpoint to calibrate (default: the shipped models/weights/<name>.safetensors)."""
     path = weights or checkpoint_path(name)
     model = load_model(name, weights=path)
     images, _ = load_set(data_dir, train_folders(name), CHANNELS[name])
-    pick = torch.from_numpy(np.random.default_rng(0).choice(len(images), min(count, len(images)), replace=False))
-    hist = histogram(model, images[pick])
+    order = np.random.default_rng(0).permutation(len(images))
+    held_out = 64                           # crops kept out of the fit, to report its gain honestly
+    pick, check = (torch.from_numpy(order[:min(count, len(images) - held_out)]),
+                   torch.from_numpy(order[-held_out:]))
+    hist, hist_z = histogram(model, images[pick])
     m = model.m
     lo_now = model.hyper.out.lo[m:].long().numpy()
     lo, before, after = best_floors(hist, cost_matrix(), lo_now)
@@ -95,6 +160,18 @@ def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, we
     print(f"{name}: {int((lo > lo_now).sum())} channels get a higher scale floor "
           f"(max {lo.max()}); training-crop rate {before / pixels:.4f} -> {after / pixels:.4f} bpp (y only, "
           f"averaged over qualities {QUALITIES[0]}..{QUALITIES[-1]}, refs off and on)")
+    counts = fit_tables(floored(hist, lo))
+    prior_z = z_tables(model)
+    counts_z = fit_counts(hist_z, prior_z, spec.Z_CLIP)
+    test, test_z = histogram(model, images[check])
+    test = floored(test, lo)
+    px = test.sum() / m * 256
+    gauss_bits, fitted_bits = table_bits(test), table_bits(test, counts)
+    z_cost = lambda c: float((test_z * table_cost((c, prior_z[1], prior_z[2]), spec.Z_CLIP)).sum())
+    prior_bits, fitted_z_bits = z_cost(prior_z[0]), z_cost(counts_z)
+    print(f"{name}: fitted tables on {len(pick)} crops; on {held_out} held-out crops the y rate goes "
+          f"{gauss_bits / px:.4f} -> {fitted_bits / px:.4f} bpp ({100 * (fitted_bits / gauss_bits - 1):+.1f}%), "
+          f"z {prior_bits / px:.4f} -> {fitted_z_bits / px:.4f} bpp ({100 * (fitted_z_bits / prior_bits - 1):+.1f}%)")
     if write:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata()
@@ -102,7 +179,10 @@ def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, we
         lo_all = state["hyper.out.lo"].clone()
         lo_all[m:] = torch.from_numpy(lo).float()
         state["hyper.out.lo"] = lo_all
-        save_file(state, str(path) + ".tmp", metadata={**meta, "scale_floors": "calibrated"})
+        state["coder.y_counts"] = torch.from_numpy(counts.astype(np.int32))
+        state["coder.z_counts"] = torch.from_numpy(counts_z.astype(np.int32))
+        save_file(state, str(path) + ".tmp", metadata={**meta, "scale_floors": "calibrated",
+                                                        "y_tables": "fitted", "z_tables": "fitted"})
         os.replace(str(path) + ".tmp", path)
     return lo
 
@@ -114,8 +194,9 @@ def main(argv=None):
     ap.add_argument("--count", type=int, default=192, help="training images to calibrate on")
     ap.add_argument("--dry-run", action="store_true", help="report only, leave the checkpoint alone")
     ap.add_argument("--weights", help="checkpoint to calibrate in place (one name only)")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     for name in args.names:
         calibrate(name, args.data, args.count, write=not args.dry_run, weights=args.weights)
 

@@ -5,7 +5,8 @@
         -> bitstream/assets/<name>/entropy.npz            integer h_s, CDF tables, gain table
         -> bitstream/assets/<name>/model.json             identity (model ID) and layer kinds
 
-`python -m models.export grey colour`
+A decoder-stage overlay (models/weights/<name>_heavy.safetensors) is first folded into the
+checkpoint (merge_heavy). `python -m models.export grey colour`
 """
 import argparse
 import hashlib
@@ -22,7 +23,7 @@ from bitstream import spec
 from bitstream.entropy import quantize_pmf
 from bitstream.modelfile import canonical_digest, ASSETS as BITSTREAM_ASSETS
 from models.ground import ground_weights_path
-from models.remac import REMAC, decoder_layout, load_weights
+from models.remac import REMAC, decoder_layout, latent_digest, load_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 ROVER_ASSETS = ROOT / "rover_encoder" / "assets"
@@ -46,22 +47,39 @@ def load_model(name: str, weights: Path = None, blob: bytes = None) -> REMAC:
     return model.eval()
 
 
-def load_heavy(name: str, base: REMAC):
-    """`base` with the stage-2 decoder (decoder + inverse gains only) laid over it, if one exists."""
-    path = heavy_checkpoint_path(name)
+def merge_heavy(name: str) -> bool:
+    """Fold a decoder-stage overlay (models/weights/<name>_heavy.safetensors: decoder + inverse gains,
+    `models.train --stage decoder`) into the shipped checkpoint, then remove the overlay. Refuses an
+    overlay trained on other latents (models.remac.latent_digest). -> whether one was merged."""
+    path, base_path = heavy_checkpoint_path(name), checkpoint_path(name)
     if not path.exists():
-        return None
-    overlay = load_file(str(path))
+        return False
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        overlay_meta = f.metadata()
+    with safe_open(str(base_path), framework="pt") as f:
+        base_meta = f.metadata()
+    overlay, base = load_file(str(path)), load_file(str(base_path))
     if any(not (k.startswith("decoder.") or k == "log_inv_gain") for k in overlay):
         raise SystemExit(f"{path} holds more than a decoder: refusing to change the bitstream side")
-    heavy = REMAC(CHANNELS[name], **decoder_layout(overlay))
-    load_weights(heavy, base.state_dict(), strict=False)
-    load_weights(heavy, overlay, strict=False)
-    return heavy.eval()
+    if overlay_meta.get("latent_digest") != latent_digest(base):
+        raise SystemExit(f"{path} was trained on other latents than {base_path}: retrain it or delete it")
+    state = {k: v for k, v in base.items() if not k.startswith("decoder.")} | overlay
+    meta = {**base_meta, "decoder_stage_steps": overlay_meta.get("step", "?"),
+            "decoder_extra": overlay_meta.get("decoder_extra", ""), "decoder_wide": overlay_meta.get("decoder_wide", "")}
+    save_file(state, str(base_path) + ".tmp", metadata=meta)
+    os.replace(str(base_path) + ".tmp", base_path)
+    path.unlink()
+    print(f"{name}: merged the decoder-stage overlay ({meta['decoder_stage_steps']} steps) into {base_path}")
+    return True
 
 
-def y_tables():
-    """One table per scale index: discretized N(0, sigma) over [-R, R] plus escape."""
+def y_tables(fitted=None):
+    """One table per scale index: discretized N(0, sigma) over [-R, R] plus escape; with `fitted`
+    ((T, L) counts from models.calibrate.fit_tables, same support) those counts instead."""
+    if fitted is not None:
+        counts, offsets, sizes = y_tables()
+        return _checked(fitted, counts, "y"), offsets, sizes
     rows, offsets, sizes = [], [], []
     for sigma in spec.scale_table():
         r = int(min(math.ceil(sigma * 8) + 1, 1024))
@@ -75,8 +93,12 @@ def y_tables():
 
 
 @torch.no_grad()
-def z_tables(model: REMAC):
-    """One table per z channel from the learned logistic-mixture prior, tails trimmed at 1e-7."""
+def z_tables(model: REMAC, fitted=None):
+    """One table per z channel from the learned logistic-mixture prior, tails trimmed at 1e-7; with
+    `fitted` ((Z, L) counts from models.calibrate, same support) those counts instead."""
+    if fitted is not None:
+        counts, offsets, sizes = z_tables(model)
+        return _checked(fitted, counts, "z"), offsets, sizes
     k = torch.arange(-spec.Z_CLIP, spec.Z_CLIP + 1, dtype=torch.float64)
     prior = model.z_prior.double()
     grid = k.view(1, 1, 1, -1).expand(1, model.nz, 1, -1)
@@ -91,6 +113,13 @@ def z_tables(model: REMAC):
         offsets.append(int(k[lo]))
         sizes.append(hi - lo + 1)
     return _pack(rows, offsets, sizes)
+
+
+def _checked(fitted, counts, what):
+    fitted = np.asarray(fitted, dtype=np.int32)
+    if fitted.shape != counts.shape or (fitted.sum(1) != 2 ** spec.PROB_BITS).any():
+        raise SystemExit(f"fitted {what} tables have shape {fitted.shape} or sums that do not match the format")
+    return fitted
 
 
 def _pack(rows, offsets, sizes):
@@ -134,6 +163,8 @@ def export_decoder(model: REMAC, name: str, model_id: str):
 
 
 def export(name: str, weights: Path = None):
+    if weights is None:
+        merge_heavy(name)
     blob = Path(weights or checkpoint_path(name)).read_bytes()     # one read: hash and weights agree
     model = load_model(name, blob=blob)
     onnx_path = ROVER_ASSETS / name / "encoder.onnx"
@@ -147,7 +178,9 @@ def export(name: str, weights: Path = None):
             for f, v in layer.items():
                 if f != "kind":
                     arrays[f"hs/{part}/{i}/{f}"] = v.astype(np.int16 if f == "weight" else np.int64)
-    for prefix, (counts, offsets, sizes) in (("y", y_tables()), ("z", z_tables(model))):
+    state = load(blob)
+    for prefix, (counts, offsets, sizes) in (("y", y_tables(state.get("coder.y_counts"))),
+                                             ("z", z_tables(model, state.get("coder.z_counts")))):
         arrays[f"{prefix}/counts"], arrays[f"{prefix}/offsets"], arrays[f"{prefix}/sizes"] = counts, offsets, sizes
     enc = hashlib.sha256()
     for k, v in sorted(model.encoder.state_dict().items()):
@@ -161,9 +194,7 @@ def export(name: str, weights: Path = None):
     folder.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(folder / "entropy.npz", **arrays)
     (folder / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
-    # a stage-2 overlay belongs to a stage-1 model; a joint fine-tune already carries its heavy decoder
-    heavy = load_heavy(name, model) if model.decoder.extra == model.decoder.wide == (0, 0, 0, 0) else None
-    export_decoder(heavy or model, name, meta["model_id"])
+    export_decoder(model, name, meta["model_id"])
     print(f"{name}: model {meta['model_id']}, onnx {onnx_path.stat().st_size / 1e6:.2f} MB, "
           f"entropy {os.path.getsize(folder / 'entropy.npz') / 1e3:.0f} kB")
 

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from models.data import load_set, PairSampler, rover_descriptors
-from models.remac import REMAC, LAMBDAS, load_weights
+from models.remac import REMAC, LAMBDAS, latent_digest, load_weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -172,7 +172,7 @@ def main(argv=None):
         save_file({k: v.contiguous() for k, v in state.items()}, tmp,
                   metadata={"step": str(step), "config": json.dumps(cfg), "stage": args.stage,
                             "decoder_extra": ",".join(map(str, extra)), "decoder_wide": ",".join(map(str, wide)),
-                            "lambdas": json.dumps(LAMBDAS)})
+                            "lambdas": json.dumps(LAMBDAS), "latent_digest": latent_digest(model.state_dict())})
         os.replace(tmp, weights)
         torch.save({"opt": opt.state_dict(), "step": step, "elapsed": elapsed_before + time.time() - start}, opt_path)
 

@@ -86,6 +86,27 @@ def test_scale_floor_calibration_raises_only_channels_that_pay_for_it():
     assert lo_kept[1] == 5
 
 
+def test_fitted_tables_code_their_own_statistics_cheaper_and_keep_the_gaussian_where_empty():
+    """fit_tables on a known histogram: Laplacian symbols at one scale index get a table that codes
+    them in fewer bits than the Gaussian one; an index with no symbols keeps the Gaussian table;
+    every table still sums to 2^16 with no zero count (any symbol stays codable)."""
+    import numpy as np
+    from bitstream import spec
+    from models.calibrate import S_RANGE, fit_tables, floored, table_bits
+    from models.export import y_tables
+    gauss, _, sizes = y_tables()
+    hist = np.zeros((2, len(sizes), 2 * S_RANGE + 1))
+    s = np.arange(-S_RANGE, S_RANGE + 1)
+    hist[0, 30] = np.round(1e5 * np.exp(-np.abs(s) / 2.0))          # Laplacian at index 30
+    hist[1, 5, S_RANGE + 40] = 7                                     # escapes of a floored row
+    counts = fit_tables(floored(hist, np.array([0, 12])))
+    assert table_bits(hist[:1], counts) < 0.97 * table_bits(hist[:1])
+    assert np.array_equal(counts[40], gauss[40])                     # no data: Gaussian kept
+    assert (counts.sum(1) == 2 ** spec.PROB_BITS).all()
+    assert all((counts[t, :sizes[t] + 1] >= 1).all() for t in range(len(sizes)))
+    assert counts[12, sizes[12]] > gauss[12, sizes[12]]              # floored row's escapes counted at 12
+
+
 def test_training_references_follow_the_rover_descriptor():
     """ref_selection "descriptor": an image's reference is among its nearest images by the same
     recycled-latent descriptor the rover selects with, not a random member of its group."""
@@ -98,3 +119,27 @@ def test_training_references_follow_the_rover_descriptor():
     assert near[:, 0].tolist() == [1, 0, 3, 2, 5, 4]
     sampler = PairSampler(images, [0] * 6, 64, descriptors=np.array([[0.0], [1.0], [10.0], [11.0], [30.0], [31.5]]), k=1)
     assert [sampler.reference_of(i) for i in range(6)] == [1, 0, 3, 2, 5, 4]
+
+
+def test_decoder_overlay_merges_only_onto_the_latents_it_was_trained_on(tmp_path, monkeypatch):
+    """Asymmetric schedule, stage 2 -> shipping: export folds a decoder-only overlay into the joint
+    checkpoint when its latent digest matches (scale floors may differ), and refuses otherwise."""
+    from safetensors.torch import load_file, save_file
+    from models import export
+    from models.remac import latent_digest
+    base = REMAC(1)
+    state = {k: v.contiguous() for k, v in base.state_dict().items()}
+    heavy = REMAC(1, decoder_wide=(0, 0, 1, 1))
+    overlay = {k: v.contiguous() for k, v in heavy.state_dict().items() if k.startswith("decoder.")}
+    base_path, over_path = tmp_path / "m.safetensors", tmp_path / "m_heavy.safetensors"
+    monkeypatch.setattr(export, "checkpoint_path", lambda name: base_path)
+    monkeypatch.setattr(export, "heavy_checkpoint_path", lambda name: over_path)
+    calibrated = dict(state, **{"hyper.out.lo": state["hyper.out.lo"] + 1})      # floors moved since
+    save_file(calibrated, base_path, metadata={"step": "1"})
+    save_file(overlay, over_path, metadata={"latent_digest": latent_digest(state), "step": "7"})
+    assert export.merge_heavy("m") and not over_path.exists()
+    merged = load_file(base_path)
+    assert "decoder.w2.0.c1.weight" in merged and torch.equal(merged["hyper.out.lo"], calibrated["hyper.out.lo"])
+    save_file(overlay, over_path, metadata={"latent_digest": "0" * 64})
+    with pytest.raises(SystemExit, match="other latents"):
+        export.merge_heavy("m")

@@ -8,12 +8,12 @@ from rover_encoder.encode import encode
 from rover_encoder.imageio import from_pil, load_image
 from tests.conftest import COLOUR, GREY, RGB3, pixels, psnr
 
-# Floors/ceilings from the shipped models measured on these exact images (session 2: grey 24.8 dB /
-# 0.21 bpp at q20 and 27.2 dB / 0.72 bpp at q75; colour 27.8 / 0.08 and 30.4 / 0.30), less ~1 dB
+# Floors/ceilings from the shipped models measured on these exact images (session 3: grey 24.8 dB /
+# 0.20 bpp at q20 and 27.2 dB / 0.60 bpp at q75; colour 27.8 / 0.079 and 30.4 / 0.295), less ~1 dB
 # and plus ~30 % rate. The grey test image is a highly textured native-resolution Navcam crop.
 FLOORS = {  # (image, quality): (min PSNR dB, max bpp)
-    ("grey", 20): (23.7, 0.27), ("grey", 75): (26.2, 0.94),
-    ("colour", 20): (26.8, 0.11), ("colour", 75): (29.4, 0.39),
+    ("grey", 20): (23.7, 0.26), ("grey", 75): (26.2, 0.78),
+    ("colour", 20): (26.8, 0.10), ("colour", 75): (29.4, 0.38),
 }
 
 
@@ -74,10 +74,10 @@ def test_sixteen_bit_grey_round_trips_as_sixteen_bit(default_library):
 
 
 def test_multi_tile_image_stays_near_the_single_tile_rd_curve(default_library):
-    """Four independently coded 128-px tiles vs one tile, compared at matched rate. Tiles are
-    analysed alone (their borders see padding, as in training) and synthesized jointly on the
-    ground; small tiles also code at a lower rate for the same quality. Measured cost: ~1 dB with the
-    session-1 models, 1.97 dB with the session-2 ones (tile borders: a known regression, see README)."""
+    """Four independently coded 128-px tiles vs one tile, compared at matched rate. Each tile's
+    analysis sees 64 px of its neighbours (rover_encoder.encode.analyse_tiles), and the ground
+    synthesizes all tiles jointly, so tiling costs next to nothing: measured +0.13 dB with the
+    session-2 models (tiles analysed alone, as before session 3: -1.97 dB)."""
     a = pixels(GREY)
     curve = []
     for q in (5, 20, 50, 75, 95):
@@ -86,7 +86,14 @@ def test_multi_tile_image_stays_near_the_single_tile_rd_curve(default_library):
     many = encode(load_image(GREY), 75, default_library, tile=128)
     assert many.header.tile_count == 4
     matched = np.interp(many.bpp, [b for b, _ in curve], [p for _, p in curve])
-    assert psnr(a, decode(many.data, default_library).image) >= matched - 2.5
+    assert psnr(a, decode(many.data, default_library).image) >= matched - 0.5
+
+
+def test_tile_context_leaves_single_tile_streams_alone(default_library):
+    img = load_image(GREY)
+    assert encode(img, 50, default_library, context=0).data == encode(img, 50, default_library).data
+    with pytest.raises(ValueError, match="multiple of 64"):
+        encode(img, 50, default_library, context=32)
 
 
 def test_references_on_and_off_both_decode(default_library, capsys):
