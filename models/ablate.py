@@ -49,7 +49,7 @@ def curves(model, images, library) -> dict:
     out = {v: np.zeros((len(QUALITIES), 2)) for v in VARIANTS}
     for path in images:
         x = _tensor(path, model.channels)
-        h, w = x.shape[2] // 16 * 16, x.shape[3] // 16 * 16
+        h, w = x.shape[2] // 64 * 64, x.shape[3] // 64 * 64        # the hyper-latent is at 1/64
         x = x[:, :, :h, :w]
         eref, dref = references(path, model.channels, library)
         for variant, (ent, dec) in VARIANTS.items():

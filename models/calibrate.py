@@ -17,7 +17,7 @@ Second step (session 3), the tables themselves: the Gaussian table of scale inde
 noise proxy assumes; the symbols the coder actually sees at index t (pooled over channels, floors
 applied) are not Gaussian. `fit_tables` re-estimates each index's counts from their histogram,
 shrunk towards the Gaussian (K pseudo-symbols) so rare indices keep it, on the same support and
-escape. The fitted counts go into the checkpoint as `coder.y_counts` (export ships them; the
+escape; each z channel's table (from the learned prior) is re-fitted the same way. The fitted counts go into the checkpoint as `coder.y_counts` / `coder.z_counts` (export ships them; the
 training forward ignores them, and a later training run drops them, as it should: they describe
 one set of weights). Gains are reported on held-out training crops.
 
@@ -125,6 +125,7 @@ def fit_counts(rows: np.ndarray, tables, origin: int, k: float = 256.0) -> np.nd
             out[t] = base[t]
             continue
         start = offsets[t] + origin                       # value offsets[t] sits at this column
+        assert 0 <= start and start + n <= rows.shape[1], "table support wider than the histogram"
         inside = rows[t, start:start + n]
         prior = base[t, :n + 1] / 2 ** spec.PROB_BITS
         p = (np.append(inside, total - inside.sum()) + k * prior) / (total + k)
@@ -165,8 +166,8 @@ def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, we
     counts_z = fit_counts(hist_z, prior_z, spec.Z_CLIP)
     test, test_z = histogram(model, images[check])
     test = floored(test, lo)
-    px = test.sum() / m * 256
-    gauss_bits, fitted_bits = table_bits(test), table_bits(test, counts)
+    px = test.sum() / m * 256 / 2           # y symbols were counted twice (refs off and on)
+    gauss_bits, fitted_bits = table_bits(test) / 2, table_bits(test, counts) / 2
     z_cost = lambda c: float((test_z * table_cost((c, prior_z[1], prior_z[2]), spec.Z_CLIP)).sum())
     prior_bits, fitted_z_bits = z_cost(prior_z[0]), z_cost(counts_z)
     print(f"{name}: fitted tables on {len(pick)} crops; on {held_out} held-out crops the y rate goes "

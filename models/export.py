@@ -116,9 +116,12 @@ def z_tables(model: REMAC, fitted=None):
 
 
 def _checked(fitted, counts, what):
+    """fitted counts must have the base tables' layout: same support (zero exactly where the base
+    is zero), no zero count inside it, rows summing to 2**PROB_BITS."""
     fitted = np.asarray(fitted, dtype=np.int32)
-    if fitted.shape != counts.shape or (fitted.sum(1) != 2 ** spec.PROB_BITS).any():
-        raise SystemExit(f"fitted {what} tables have shape {fitted.shape} or sums that do not match the format")
+    if (fitted.shape != counts.shape or (fitted.sum(1) != 2 ** spec.PROB_BITS).any()
+            or not np.array_equal(fitted > 0, counts > 0)):
+        raise SystemExit(f"fitted {what} tables do not match the format's table layout")
     return fitted
 
 

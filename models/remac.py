@@ -211,13 +211,14 @@ def decoder_layout(keys, prefix="decoder.") -> dict:
 
 
 def latent_digest(state: dict) -> str:
-    """SHA-256 of what fixes the decoder's input y_hat = s + mu (encoder, gains, h_s weights), but not
-    the scale floors or coder tables that models.calibrate changes: a decoder trained on one model's
-    latents is valid for another checkpoint exactly when their digests match."""
+    """SHA-256 of what fixes the decoder's input y_hat = s + mu (encoder, gains, h_s), but not the
+    h_s output clip `hyper.out.lo` (whose scale half models.calibrate raises) or the coder tables:
+    a decoder trained on one model's latents is valid for another checkpoint exactly when their
+    digests match."""
     h = hashlib.sha256()
     for k in sorted(state):
-        if k.startswith(("encoder.", "hyper.")) and not k.endswith((".lo", ".hi")) or k == "log_gain":
-            h.update(k.encode() + state[k].detach().float().contiguous().numpy().tobytes())
+        if k.startswith(("encoder.", "hyper.")) and k != "hyper.out.lo" or k == "log_gain":
+            h.update(k.encode() + state[k].detach().cpu().float().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 

@@ -64,8 +64,6 @@ def analyse_tiles(img: SourceImage, run, header: Header, gain: np.ndarray, conte
     The image descriptors are the tiles' descriptors averaged by latent area: the rover's own
     features, recycled for reference selection (no second feature extractor).
     """
-    if context % 64:
-        raise ValueError(f"tile context {context} must be a multiple of 64")
     analysed = []
     for index in range(header.tile_count):
         (top, bottom, left, right), (dy, dx) = context_window(header, index, context)
@@ -91,6 +89,8 @@ def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = 
         raise RemacError(f"quality {quality} is out of range 0..100")
     if tile % 64 or not 64 <= tile <= 4096:
         raise RemacError(f"tile size {tile} must be a multiple of 64 in 64..4096")
+    if context % 64 or context < 0:
+        raise RemacError(f"tile context {context} must be a non-negative multiple of 64")
     channels = img.pixels.shape[0]
     model = modelfile.for_channels(channels)
     header = Header(model.model_id, img.width, img.height, channels, img.output_channels, img.bit_depth,

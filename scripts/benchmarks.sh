@@ -12,7 +12,7 @@ remac-eval "$DATA/val/gray" --out "$OUT/val_gray" --ref-experiments "${reuse[@]}
 remac-eval "$DATA/val/gray_native" --out "$OUT/val_gray_native" "${reuse[@]}"
 remac-eval "$DATA/val/color" --out "$OUT/val_color" "${reuse[@]}"
 remac-eval "$DATA/val/color" --out "$OUT/val_color_refs" --ref-experiments --limit 8 --codecs REMAC
-# int8 vs float rover analysis (8 images per modality; quoted in docs/BENCHMARKS.md by hand):
-#   remac-eval "$DATA/val/gray" "$DATA/val/color" --out "$OUT/int8" --codecs REMAC --encoder-experiment --limit 8
-python -m evaluation.report "$OUT/val_gray" "$OUT/val_gray_native" "$OUT/val_color" "$OUT/val_color_refs" \
+# int8 vs float rover analysis (8 images per modality)
+remac-eval "$DATA/val/gray" "$DATA/val/color" --out "$OUT/int8" --codecs REMAC --encoder-experiment --limit 8
+python -m evaluation.report "$OUT/val_gray" "$OUT/val_gray_native" "$OUT/val_color" "$OUT/val_color_refs" "$OUT/int8" \
     -o docs/BENCHMARKS.md --commands "BASELINES=${BASELINES:-} bash scripts/benchmarks.sh"

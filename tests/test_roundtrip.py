@@ -76,8 +76,8 @@ def test_sixteen_bit_grey_round_trips_as_sixteen_bit(default_library):
 def test_multi_tile_image_stays_near_the_single_tile_rd_curve(default_library):
     """Four independently coded 128-px tiles vs one tile, compared at matched rate. Each tile's
     analysis sees 64 px of its neighbours (rover_encoder.encode.analyse_tiles), and the ground
-    synthesizes all tiles jointly, so tiling costs next to nothing: measured +0.13 dB with the
-    session-2 models (tiles analysed alone, as before session 3: -1.97 dB)."""
+    synthesizes all tiles jointly, so tiling costs next to nothing: measured +0.13 dB (tiles
+    analysed alone, as before session 3: -1.97 dB)."""
     a = pixels(GREY)
     curve = []
     for q in (5, 20, 50, 75, 95):
@@ -89,11 +89,40 @@ def test_multi_tile_image_stays_near_the_single_tile_rd_curve(default_library):
     assert psnr(a, decode(many.data, default_library).image) >= matched - 0.5
 
 
-def test_tile_context_leaves_single_tile_streams_alone(default_library):
-    img = load_image(GREY)
-    assert encode(img, 50, default_library, context=0).data == encode(img, 50, default_library).data
-    with pytest.raises(ValueError, match="multiple of 64"):
-        encode(img, 50, default_library, context=32)
+def test_tile_context_crops_each_tile_latent_from_a_wider_window():
+    """analyse_tiles with a fake analysis that outputs each 16-px (y) and 64-px (z) cell's image
+    row/column: every tile gets exactly its own cells back, whatever context it was analysed with,
+    for edge, interior and padded tiles."""
+    from bitstream.container import Header
+    from rover_encoder.analysis import pad_to_64
+    from rover_encoder.encode import analyse_tiles
+
+    def fake_run(x, gain):
+        x = pad_to_64(x)
+        cells = lambda f: np.stack([x[0, ::f, ::f], x[1, ::f, ::f]])
+        return cells(16), cells(64), np.zeros(4)
+
+    height, width = 400, 650
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    img = type("Img", (), {"pixels": np.stack([rows, cols]).astype(np.float32)})()
+    header = Header(bytes(8), width, height, 1, 1, 8, 50, 128, 128)
+    for context in (0, 64):
+        analysed, _, _ = analyse_tiles(img, fake_run, header, None, context)
+        for index, (y, z, _) in enumerate(analysed):
+            top, left, h, w = header.tile_box(index)
+            ph, pw = header.padded_tile(index)
+            assert y.shape[1:] == (ph // 16, pw // 16) and z.shape[1:] == (ph // 64, pw // 64)
+            want_rows = np.minimum(np.arange(top, top + ph, 16), height - 1)   # padding repeats the edge
+            want_cols = np.minimum(np.arange(left, left + pw, 16), width - 1)
+            assert np.array_equal(y[0][:, 0], want_rows) and np.array_equal(y[1][0], want_cols)
+            assert np.array_equal(z[0][:, 0], want_rows[::4]) and np.array_equal(z[1][0], want_cols[::4])
+
+
+def test_tile_context_must_be_a_multiple_of_64(default_library):
+    from bitstream.errors import RemacError
+    for bad in (32, -64):
+        with pytest.raises(RemacError, match="multiple of 64"):
+            encode(load_image(GREY), 50, default_library, context=bad)
 
 
 def test_references_on_and_off_both_decode(default_library, capsys):
