@@ -143,3 +143,13 @@ def test_decoder_overlay_merges_only_onto_the_latents_it_was_trained_on(tmp_path
     save_file(overlay, over_path, metadata={"latent_digest": "0" * 64})
     with pytest.raises(SystemExit, match="other latents"):
         export.merge_heavy("m")
+
+
+def test_checkpoint_comparison_curve_has_one_finite_point_per_quality():
+    """models.compare (how training candidates are ranked) on a small untrained model: one
+    (bpp, PSNR) per quality, all finite and positive."""
+    from models.compare import QUALITIES, curve
+    torch.manual_seed(0)
+    points = curve(REMAC(1).eval(), torch.rand(2, 1, 64, 64))
+    assert len(points) == len(QUALITIES)
+    assert all(math.isfinite(b) and math.isfinite(p) and b > 0 and p > 0 for b, p in points)

@@ -1,0 +1,69 @@
+"""Estimated rate-distortion of training checkpoints against each other:
+`python -m models.compare grey ../shared/data/val/gray A.safetensors B.safetensors ...`
+
+Each checkpoint codes the first `--limit` images of the folder (top-left `--crop` pixels) at
+qualities 5..95 with rounded latents; bits come from the model's own likelihoods (Gaussian y
+tables, learned z prior), not from the real coder, so this ranks networks quickly during training
+and is how session 3's attempts were judged. Prints each curve and its BD-rate (PSNR) against the
+first checkpoint. Real-coder numbers: remac-eval / scripts/benchmarks.sh.
+"""
+import argparse
+import glob
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.export import load_model
+from models.train import rd_loss
+
+QUALITIES = (5, 20, 35, 50, 65, 80, 95)
+
+
+def load_crops(folder: str, channels: int, limit: int, crop: int) -> torch.Tensor:
+    """-> (N, C, crop, crop) float in [0, 1]; images must be at least crop x crop."""
+    xs = []
+    for path in sorted(glob.glob(os.path.join(folder, "*")))[:limit]:
+        a = np.asarray(Image.open(path).convert("L" if channels == 1 else "RGB"))[:crop, :crop]
+        xs.append(torch.from_numpy((a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).copy()).float() / 255)
+    return torch.stack(xs)
+
+
+@torch.no_grad()
+def curve(model, x: torch.Tensor) -> list:
+    """-> [(bpp, PSNR dB)] per quality, averaged over images; each image's reference is its neighbour."""
+    on = torch.ones(len(x), dtype=torch.bool)
+    points = []
+    for q in QUALITIES:
+        _, mse, bpp = rd_loss(model, x, x.roll(1, 0), torch.full((len(x),), float(q)), on, noisy=False)
+        points.append((bpp.mean().item(), (10 * torch.log10(1 / mse)).mean().item()))
+    return points
+
+
+def main(argv=None):
+    import bjontegaard
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name", choices=("grey", "colour"))
+    ap.add_argument("folder")
+    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("--limit", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    curves = {}
+    for path in args.checkpoints:
+        model = load_model(args.name, weights=path)
+        x = load_crops(args.folder, model.channels, args.limit, args.crop)
+        curves[path] = np.array(curve(model, x))
+        line = " ".join(f"{b:.3f}/{p:.2f}" for b, p in curves[path])
+        if path != args.checkpoints[0]:
+            base = curves[args.checkpoints[0]]
+            bd = bjontegaard.bd_rate(base[:, 0], base[:, 1], curves[path][:, 0], curves[path][:, 1], method="akima")
+            line += f"  BD-rate vs first: {bd:+.2f}%"
+        print(f"{path}: {line}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
