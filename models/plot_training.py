@@ -17,31 +17,36 @@ def read(path):
 
 
 def main(out=ROOT / "docs" / "img" / "training.png"):
+    """One row per modality (grey, colour): validation PSNR and bpp at q10/50/90 over steps, one
+    line style per run (runs that continue an earlier one start at its last step)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     logs = sorted((ROOT / "models" / "logs").glob("*.csv"))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     colours = {10: "tab:blue", 50: "tab:orange", 90: "tab:green"}
-    for path in logs:
-        train, val = read(path)
-        base = path.with_name(path.stem.split("_")[0] + ".csv")
-        offset = read(base)[0][-1][0] if base != path and base.exists() else 0   # stage 2 follows stage 1
-        style = "-o" if path.stem.startswith("grey") else "-s"
-        for q, pts in sorted(val.items()):
-            kw = dict(ms=3, color=colours.get(q), alpha=1.0 if offset else 0.7,
-                      label=f"{path.stem} q{q}", linestyle="--" if offset else "-")
-            axes[0].plot([p[0] + offset for p in pts], [p[2] for p in pts], style[1], **kw)
-            axes[1].plot([p[0] + offset for p in pts], [p[1] for p in pts], style[1], **kw)
-    axes[0].set_ylabel("val PSNR (dB, rounded latents)")
-    axes[1].set_ylabel("val bpp (estimated from likelihoods)")
-    for ax in axes:
-        ax.set_xlabel("step (batch 8 x 128²); dashed: continuations (stage 2 decoder; fine-tune)")
+    styles = ["-", "--", ":", "-.", (0, (5, 1)), (0, (1, 1)), (0, (3, 1, 1, 1))]
+    for row, modality in enumerate(("grey", "colour")):
+        runs = [p for p in logs if p.stem.split("_")[0] == modality]
+        for k, path in enumerate(runs):
+            train, val = read(path)
+            base = path.with_name(modality + ".csv")
+            offset = read(base)[0][-1][0] if base != path and base.exists() else 0   # continuations
+            for q, pts in sorted(val.items()):
+                kw = dict(color=colours.get(q), linestyle=styles[k % len(styles)], marker=".", ms=3,
+                          label=path.stem if q == 90 else None)
+                axes[row, 0].plot([p[0] + offset for p in pts], [p[2] for p in pts], **kw)
+                axes[row, 1].plot([p[0] + offset for p in pts], [p[1] for p in pts], **kw)
+        axes[row, 0].set_ylabel(f"{modality}: val PSNR (dB, rounded latents)")
+        axes[row, 1].set_ylabel(f"{modality}: val bpp (estimated)")
+        axes[row, 1].legend(fontsize=7, title="run (colour: q10 blue, q50 orange, q90 green)",
+                            title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    for ax in axes.flat:
+        ax.set_xlabel("step (batch 8 x 128²)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=90, bbox_inches="tight")
     print(f"wrote {out}")
 
 
