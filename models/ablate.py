@@ -19,20 +19,13 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image
 
+from models.compare import QUALITIES, image_tensor
 from models.export import load_model
 from models.train import rd_loss
 
-QUALITIES = (5, 20, 35, 50, 65, 80, 95)
 VARIANTS = {"full": (True, True), "entropy off": (False, True), "decoder off": (True, False),
             "both off": (False, False)}
-
-
-def _tensor(path, channels):
-    a = np.asarray(Image.open(path).convert("L" if channels == 1 else "RGB"))
-    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-    return torch.from_numpy(a.copy()).float()[None] / 255
 
 
 def references(path, channels, library):
@@ -40,7 +33,7 @@ def references(path, channels, library):
     from rover_encoder.encode import encode
     from rover_encoder.imageio import load_image
     res = encode(load_image(path), 50, library)
-    return tuple(_tensor(library.image_path(i), channels) for i in (res.entropy_ref, res.decoder_ref))
+    return tuple(image_tensor(library.image_path(i), channels)[None] for i in (res.entropy_ref, res.decoder_ref))
 
 
 @torch.no_grad()
@@ -48,7 +41,7 @@ def curves(model, images, library) -> dict:
     """-> {variant: [(bpp, psnr) per quality]} averaged over images."""
     out = {v: np.zeros((len(QUALITIES), 2)) for v in VARIANTS}
     for path in images:
-        x = _tensor(path, model.channels)
+        x = image_tensor(path, model.channels)[None]
         h, w = x.shape[2] // 64 * 64, x.shape[3] // 64 * 64        # the hyper-latent is at 1/64
         x = x[:, :, :h, :w]
         eref, dref = references(path, model.channels, library)

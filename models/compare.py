@@ -21,13 +21,16 @@ from models.train import rd_loss
 QUALITIES = (5, 20, 35, 50, 65, 80, 95)
 
 
+def image_tensor(path, channels: int) -> torch.Tensor:
+    """An image file -> (C, H, W) float in [0, 1], as grey (C=1) or RGB (C=3)."""
+    a = np.asarray(Image.open(path).convert("L" if channels == 1 else "RGB"))
+    return torch.from_numpy((a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).copy()).float() / 255
+
+
 def load_crops(folder: str, channels: int, limit: int, crop: int) -> torch.Tensor:
     """-> (N, C, crop, crop) float in [0, 1]; images must be at least crop x crop."""
-    xs = []
-    for path in sorted(glob.glob(os.path.join(folder, "*")))[:limit]:
-        a = np.asarray(Image.open(path).convert("L" if channels == 1 else "RGB"))[:crop, :crop]
-        xs.append(torch.from_numpy((a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).copy()).float() / 255)
-    return torch.stack(xs)
+    paths = sorted(glob.glob(os.path.join(folder, "*")))[:limit]
+    return torch.stack([image_tensor(p, channels)[:, :crop, :crop] for p in paths])
 
 
 @torch.no_grad()

@@ -38,10 +38,13 @@ def heavy_checkpoint_path(name: str) -> Path:
     return ROOT / "models" / "weights" / f"{name}_heavy.safetensors"
 
 
-def load_model(name: str, weights: Path = None, blob: bytes = None) -> REMAC:
-    """A joint checkpoint (encoder, entropy model, decoder with however many extra blocks it holds),
-    from `blob` if given."""
-    state = load(blob) if blob is not None else load_file(str(weights or checkpoint_path(name)))
+def load_model(name: str, weights: Path = None) -> REMAC:
+    """A joint checkpoint (encoder, entropy model, decoder with however many extra blocks it holds)."""
+    return model_from_state(name, load_file(str(weights or checkpoint_path(name))))
+
+
+def model_from_state(name: str, state: dict) -> REMAC:
+    """A checkpoint's tensors -> REMAC in eval mode, its decoder laid out as the tensors say."""
     model = REMAC(CHANNELS[name], **decoder_layout(state))
     load_weights(model, state)
     return model.eval()
@@ -169,7 +172,8 @@ def export(name: str, weights: Path = None):
     if weights is None:
         merge_heavy(name)
     blob = Path(weights or checkpoint_path(name)).read_bytes()     # one read: hash and weights agree
-    model = load_model(name, blob=blob)
+    state = load(blob)
+    model = model_from_state(name, state)
     onnx_path = ROVER_ASSETS / name / "encoder.onnx"
     export_onnx(model, onnx_path)
     arrays = {"gain_int": gain_table(model)}
@@ -181,7 +185,6 @@ def export(name: str, weights: Path = None):
             for f, v in layer.items():
                 if f != "kind":
                     arrays[f"hs/{part}/{i}/{f}"] = v.astype(np.int16 if f == "weight" else np.int64)
-    state = load(blob)
     for prefix, (counts, offsets, sizes) in (("y", y_tables(state.get("coder.y_counts"))),
                                              ("z", z_tables(model, state.get("coder.z_counts")))):
         arrays[f"{prefix}/counts"], arrays[f"{prefix}/offsets"], arrays[f"{prefix}/sizes"] = counts, offsets, sizes
