@@ -46,7 +46,7 @@ def tile_context_overhead(width: int, height: int) -> float:
 def rover_complexity(name: str) -> dict:
     from models.baselines import Minnen2018Encoder
     from models import ground
-    from models.export import load_model
+    from models.training.export import load_model
     model = load_model(name)
     shipped_decoder = ground.load(name).decoder      # the ground's decoder (stage 2 if shipped)
     c, size = model.channels, 256

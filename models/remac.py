@@ -212,7 +212,7 @@ def decoder_layout(keys, prefix="decoder.") -> dict:
 
 def latent_digest(state: dict) -> str:
     """SHA-256 of what fixes the decoder's input y_hat = s + mu (encoder, gains, h_s), but not the
-    h_s output clip `hyper.out.lo` (whose scale half models.calibrate raises) or the coder tables:
+    h_s output clip `hyper.out.lo` (whose scale half models.training.calibrate raises) or the coder tables:
     a decoder trained on one model's latents is valid for another checkpoint exactly when their
     digests match."""
     h = hashlib.sha256()
@@ -225,13 +225,13 @@ def latent_digest(state: dict) -> str:
 def load_weights(model: nn.Module, state: dict, strict: bool = True):
     """load_state_dict, ignoring the `lambdas` buffer that session-1 checkpoints carried (the
     lambdas live in LAMBDAS and the checkpoint metadata now) and the coder's calibrated tables
-    (`coder.*`, models.calibrate: they are read by export, not by the network)."""
+    (`coder.*`, models.training.calibrate: they are read by export, not by the network)."""
     return model.load_state_dict({k: v for k, v in state.items() if k != "lambdas" and not k.startswith("coder.")},
                                  strict=strict)
 
 
 # session 2's range (a session-3 joint run that moved the bottom to 5e-5 was +8..13 % worse after
-# 2k steps and was stopped: models/configs/*_wide_joint.json, models/logs/*_wide_joint.csv)
+# 2k steps and was stopped: models/training/configs/*_wide_joint.json, models/training/logs/*_wide_joint.csv)
 LAMBDAS = (0.0002, 0.0005, 0.0012, 0.003, 0.007, 0.016, 0.04, 0.09)
 
 

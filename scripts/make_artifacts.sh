@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
-python -m models.export grey colour
-python -m models.quantize grey colour --data "$DATA"
+python -m models.training.export grey colour
+python -m models.training.quantize grey colour --data "$DATA"
 rm -rf bitstream/assets/library
 remac-lib build "$DATA"/refs/gray/* "$DATA"/refs/color/* -o bitstream/assets/library
 # then: python scripts/make_golden.py (new golden vector), and re-measure tests/test_roundtrip.py FLOORS

@@ -25,7 +25,7 @@ def test_numpy_integer_network_equals_trained_torch_network(name):
     """The shipped integer arrays reproduce the trained fake-quantized h_s exactly."""
     torch = pytest.importorskip("torch")
     import hashlib, json
-    from models.export import checkpoint_path, load_model
+    from models.training.export import checkpoint_path, load_model
     meta = json.loads((modelfile.ASSETS / name / "model.json").read_text())
     if hashlib.sha256(checkpoint_path(name).read_bytes()).hexdigest() != meta["checkpoint_sha256"]:
         pytest.skip("training checkpoint has moved on since the shipped export")

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from models.remac import REMAC  # noqa: E402
-from models.train import lambda_for_quality, rd_loss  # noqa: E402
+from models.training.train import lambda_for_quality, rd_loss  # noqa: E402
 
 
 def test_one_training_step_reduces_nothing_to_nan():
@@ -75,7 +75,7 @@ def test_scale_floor_calibration_raises_only_channels_that_pay_for_it():
     """best_floors on a known histogram: a channel whose symbols are +-1 at the smallest scale gets
     a wider floor and fewer bits; a channel of zeros keeps floor 0 (its bits cannot grow)."""
     import numpy as np
-    from models.calibrate import S_RANGE, best_floors, cost_matrix
+    from models.training.calibrate import S_RANGE, best_floors, cost_matrix
     cost = cost_matrix()
     hist = np.zeros((2, cost.shape[0], 2 * S_RANGE + 1))
     hist[0, 0, S_RANGE - 1] = hist[0, 0, S_RANGE + 1] = hist[0, 0, S_RANGE] = 100   # -1, +1, 0 at t=0
@@ -92,8 +92,8 @@ def test_fitted_tables_code_their_own_statistics_cheaper_and_keep_the_gaussian_w
     every table still sums to 2^16 with no zero count (any symbol stays codable)."""
     import numpy as np
     from bitstream import spec
-    from models.calibrate import S_RANGE, fit_tables, floored, table_bits
-    from models.export import y_tables
+    from models.training.calibrate import S_RANGE, fit_tables, floored, table_bits
+    from models.training.export import y_tables
     gauss, _, sizes = y_tables()
     hist = np.zeros((2, len(sizes), 2 * S_RANGE + 1))
     s = np.arange(-S_RANGE, S_RANGE + 1)
@@ -111,7 +111,7 @@ def test_training_references_follow_the_rover_descriptor():
     """ref_selection "descriptor": an image's reference is among its nearest images by the same
     recycled-latent descriptor the rover selects with, not a random member of its group."""
     import numpy as np
-    from models.data import PairSampler, nearest_others, rover_descriptors
+    from models.training.data import PairSampler, nearest_others, rover_descriptors
     images = (torch.arange(6).repeat_interleave(256 * 256).reshape(6, 1, 256, 256) * 40).to(torch.uint8)
     d = rover_descriptors(REMAC(1).encoder.eval(), images)
     assert d.shape == (6, 256)
@@ -125,7 +125,7 @@ def test_decoder_overlay_merges_only_onto_the_latents_it_was_trained_on(tmp_path
     """Asymmetric schedule, stage 2 -> shipping: export folds a decoder-only overlay into the joint
     checkpoint when its latent digest matches (scale floors may differ), and refuses otherwise."""
     from safetensors.torch import load_file, save_file
-    from models import export
+    from models.training import export
     from models.remac import latent_digest
     base = REMAC(1)
     state = {k: v.contiguous() for k, v in base.state_dict().items()}
@@ -146,9 +146,9 @@ def test_decoder_overlay_merges_only_onto_the_latents_it_was_trained_on(tmp_path
 
 
 def test_checkpoint_comparison_curve_has_one_finite_point_per_quality():
-    """models.compare (how training candidates are ranked) on a small untrained model: one
+    """models.training.compare (how training candidates are ranked) on a small untrained model: one
     (bpp, PSNR) per quality, all finite and positive."""
-    from models.compare import QUALITIES, curve
+    from models.training.compare import QUALITIES, curve
     torch.manual_seed(0)
     points = curve(REMAC(1).eval(), torch.rand(2, 1, 64, 64))
     assert len(points) == len(QUALITIES)

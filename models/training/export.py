@@ -6,7 +6,7 @@
         -> bitstream/assets/<name>/model.json             identity (model ID) and layer kinds
 
 A decoder-stage overlay (models/weights/<name>_heavy.safetensors) is first folded into the
-checkpoint (merge_heavy). `python -m models.export grey colour`
+checkpoint (merge_heavy). `python -m models.training.export grey colour`
 """
 import argparse
 import hashlib
@@ -24,18 +24,18 @@ from bitstream.entropy import quantize_pmf
 from bitstream.modelfile import canonical_digest, ASSETS as BITSTREAM_ASSETS
 from models.ground import ground_weights_path
 from models.remac import REMAC, decoder_layout, latent_digest, load_weights
+from models.training import ROOT, WEIGHTS
 
-ROOT = Path(__file__).resolve().parent.parent
 ROVER_ASSETS = ROOT / "rover_encoder" / "assets"
 CHANNELS = {"grey": 1, "colour": 3}
 
 
 def checkpoint_path(name: str) -> Path:
-    return ROOT / "models" / "weights" / f"{name}.safetensors"
+    return WEIGHTS / f"{name}.safetensors"
 
 
 def heavy_checkpoint_path(name: str) -> Path:
-    return ROOT / "models" / "weights" / f"{name}_heavy.safetensors"
+    return WEIGHTS / f"{name}_heavy.safetensors"
 
 
 def load_model(name: str, weights: Path = None) -> REMAC:
@@ -52,7 +52,7 @@ def model_from_state(name: str, state: dict) -> REMAC:
 
 def merge_heavy(name: str) -> bool:
     """Fold a decoder-stage overlay (models/weights/<name>_heavy.safetensors: decoder + inverse gains,
-    `models.train --stage decoder`) into the shipped checkpoint, then remove the overlay. Refuses an
+    `models.training.train --stage decoder`) into the shipped checkpoint, then remove the overlay. Refuses an
     overlay trained on other latents (models.remac.latent_digest). -> whether one was merged."""
     path, base_path = heavy_checkpoint_path(name), checkpoint_path(name)
     if not path.exists():
@@ -79,7 +79,7 @@ def merge_heavy(name: str) -> bool:
 
 def y_tables(fitted=None):
     """One table per scale index: discretized N(0, sigma) over [-R, R] plus escape; with `fitted`
-    ((T, L) counts from models.calibrate.fit_tables, same support) those counts instead."""
+    ((T, L) counts from models.training.calibrate.fit_tables, same support) those counts instead."""
     if fitted is not None:
         counts, offsets, sizes = y_tables()
         return _checked(fitted, counts, "y"), offsets, sizes
@@ -98,7 +98,7 @@ def y_tables(fitted=None):
 @torch.no_grad()
 def z_tables(model: REMAC, fitted=None):
     """One table per z channel from the learned logistic-mixture prior, tails trimmed at 1e-7; with
-    `fitted` ((Z, L) counts from models.calibrate, same support) those counts instead."""
+    `fitted` ((Z, L) counts from models.training.calibrate, same support) those counts instead."""
     if fitted is not None:
         counts, offsets, sizes = z_tables(model)
         return _checked(fitted, counts, "z"), offsets, sizes

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from models.remac import REMAC
+from models.training import CONFIGS
 
 
 def _group_key(row):
@@ -21,9 +22,9 @@ def _group_key(row):
 
 
 def train_folders(name: str) -> list:
-    """The training folders (under ../shared/data) of a modality, from models/configs/<name>.json;
+    """The training folders (under ../shared/data) of a modality, from models/training/configs/<name>.json;
     the same for every stage of its training, and used to calibrate its entropy floors and int8 encoder."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", f"{name}.json")
+    path = CONFIGS / f"{name}.json"
     with open(path) as f:
         return json.load(f)["train_folders"]
 

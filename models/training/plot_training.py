@@ -1,9 +1,9 @@
-"""Plot the training logs (models/logs/*.csv) to docs/img/training.png: `python -m models.plot_training`."""
+"""Plot the training logs (models/training/logs/*.csv) to docs/img/training.png: `python -m models.training.plot_training`."""
 import csv
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from models.training import LOGS, ROOT
 
 
 def read(path):
@@ -22,7 +22,7 @@ def main(out=ROOT / "docs" / "img" / "training.png"):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    logs = sorted((ROOT / "models" / "logs").glob("*.csv"))
+    logs = sorted(LOGS.glob("*.csv"))
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     colours = {10: "tab:blue", 50: "tab:orange", 90: "tab:green"}
     styles = ["-", "--", ":", "-.", (0, (5, 1)), (0, (1, 1)), (0, (3, 1, 1, 1))]

@@ -21,7 +21,7 @@ escape; each z channel's table (from the learned prior) is re-fitted the same wa
 training forward ignores them, and a later training run drops them, as it should: they describe
 one set of weights). Gains are reported on held-out training crops.
 
-`python -m models.calibrate grey colour` rewrites hyper.out.lo and coder.y_counts in
+`python -m models.training.calibrate grey colour` rewrites hyper.out.lo and coder.y_counts in
 models/weights/<name>.safetensors; export afterwards.
 """
 import argparse
@@ -34,11 +34,11 @@ from safetensors.torch import load_file, save_file
 
 from bitstream import spec
 from bitstream.entropy import quantize_pmf
-from models.data import load_set, train_folders
-from models.export import CHANNELS, checkpoint_path, load_model, y_tables, z_tables
+from models.training.data import load_set, train_folders
+from models.training.export import CHANNELS, checkpoint_path, load_model, y_tables, z_tables
 from models.intnet import round_half_up
+from models.training import DATA
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 QUALITIES = (0, 10, 25, 40, 55, 70, 85, 100)
 S_RANGE = 600           # |s| beyond this is counted as an escape at every scale (rare)
 
@@ -191,7 +191,7 @@ def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, we
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="+", choices=sorted(CHANNELS))
-    ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
+    ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--count", type=int, default=192, help="training images to calibrate on")
     ap.add_argument("--dry-run", action="store_true", help="report only, leave the checkpoint alone")
     ap.add_argument("--weights", help="checkpoint to calibrate in place (one name only)")

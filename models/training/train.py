@@ -1,4 +1,4 @@
-"""Train one REMAC modality on CPU (or GPU when present): `python -m models.train CONFIG`.
+"""Train one REMAC modality on CPU (or GPU when present): `python -m models.training.train CONFIG`.
 
 Resumable: weights go to models/weights/<name>.safetensors (shipped), the optimizer state and
 step to <ckpt-dir>/<name>.opt.pt; a restart continues from both. Logs one CSV row per 50 steps
@@ -14,10 +14,10 @@ import time
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.data import load_set, PairSampler, rover_descriptors
+from models.training.data import load_set, PairSampler, rover_descriptors
 from models.remac import REMAC, LAMBDAS, latent_digest, load_weights
+from models.training import CKPT, DATA, LOGS, WEIGHTS
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def lambda_for_quality(q):
@@ -73,11 +73,11 @@ def regroup(saved: dict, opt, order: list, flat: list) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("config")
-    ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
+    ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget for this run")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--ckpt-dir", default=os.path.join(HERE, "..", ".ckpt"))
-    ap.add_argument("--log-dir", default=os.path.join(HERE, "logs"))
+    ap.add_argument("--ckpt-dir", default=str(CKPT))
+    ap.add_argument("--log-dir", default=str(LOGS))
     ap.add_argument("--stage", choices=["joint", "decoder"], default="joint",
                     help="joint: encoder + entropy model + decoder; decoder: freeze the bitstream side and "
                          "train a heavier ref-decoder initialised from the joint one (no bitstream change)")
@@ -101,7 +101,7 @@ def main(argv=None):
     val = val.float()[:, :, :256, :256] / 255
     print(f"{cfg['name']}: {len(images)} training images, {len(set(groups))} groups", flush=True)
 
-    base_weights = os.path.join(HERE, "weights", f"{cfg['name']}.safetensors")
+    base_weights = os.path.join(WEIGHTS, f"{cfg['name']}.safetensors")
     run_name = args.run_name or (cfg["name"] if args.stage == "joint" else f"{cfg['name']}_heavy")
     run_name += "_noentref" * args.no_entropy_refs + "_nodecref" * args.no_decoder_refs
     extra = args.decoder_extra or cfg.get("decoder_extra", "2,2,2,2" if args.stage == "decoder" else "0,0,0,0")
@@ -109,7 +109,7 @@ def main(argv=None):
     wide = tuple(int(v) for v in cfg.get("decoder_wide", "0,0,0,0").split(","))
     model = REMAC(cfg["channels"], decoder_extra=extra, decoder_wide=wide, rate_proxy=cfg.get("rate_proxy", "noise"))
     model = model.to(device).to(memory_format=torch.channels_last)
-    weights = os.path.join(HERE, "weights", f"{run_name}.safetensors")
+    weights = os.path.join(WEIGHTS, f"{run_name}.safetensors")
     if not os.path.exists(weights):
         for path in args.init:      # missing keys (extra decoder blocks) keep their identity init
             missing, unexpected = load_weights(model, load_file(path), strict=False)

@@ -4,7 +4,7 @@
 
 The float analysis does not touch decodability (only z_hat and the integer entropy path do), so an
 int8 encoder only moves rate-distortion and speed; `remac-eval --encoder int8` measures the first,
-`evaluation.timing` the second. `python -m models.quantize grey colour` (run after models.export, which rewrites model.json).
+`evaluation.timing` the second. `python -m models.training.quantize grey colour` (run after models.training.export, which rewrites model.json).
 """
 import argparse
 import hashlib
@@ -17,10 +17,10 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 from bitstream import modelfile
 from bitstream.modelfile import ASSETS as BITSTREAM_ASSETS
-from models.data import load_set, train_folders
+from models.training.data import load_set, train_folders
 from rover_encoder.analysis import ASSETS, gain_for_quality
+from models.training import DATA
 
-HERE = Path(__file__).resolve().parent
 
 
 class Crops(CalibrationDataReader):
@@ -76,7 +76,7 @@ def quantize(name: str, data_dir: str, out: Path = None, keep_float=KEEP_FLOAT) 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="+", choices=("grey", "colour"))
-    ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
+    ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--keep-float", default=",".join(KEEP_FLOAT), help="weights of convs left in float")
     args = ap.parse_args(argv)

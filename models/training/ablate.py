@@ -1,4 +1,4 @@
-"""Reference ablations of a trained model, at matched rate: `python -m models.ablate grey DIR`.
+"""Reference ablations of a trained model, at matched rate: `python -m models.training.ablate grey DIR`.
 
 For each validation image the rover's own selection picks the entropy and decoder references from
 the default library (rover_encoder.encode); the training forward then codes the image with rounded
@@ -20,9 +20,9 @@ import os
 import numpy as np
 import torch
 
-from models.compare import QUALITIES, image_tensor
-from models.export import load_model
-from models.train import rd_loss
+from models.training.compare import QUALITIES, image_tensor
+from models.training.export import load_model
+from models.training.train import rd_loss
 
 VARIANTS = {"full": (True, True), "entropy off": (False, True), "decoder off": (True, False),
             "both off": (False, False)}
