@@ -63,6 +63,52 @@ class RoverEncoder(nn.Module):
         return y, z, shallow
 
 
+class KLTEncoder(nn.Module):
+    """g_a + h_a of the "klt" architecture: a linear block transform plus a learned correction.
+
+        x (B,C,H,W) - 1/2 --conv16x16/16 (KLT of 16x16 training patches)--> y_lin --.
+          |                                                                         (+)--> y (B,M,H/16,W/16)
+          '--conv5x5/2-GDN--conv5x5/2-GDN--conv5x5/2-GDN--conv5x5/2 (zero init)-----'
+
+    At initialisation y is the orthonormal KLT of each 16x16 block (M = 256 C keeps every
+    coefficient: no reconstruction ceiling, unlike the GDN encoder whose training saturated at
+    0.4-0.7 bpp); the nonlinear branch can only add to it. Same interface as RoverEncoder:
+    forward(x, gain) -> (y, z, shallow), shallow (1, 2N) = mean/std of the first GDN output.
+    Rover cost at N=64, M=256 (grey): ~8.6 kMAC/px (evaluation.complexity measures it).
+    """
+
+    def __init__(self, channels, n=64, m=256, nz=64):
+        super().__init__()
+        self.proj = nn.Conv2d(channels, m, 16, 16, bias=False)
+        self.conv1 = nn.Conv2d(channels, n // 2, 5, 2, 2)
+        self.gdn1 = SimpleGDN(n // 2)
+        self.rest = nn.Sequential(
+            nn.Conv2d(n // 2, n, 5, 2, 2), SimpleGDN(n),
+            nn.Conv2d(n, n, 5, 2, 2), SimpleGDN(n),
+            nn.Conv2d(n, m, 5, 2, 2))
+        nn.init.zeros_(self.rest[-1].weight)
+        nn.init.zeros_(self.rest[-1].bias)
+        self.h_a = nn.Sequential(
+            nn.Conv2d(m, 96, 3, 1, 1), nn.LeakyReLU(0.1),
+            nn.Conv2d(96, 96, 5, 2, 2), nn.LeakyReLU(0.1),
+            nn.Conv2d(96, nz, 5, 2, 2))
+
+    @torch.no_grad()
+    def init_basis(self, basis: torch.Tensor):
+        """basis: (M, C*256) orthonormal rows (models.training.data.klt_basis), strongest first."""
+        self.proj.weight.copy_(basis.reshape(self.proj.weight.shape))
+
+    def analysis(self, x):
+        h1 = self.gdn1(self.conv1(x))
+        shallow = torch.cat([h1.mean(dim=(2, 3)), h1.std(dim=(2, 3))], dim=1)
+        return self.proj(x - 0.5) + self.rest(h1), shallow
+
+    def forward(self, x, gain):
+        y, shallow = self.analysis(x)
+        z = self.h_a(y * gain)
+        return y, z, shallow
+
+
 class HyperSynthesis(nn.Module):
     """Integer h_s fused with the entropy reference: (z_hat, r) -> (mu16, scale index).
 
@@ -148,8 +194,13 @@ class RefDecoder(nn.Module):
     residual blocks widen the receptive field. x_ref may be any size >= 16 px per side.
     """
 
-    def __init__(self, channels, m=128, width=(128, 96, 64, 32), extra=(0, 0, 0, 0), wide=(0, 0, 0, 0)):
-        """extra: additional residual blocks at scales 1/16, 1/8, 1/4, 1/2 (the "heavy" decoder of the
+    def __init__(self, channels, m=128, width=(128, 96, 64, 32), extra=(0, 0, 0, 0), wide=(0, 0, 0, 0),
+                 skip=False):
+        """skip: add a linear block synthesis (transposed conv 16x16/16, initialised as the inverse of
+        KLTEncoder's basis) to the network's output, whose last layer then starts at zero: the
+        decoder starts as the exact inverse of the linear encoder and learns a correction (deblocking,
+        texture, the reference's detail) on top, so its width no longer caps quality.
+        extra: additional residual blocks at scales 1/16, 1/8, 1/4, 1/2 (the "heavy" decoder of the
         asymmetric schedule); wide: further blocks after them whose inner layer is twice as wide
         (session 3: the high-resolution scales are only 32-64 channels wide, and the trained codec's
         PSNR saturated at high rate even with unquantized latents). All start as the identity, so a
@@ -180,6 +231,16 @@ class RefDecoder(nn.Module):
         self.x16, self.x8, self.x4, self.x2 = (grow(ch, n) for ch, n in zip(width, extra))
         self.w16, self.w8, self.w4, self.w2 = (grow(ch, n, 2) for ch, n in zip(width, wide))
         self.extra, self.wide = tuple(extra), tuple(wide)
+        self.synth_lin = nn.ConvTranspose2d(m, channels, 16, 16) if skip else None
+        if skip:
+            nn.init.zeros_(self.up1.c.weight)
+            nn.init.zeros_(self.up1.c.bias)
+            nn.init.constant_(self.synth_lin.bias, 0.5)
+
+    @torch.no_grad()
+    def init_basis(self, basis: torch.Tensor):
+        """basis: (M, C*256) orthonormal rows, as KLTEncoder.init_basis: the linear path inverts it."""
+        self.synth_lin.weight.copy_(basis.reshape(self.synth_lin.weight.shape))
 
     def reference_features(self, x_ref):
         """x_ref (B,C,H',W') -> pyramid (r4, r8, r16) used by synthesize()."""
@@ -197,17 +258,30 @@ class RefDecoder(nn.Module):
         h = self.w8(self.x8(self.s8(self.mod8(self.up8(h), r8))))
         h = self.w4(self.x4(self.s4(self.mod4(self.up4(h), r4))))
         h = self.w2(self.x2(self.s2(self.up2(h))))
-        return self.up1(h)
+        out = self.up1(h)
+        if self.synth_lin is None:
+            return out
+        with torch.autocast(y_hat.device.type, enabled=False):     # the linear path stays fp32
+            return self.synth_lin(y_hat.float()) + out.float()
 
 
-def decoder_layout(keys, prefix="decoder.") -> dict:
-    """How many extra and wide blocks per scale a state dict's decoder holds, as REMAC keyword
-    arguments: {"decoder_extra": (n16, n8, n4, n2), "decoder_wide": (...)}."""
-    keys = list(keys)
+def decoder_layout(state, prefix="decoder.") -> dict:
+    """A state dict's decoder layout, as REMAC keyword arguments: {"decoder_extra": (n16, n8, n4, n2)
+    extra blocks, "decoder_wide": (...) wide blocks, "decoder_width": (w16, w8, w4, w2),
+    "decoder_skip": bool (linear synthesis path)}."""
+    keys = list(state)
     count = lambda block: 1 + max((int(k[len(prefix):].split(".")[1]) for k in keys
                                    if k.startswith(f"{prefix}{block}.")), default=-1)
     return {"decoder_extra": tuple(count(b) for b in ("x16", "x8", "x4", "x2")),
-            "decoder_wide": tuple(count(b) for b in ("w16", "w8", "w4", "w2"))}
+            "decoder_wide": tuple(count(b) for b in ("w16", "w8", "w4", "w2")),
+            "decoder_width": tuple(int(state[f"{prefix}{r}.0.weight"].shape[0]) for r in ("ref16", "ref8", "ref4", "ref2")),
+            "decoder_skip": f"{prefix}synth_lin.weight" in state}
+
+
+def architecture(state) -> dict:
+    """Every REMAC keyword argument a checkpoint's tensors imply (encoder kind, M, decoder layout)."""
+    return {"arch": "klt" if "encoder.proj.weight" in state else "gdn",
+            "m": int(state["log_gain"].shape[1]), **decoder_layout(state)}
 
 
 def latent_digest(state: dict) -> str:
@@ -233,6 +307,9 @@ def load_weights(model: nn.Module, state: dict, strict: bool = True):
 # session 2's range (a session-3 joint run that moved the bottom to 5e-5 was +8..13 % worse after
 # 2k steps and was stopped: models/training/configs/*_wide_joint.json, models/training/logs/*_wide_joint.csv)
 LAMBDAS = (0.0002, 0.0005, 0.0012, 0.003, 0.007, 0.016, 0.04, 0.09)
+# the "klt" architecture reaches higher: its top level aims at ~42 dB (MSE ~ 1 / (2 ln2 lambda 255^2))
+KLT_LAMBDAS = (0.0003, 0.0008, 0.002, 0.005, 0.012, 0.03, 0.075, 0.18)
+ENCODERS = {"gdn": RoverEncoder, "klt": KLTEncoder}
 
 
 class REMAC(nn.Module):
@@ -240,32 +317,50 @@ class REMAC(nn.Module):
 
     Quality: levels l = 0..L-1 carry learned gains (Cui et al. 2021); quality q in [0, 100] maps
     to t = q/100 * (L-1) and interpolates gains geometrically between neighbouring levels.
+
+    arch "gdn": the session-1..3 models (4 x conv5x5/2 + GDN, M = 128, decoder from y only);
+    arch "klt": KLTEncoder (M = 256 C) and a decoder with the linear synthesis path (no ceiling).
     """
 
-    def __init__(self, channels, n=64, m=128, nz=64, decoder_extra=(0, 0, 0, 0), rate_proxy="noise",
-                 decoder_wide=(0, 0, 0, 0)):
+    def __init__(self, channels, n=64, m=None, nz=64, decoder_extra=(0, 0, 0, 0), rate_proxy="noise",
+                 decoder_wide=(0, 0, 0, 0), arch="gdn", decoder_width=(128, 96, 64, 32), decoder_skip=None,
+                 lambdas=None):
         """rate_proxy: "noise" (additive uniform noise, Balle et al.) or "ste" (the rounded latents the
         coder sees, straight-through): "ste" prices each latent as the range coder will."""
         super().__init__()
         if rate_proxy not in ("noise", "ste"):
             raise ValueError(f"rate_proxy must be 'noise' or 'ste', not {rate_proxy!r}")
-        self.rate_proxy = rate_proxy
+        if arch not in ENCODERS:
+            raise ValueError(f"arch must be one of {sorted(ENCODERS)}, not {arch!r}")
+        klt = arch == "klt"
+        m = m or (256 * channels if klt else 128)
+        self.rate_proxy, self.arch = rate_proxy, arch
+        self.lambdas = tuple(lambdas or (KLT_LAMBDAS if klt else LAMBDAS))
         self.channels, self.m, self.nz = channels, m, nz
-        self.encoder = RoverEncoder(channels, n, m, nz)
+        self.encoder = ENCODERS[arch](channels, n, m, nz)
         self.hyper = HyperSynthesis(m, nz)
         self.z_prior = LogisticMixturePrior(nz)
-        self.decoder = RefDecoder(channels, m, extra=decoder_extra, wide=decoder_wide)
-        levels = len(LAMBDAS)
-        init = torch.linspace(math.log(0.3), math.log(2.0), levels)[:, None].repeat(1, m)
+        skip = klt if decoder_skip is None else decoder_skip
+        self.decoder = RefDecoder(channels, m, width=decoder_width, extra=decoder_extra, wide=decoder_wide, skip=skip)
+        levels = len(self.lambdas)
+        lo, hi = (5.0, 40.0) if klt else (0.3, 2.0)     # klt: quantizer step 1/gain in pixel units
+        init = torch.linspace(math.log(lo), math.log(hi), levels)[:, None].repeat(1, m)
         self.log_gain = nn.Parameter(init.clone())
         self.log_inv_gain = nn.Parameter(-init.clone())
         self.register_buffer("log_scales", torch.log(torch.as_tensor(spec.scale_table(), dtype=torch.float32)))
 
+    @torch.no_grad()
+    def init_basis(self, basis: torch.Tensor):
+        """klt arch: set the encoder's block transform and the decoder's linear inverse to `basis`."""
+        self.encoder.init_basis(basis)
+        self.decoder.init_basis(basis)
+
     # ----- quality -> gains -------------------------------------------------------------------
     def gains_for_quality(self, q: torch.Tensor):
         """q: (B,) float in [0,100] -> (gain, inv_gain), each (B, M)."""
-        t = q / 100.0 * (len(LAMBDAS) - 1)
-        lo = t.floor().clamp(0, len(LAMBDAS) - 2).long()
+        levels = self.log_gain.shape[0]
+        t = q / 100.0 * (levels - 1)
+        lo = t.floor().clamp(0, levels - 2).long()
         f = (t - lo)[:, None]
         mix = lambda p: p[lo] * (1 - f) + p[lo + 1] * f
         return mix(self.log_gain).exp(), mix(self.log_inv_gain).exp()
@@ -312,6 +407,7 @@ class REMAC(nn.Module):
 
         Returns {"x_hat": (B,C,H,W), "bits_y": (B,), "bits_z": (B,)}.
         """
+        amp = torch.is_autocast_enabled(x.device.type)     # the caller's precision (models.precision)
         y, _ = self.encoder.analysis(x)
         y_g, z, g_int, inv_gain = self.gained_latents(y, q)
         with torch.no_grad():
@@ -319,9 +415,9 @@ class REMAC(nn.Module):
         r = self.ref_vector(self.latent_stats16(y_ref.float()), g_int, ref_on)
         y_g, z = y_g.float(), z.float()
         with torch.autocast(x.device.type, enabled=False):     # the integer path trains in fp32
-            return self._entropy_and_synthesis(x_ref, y_g, z, r, inv_gain, noisy, decoder_ref_on)
+            return self._entropy_and_synthesis(x_ref, y_g, z, r, inv_gain, noisy, decoder_ref_on, amp)
 
-    def _entropy_and_synthesis(self, x_ref, y_g, z, r, inv_gain, noisy, decoder_ref_on):
+    def _entropy_and_synthesis(self, x_ref, y_g, z, r, inv_gain, noisy, decoder_ref_on, amp=False):
         z_hat = round_half_up(z).clamp(-spec.Z_CLIP, spec.Z_CLIP)
         ste = noisy and self.rate_proxy == "ste"
         z_tilde = z_hat if not noisy or ste else z + torch.empty_like(z).uniform_(-0.5, 0.5)
@@ -334,6 +430,6 @@ class REMAC(nn.Module):
         bits_y = -torch.log2(gaussian_likelihood(y_tilde, mu, sigma)).sum((1, 2, 3))
         y_hat = y_hat_g * inv_gain[:, :, None, None]
         dec_ref = x_ref if decoder_ref_on is None else x_ref * decoder_ref_on[:, None, None, None].float()
-        with torch.autocast(y_hat.device.type, dtype=torch.bfloat16, enabled=noisy):   # float decoder: bf16 ok
+        with torch.autocast(y_hat.device.type, dtype=torch.bfloat16, enabled=amp):   # float decoder: bf16 ok
             x_hat = self.decoder(y_hat, dec_ref)
         return {"x_hat": x_hat, "bits_y": bits_y, "bits_z": bits_z}

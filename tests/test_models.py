@@ -38,8 +38,48 @@ def test_heavy_decoder_starts_as_the_trained_one():
     y, ref = torch.randn(1, 128, 4, 4), torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(base.decoder(y, ref), heavy.decoder(y, ref))
-    assert decoder_layout(heavy.state_dict()) == {"decoder_extra": (2, 2, 2, 2), "decoder_wide": (0, 1, 0, 2)}
-    assert decoder_layout(base.state_dict()) == {"decoder_extra": (0, 0, 0, 0), "decoder_wide": (0, 0, 0, 0)}
+    plain = {"decoder_width": (128, 96, 64, 32), "decoder_skip": False}
+    assert decoder_layout(heavy.state_dict()) == {"decoder_extra": (2, 2, 2, 2), "decoder_wide": (0, 1, 0, 2), **plain}
+    assert decoder_layout(base.state_dict()) == {"decoder_extra": (0, 0, 0, 0), "decoder_wide": (0, 0, 0, 0), **plain}
+
+
+def _tiny_images():
+    """(3,1,256,256) uint8 from the test data: enough patches for a 256x256 KLT."""
+    import numpy as np
+    from PIL import Image
+    from pathlib import Path
+    im = np.asarray(Image.open(Path(__file__).parent / "data" / "navcam_gray.png").convert("L"))
+    crops = [im[r:r + 256, c:c + 256] for r, c in ((0, 0), (im.shape[0] - 256, 0), (0, im.shape[1] - 256))]
+    return torch.from_numpy(np.stack(crops))[:, None]
+
+
+def test_klt_codec_starts_as_a_perfect_linear_block_codec():
+    """arch "klt": the encoder is the orthonormal KLT of 16x16 patches (M = 256 keeps all of them)
+    and the decoder its exact inverse plus a zero-initialised correction, so before any training
+    the unquantized latent reconstructs the image (the session-1..3 GDN codec capped PSNR at
+    ~35 dB on val/gray even unquantized)."""
+    from models.training.data import klt_basis
+    basis = klt_basis(_tiny_images(), patches=20_000)
+    assert torch.allclose(basis @ basis.T, torch.eye(256), atol=1e-5)
+    model = REMAC(1, arch="klt").eval()
+    model.init_basis(basis)
+    x = _tiny_images()[:1, :, :64, :64].float() / 255
+    with torch.no_grad():
+        y, _ = model.encoder.analysis(x)
+        x_hat = model.decoder(y, torch.zeros(1, 1, 64, 64))
+    assert y.shape == (1, 256, 4, 4)
+    assert (x_hat - x).abs().max() < 1e-5
+    # strongest first: the first (DC-like) coefficient carries far more energy than the last
+    assert y[:, 0].pow(2).mean() > 100 * y[:, -1].pow(2).mean()
+
+
+def test_architecture_is_read_back_from_the_weights():
+    from models.remac import architecture
+    for kwargs in ({"arch": "klt", "decoder_width": (96, 96, 64, 48)}, {"arch": "gdn", "decoder_wide": (0, 0, 1, 0)}):
+        model = REMAC(1, **kwargs)
+        again = REMAC(1, **architecture(model.state_dict()))
+        assert again.load_state_dict(model.state_dict()) is not None
+        assert again.arch == model.arch and again.m == model.m
 
 
 def test_scale_index_stuck_below_zero_still_learns_to_grow():

@@ -11,7 +11,6 @@ import random
 
 import numpy as np
 import torch
-from PIL import Image
 
 from models.remac import REMAC
 from models.training import CONFIGS
@@ -31,6 +30,7 @@ def train_folders(name: str) -> list:
 
 def load_set(data_dir, folders, channels, limit=None):
     """-> images (N,C,256,256) uint8 tensor, groups list[int] of length N."""
+    from PIL import Image       # here, not at the top: a GPU job reads a pack and may lack Pillow
     rows = list(csv.DictReader(open(os.path.join(data_dir, "MANIFEST.csv"))))
     rows = [r for r in rows if any(r["path"].startswith(f.rstrip("/") + "/") for f in folders)]
     rows = [r for r in rows if int(r["width"]) >= 128 and int(r["height"]) >= 128]
@@ -46,6 +46,27 @@ def load_set(data_dir, folders, channels, limit=None):
     ids = {k: i for i, k in enumerate(sorted(set(keys)))}
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     return images, [ids[k] for k in keys]
+
+
+def klt_basis(images, block: int = 16, patches: int = 200_000, seed: int = 0) -> torch.Tensor:
+    """The orthonormal KLT of `block` x `block` patches of (N,C,H,W) uint8 images, centred at 1/2
+    as KLTEncoder centres its input: -> (C*block^2, C*block^2) float32, one basis vector per row,
+    strongest first, each row's largest-magnitude entry positive (a reproducible sign)."""
+    g = torch.Generator().manual_seed(seed)
+    n, c, h, w = images.shape
+    idx = torch.randint(0, n, (patches,), generator=g)
+    top = torch.randint(0, h - block + 1, (patches,), generator=g)
+    left = torch.randint(0, w - block + 1, (patches,), generator=g)
+    moment = torch.zeros(c * block * block, c * block * block, dtype=torch.float64)
+    for s in range(0, patches, 10_000):
+        rows = [images[i, :, t:t + block, l:l + block] for i, t, l in
+                zip(idx[s:s + 10_000].tolist(), top[s:s + 10_000].tolist(), left[s:s + 10_000].tolist())]
+        p = torch.stack(rows).reshape(len(rows), -1).double() / 255 - 0.5
+        moment += p.T @ p
+    _, vectors = torch.linalg.eigh(moment)              # ascending eigenvalues
+    basis = vectors.flip(1).T.contiguous()              # rows, strongest first
+    sign = torch.sign(basis.gather(1, basis.abs().argmax(1, keepdim=True)))
+    return (basis * sign).float()
 
 
 def nearest_others(descriptors, k: int = 4) -> np.ndarray:

@@ -23,7 +23,7 @@ from bitstream import spec
 from bitstream.entropy import quantize_pmf
 from bitstream.modelfile import canonical_digest, ASSETS as BITSTREAM_ASSETS
 from models.ground import ground_weights_path
-from models.remac import REMAC, decoder_layout, latent_digest, load_weights
+from models.remac import REMAC, architecture, decoder_layout, latent_digest, load_weights
 from models.training import ROOT, WEIGHTS
 
 ROVER_ASSETS = ROOT / "rover_encoder" / "assets"
@@ -45,7 +45,7 @@ def load_model(name: str, weights: Path = None) -> REMAC:
 
 def model_from_state(name: str, state: dict) -> REMAC:
     """A checkpoint's tensors -> REMAC in eval mode, its decoder laid out as the tensors say."""
-    model = REMAC(CHANNELS[name], **decoder_layout(state))
+    model = REMAC(CHANNELS[name], **architecture(state))
     load_weights(model, state)
     return model.eval()
 

@@ -1,0 +1,48 @@
+"""The GPU burst (scripts/gpu_train.sh) runs from a data pack alone: a 20-step CPU dry run."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from models.training import pack, train  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+CONFIG = {"name": "grey", "arch": "klt", "channels": 1, "train_folders": [], "val_folders": [], "crop": 64,
+          "ref_crop": 64, "batch": 2, "lr": 2e-4, "lr_final": 2e-5, "final_fraction": 0.1, "ref_dropout": 0.15,
+          "ref_selection": "descriptor", "seed": 3, "eval_every": 10, "checkpoint_every": 10, "klt_patches": 5000}
+
+
+def _images():
+    from PIL import Image
+    im = np.asarray(Image.open(DATA / "navcam_gray.png").convert("L"))
+    crops = [im[r:r + 256, c:c + 256] for r in (0, im.shape[0] - 256) for c in (0, im.shape[1] - 256)]
+    return torch.from_numpy(np.stack(crops))[:, None]
+
+
+def test_pack_round_trips_images_and_groups(tmp_path):
+    images = _images()
+    path = pack.write(str(tmp_path / "p.npz"), images[1:], [("a", 1), ("a", 1), ("b", 2)], images[:1])
+    train_images, groups, val = pack.load_pack(path)
+    assert torch.equal(train_images, images[1:]) and torch.equal(val, images[:1])
+    assert groups[0] == groups[1] != groups[2]
+
+
+def test_twenty_step_dry_run_from_a_pack(tmp_path):
+    images = _images()
+    path = pack.write(str(tmp_path / "grey.npz"), images, [(0, 0), (0, 0), (1, 0), (1, 0)], images[:2])
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps(CONFIG))
+    out = tmp_path / "out"
+    args = [str(config), "--run-name", "dry", "--pack", path, "--out", str(out), "--steps", "20",
+            "--threads", "1", "--precision", "fp32", "--minutes", "10"]
+    train.main(args)
+    log = (out / "dry.csv").read_text().splitlines()
+    assert log[0].startswith("info,0,") and ",precision,fp32," in log[0]
+    assert sum(row.startswith("val,20,") for row in log) == 3            # q10/50/90 at step 20
+    state = torch.load(out / "dry.opt.pt")
+    assert state["step"] == 20
+    train.main(args[:-6] + ["--steps", "5", "--threads", "1", "--precision", "fp32"])   # resumes from --out
+    assert torch.load(out / "dry.opt.pt")["step"] == 25
