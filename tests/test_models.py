@@ -193,3 +193,34 @@ def test_checkpoint_comparison_curve_has_one_finite_point_per_quality():
     points = curve(REMAC(1).eval(), torch.rand(2, 1, 64, 64))
     assert len(points) == len(QUALITIES)
     assert all(math.isfinite(b) and math.isfinite(p) and b > 0 and p > 0 for b, p in points)
+
+
+def test_ceiling_diagnostic_separates_quantizer_from_transform():
+    """models.training.compare.ceiling: a fresh klt codec is lossless before rounding, so any loss it
+    shows is the quantizer's; rounding costs less at higher quality."""
+    from models.training.compare import ceiling
+    from models.training.data import klt_basis
+    model = REMAC(1, arch="klt").eval()
+    model.init_basis(klt_basis(_tiny_images(), patches=20_000))
+    x = _tiny_images()[:2, :, :64, :64].float() / 255
+    rows = ceiling(model, x)
+    assert all(unq > 60 for _, _, unq in rows)
+    assert rows[0][1] < rows[-1][1] < rows[-1][2]
+
+
+def test_colour_augmentation_changes_colour_not_structure():
+    """PairSampler(augment="colour") renders crops through other pipelines (white balance,
+    saturation, hue, resampling): values stay in [0,1], colours move, the structure survives."""
+    from models.training.data import PairSampler
+    from PIL import Image
+    from pathlib import Path
+    import numpy as np
+    rgb = np.asarray(Image.open(Path(__file__).parent / "data" / "mastcam_rgb.png").convert("RGB"))[:64, :64]
+    x = torch.from_numpy(rgb.transpose(2, 0, 1).copy()).float() / 255
+    sampler = PairSampler((x[None] * 255).to(torch.uint8), [0], 32, seed=1, augment="colour")
+    for _ in range(8):
+        out = sampler._colour(x)
+        assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+        assert (out.mean((1, 2)) - x.mean((1, 2))).abs().max() > 1e-3                 # colour moved
+        a, b = out.mean(0).flatten(), x.mean(0).flatten()
+        assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.8                        # structure kept

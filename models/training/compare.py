@@ -5,7 +5,7 @@ Each checkpoint codes the first `--limit` images of the folder (top-left `--crop
 qualities 5..95 with rounded latents; bits come from the model's own likelihoods (Gaussian y
 tables, learned z prior), not from the real coder, so this ranks networks quickly during training
 and is how session 3's attempts were judged. Prints each curve and its BD-rate (PSNR) against the
-first checkpoint. Real-coder numbers: remac-eval / scripts/benchmarks.sh.
+first checkpoint; `--ceiling` adds the unquantized-vs-rounded diagnostic per quality. Real-coder numbers: remac-eval / scripts/benchmarks.sh.
 """
 import argparse
 import glob
@@ -44,6 +44,25 @@ def curve(model, x: torch.Tensor) -> list:
     return points
 
 
+@torch.no_grad()
+def ceiling(model, x: torch.Tensor) -> list:
+    """The quality-ceiling diagnostic: -> [(q, PSNR rounded, PSNR unquantized)] per quality, no
+    references. If the unquantized latent decodes barely better than the rounded one at the top
+    quality, the transforms, not the quantizer, cap quality (the session-1..3 GDN codec: ~0.3 dB)."""
+    rows = []
+    y, _ = model.encoder.analysis(x)
+    blank = torch.zeros_like(x)
+    for q in QUALITIES + (100,):
+        qq = torch.full((len(x),), float(q))
+        _, mse, _ = rd_loss(model, x, blank, qq, torch.zeros(len(x), dtype=torch.bool), noisy=False)
+        _, inv_gain = model.gains_for_quality(qq)
+        y_g, _, _, _ = model.gained_latents(y, qq)
+        x_hat = model.decoder(y_g * inv_gain[:, :, None, None], blank).clamp(0, 1)
+        psnr = lambda m: (10 * torch.log10(1 / m.clamp_min(1e-10))).mean().item()
+        rows.append((q, psnr(mse), psnr((x_hat - x).pow(2).mean((1, 2, 3)))))
+    return rows
+
+
 def main(argv=None):
     import bjontegaard
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,6 +72,7 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ceiling", action="store_true", help="also print PSNR with rounded vs unquantized latents")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     curves = {}
@@ -66,6 +86,9 @@ def main(argv=None):
             bd = bjontegaard.bd_rate(base[:, 0], base[:, 1], curves[path][:, 0], curves[path][:, 1], method="akima")
             line += f"  BD-rate vs first: {bd:+.2f}%"
         print(f"{path}: {line}", flush=True)
+        if args.ceiling:
+            print("  ceiling (q: rounded / unquantized dB): "
+                  + ", ".join(f"{q}: {a:.2f}/{b:.2f}" for q, a, b in ceiling(model, x)), flush=True)
 
 
 if __name__ == "__main__":

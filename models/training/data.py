@@ -6,11 +6,13 @@ Images alone in their group get a random image as reference (teaches robustness 
 """
 import csv
 import json
+import math
 import os
 import random
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from models.remac import REMAC
 from models.training import CONFIGS
@@ -99,7 +101,9 @@ class PairSampler:
     def __init__(self, images, groups, crop, seed=0, augment=True, ref_crop=None, descriptors=None, k=4):
         """descriptors: optional (N, D) float array, the rover's recycled latent descriptor of each
         image; when given, an image's reference is one of its k nearest other images in that space
-        (what the rover's library selection would pick), else another image of its group."""
+        (what the rover's library selection would pick), else another image of its group.
+        augment: False, True (brightness/contrast/gamma on half the crops) or "colour" (those, then
+        another pipeline's colour rendering: _colour)."""
         self.images, self.crop, self.augment = images, crop, augment
         self.neighbours = None if descriptors is None else nearest_others(descriptors, k)
         self.ref_crop = ref_crop or crop
@@ -128,7 +132,29 @@ class PairSampler:
         gamma = self.rng.uniform(0.7, 1.4)
         contrast = self.rng.uniform(0.7, 1.5)
         bright = self.rng.uniform(-0.1, 0.1)
-        return ((x.clamp_min(0) ** gamma - 0.5) * contrast + 0.5 + bright).clamp(0, 1)
+        x = ((x.clamp_min(0) ** gamma - 0.5) * contrast + 0.5 + bright).clamp(0, 1)
+        return self._colour(x) if x.shape[0] == 3 and self.augment == "colour" else x
+
+    def _colour(self, x):
+        """(3,H,W) in [0,1] -> the same scene through another processing pipeline: white balance
+        (per-channel gains), saturation, a hue rotation about the grey axis, and now and then a 2x
+        resampling or a sharpening. Mars colour differs more between pipelines than in texture (a
+        model trained on one pipeline's colour was +67% vs JPEG 2000 on another's)."""
+        r = self.rng
+        x = x * torch.tensor([r.uniform(0.75, 1.3), r.uniform(0.85, 1.15), r.uniform(0.7, 1.35)])[:, None, None]
+        grey = x.mean(0, keepdim=True)
+        x = grey + (x - grey) * r.uniform(0.3, 1.4)
+        angle = math.radians(r.uniform(-20, 20))       # Rodrigues rotation about (1,1,1)/sqrt(3)
+        k = torch.full((3, 3), (1 - math.cos(angle)) / 3)
+        k += torch.eye(3) * math.cos(angle)
+        k += math.sin(angle) / math.sqrt(3) * torch.tensor([[0., -1, 1], [1, 0, -1], [-1, 1, 0]])
+        x = torch.einsum("ij,jhw->ihw", k, x)
+        u = r.random()
+        if u < 0.15:                                    # resampled: detail of a 2x larger frame
+            x = F.interpolate(F.avg_pool2d(x[None], 2), scale_factor=2, mode="bilinear", align_corners=False)[0]
+        elif u < 0.3:                                   # sharpened (unsharp mask)
+            x = x + r.uniform(0.3, 1.0) * (x - F.avg_pool2d(x[None], 3, 1, 1, count_include_pad=False)[0])
+        return x.clamp(0, 1)
 
     def batch(self, size):
         xs, refs = [], []

@@ -150,7 +150,7 @@ def main(argv=None):
     extra = tuple(int(v) for v in extra.split(","))
     wide = tuple(int(v) for v in cfg.get("decoder_wide", "0,0,0,0").split(","))
     model = REMAC(cfg["channels"], decoder_extra=extra, decoder_wide=wide, rate_proxy=cfg.get("rate_proxy", "noise"),
-                  arch=cfg.get("arch", "gdn"), decoder_width=tuple(cfg.get("decoder_width", (128, 96, 64, 32))),
+                  arch=cfg.get("arch", "gdn"), m=cfg.get("m"), decoder_width=tuple(cfg.get("decoder_width", (128, 96, 64, 32))),
                   lambdas=cfg.get("lambdas"))
     weights = os.path.join(weights_dir, f"{run_name}.safetensors")
     if model.arch == "klt" and not os.path.exists(weights) and not args.init:
@@ -197,7 +197,7 @@ def main(argv=None):
     if cfg.get("ref_selection", "group") == "descriptor":
         with torch.autocast(device.type, enabled=False):
             descriptors = rover_descriptors(model.encoder, images, device=device)
-    sampler = PairSampler(images, groups, cfg["crop"], seed=cfg["seed"], augment=cfg["channels"] == 1,
+    sampler = PairSampler(images, groups, cfg["crop"], seed=cfg["seed"], augment=cfg.get("augment", cfg["channels"] == 1),
                           ref_crop=cfg.get("ref_crop"), descriptors=descriptors)
 
     precision, timings = pick_precision(args, cfg, model, sampler, device)
