@@ -25,6 +25,7 @@ from bitstream.modelfile import canonical_digest, ASSETS as BITSTREAM_ASSETS
 from models.ground import ground_weights_path
 from models.remac import REMAC, architecture, decoder_layout, latent_digest, load_weights
 from models.training import ROOT, WEIGHTS
+from models.training.checkpoint import read_checkpoint, strip_decoder, with_decoder
 
 ROVER_ASSETS = ROOT / "rover_encoder" / "assets"
 CHANNELS = {"grey": 1, "colour": 3}
@@ -40,7 +41,7 @@ def heavy_checkpoint_path(name: str) -> Path:
 
 def load_model(name: str, weights: Path = None) -> REMAC:
     """A joint checkpoint (encoder, entropy model, decoder with however many extra blocks it holds)."""
-    return model_from_state(name, load_file(str(weights or checkpoint_path(name))))
+    return model_from_state(name, read_checkpoint(weights or checkpoint_path(name)))
 
 
 def model_from_state(name: str, state: dict) -> REMAC:
@@ -62,7 +63,7 @@ def merge_heavy(name: str) -> bool:
         overlay_meta = f.metadata()
     with safe_open(str(base_path), framework="pt") as f:
         base_meta = f.metadata()
-    overlay, base = load_file(str(path)), load_file(str(base_path))
+    overlay, base = load_file(str(path)), read_checkpoint(base_path)
     if any(not (k.startswith("decoder.") or k == "log_inv_gain") for k in overlay):
         raise SystemExit(f"{path} holds more than a decoder: refusing to change the bitstream side")
     if overlay_meta.get("latent_digest") != latent_digest(base):
@@ -154,27 +155,31 @@ def export_onnx(model: REMAC, path: Path):
 
 
 @torch.no_grad()
-def export_decoder(model: REMAC, name: str, model_id: str):
+def export_decoder(model: REMAC, name: str, model_id: str, path: Path = None):
     """Ground artifact: ref-decoder weights (fp16) + per-quality inverse gains, tagged with the model ID."""
     q = torch.arange(spec.QUALITY_LEVELS, dtype=torch.float32)
     _, inv_gain = model.gains_for_quality(q)
     tensors = {f"decoder.{k}": v.half().contiguous() for k, v in model.decoder.state_dict().items()}
     tensors["inv_gain"] = inv_gain.float().contiguous()
     version = hashlib.sha256(b"".join(t.numpy().tobytes() for _, t in sorted(tensors.items()))).hexdigest()[:16]
-    save_file(tensors, str(ground_weights_path(name)),
+    save_file(tensors, str(path or ground_weights_path(name)),
               metadata={"model_id": model_id, "decoder_version": version, "name": name,
                         "channels": str(model.channels), "m": str(model.m),
                         "decoder_extra": ",".join(map(str, model.decoder.extra)),
                         "decoder_wide": ",".join(map(str, model.decoder.wide))})
 
 
-def export(name: str, weights: Path = None):
+def export(name: str, weights: Path = None, out: Path = None) -> str:
+    """Export a checkpoint (default: the shipped one) to the shipped places, or with `out` to one
+    model directory (model.json, entropy.npz, encoder.onnx, decoder.safetensors: the layout of a
+    model store, bitstream.store). -> the model ID (hex)."""
     if weights is None:
         merge_heavy(name)
-    blob = Path(weights or checkpoint_path(name)).read_bytes()     # one read: hash and weights agree
-    state = load(blob)
+    path = Path(weights or checkpoint_path(name))
+    blob = path.read_bytes()     # one read: hash and weights agree
+    state = with_decoder(load(blob), path)
     model = model_from_state(name, state)
-    onnx_path = ROVER_ASSETS / name / "encoder.onnx"
+    onnx_path = Path(out) / "encoder.onnx" if out else ROVER_ASSETS / name / "encoder.onnx"
     export_onnx(model, onnx_path)
     arrays = {"gain_int": gain_table(model)}
     layers = {}
@@ -196,13 +201,16 @@ def export(name: str, weights: Path = None):
             "encoder_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest()}
     meta["model_id"] = canonical_digest(arrays, meta).hex()
     meta["checkpoint_sha256"] = hashlib.sha256(blob).hexdigest()
-    folder = BITSTREAM_ASSETS / name
+    folder = Path(out) if out else BITSTREAM_ASSETS / name
     folder.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(folder / "entropy.npz", **arrays)
     (folder / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
-    export_decoder(model, name, meta["model_id"])
+    export_decoder(model, name, meta["model_id"], Path(out) / "decoder.safetensors" if out else None)
+    if weights is None and out is None:
+        strip_decoder(path)         # the ground artifact now holds the decoder: one copy in the tree
     print(f"{name}: model {meta['model_id']}, onnx {onnx_path.stat().st_size / 1e6:.2f} MB, "
           f"entropy {os.path.getsize(folder / 'entropy.npz') / 1e3:.0f} kB")
+    return meta["model_id"]
 
 
 def main(argv=None):

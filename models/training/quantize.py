@@ -41,15 +41,19 @@ class Crops(CalibrationDataReader):
 
 
 # convs left in float, by weight name: the last analysis conv (it writes y: its int8 rounding
-# lands straight on the latent and cost ~9% BD-rate alone) and the one before it
-KEEP_FLOAT = ("rest.4.weight", "rest.2.weight")
+# lands straight on the latent and cost ~9% BD-rate alone), the one before it, and the klt
+# architecture's block transform (it writes y too; it is ~3% of the rover's MACs)
+KEEP_FLOAT = ("rest.4.weight", "rest.2.weight", "proj.weight")
+OPTIONAL = {"proj.weight"}      # only the klt architecture has it
 
 
 def conv_nodes(path: Path, weights) -> list:
-    """Names of the Conv nodes of an ONNX graph whose weight input is one of `weights`."""
+    """Names of the Conv nodes of an ONNX graph whose weight input is one of `weights` (names in
+    OPTIONAL may be absent)."""
     import onnx
     graph = onnx.load(str(path)).graph
     nodes = {n.input[1]: n.name for n in graph.node if n.op_type == "Conv"}
+    weights = [w for w in weights if w in nodes or w not in OPTIONAL]
     missing = [w for w in weights if w not in nodes]
     if missing:
         raise SystemExit(f"{path}: no Conv node with weight {', '.join(missing)}")

@@ -12,11 +12,12 @@ import os
 import time
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from models.precision import CANDIDATES, autocast, choose_by_timing, cpu_info
 from models.remac import REMAC, LAMBDAS, latent_digest, load_weights
 from models.training import CKPT, DATA, LOGS, WEIGHTS
+from models.training.checkpoint import read_checkpoint
 from models.training.data import klt_basis, load_set, PairSampler, rover_descriptors
 from models.training.pack import load_pack
 
@@ -158,10 +159,10 @@ def main(argv=None):
     model = model.to(device).to(memory_format=torch.channels_last)
     if not os.path.exists(weights):
         for path in args.init:      # missing keys (extra decoder blocks) keep their identity init
-            missing, unexpected = load_weights(model, load_file(path), strict=False)
+            missing, unexpected = load_weights(model, read_checkpoint(path), strict=False)
             print(f"initialised from {path} ({len(missing)} tensors not in it, {len(unexpected)} unused)", flush=True)
     if args.stage == "decoder":
-        load_weights(model, load_file(base_weights), strict=False)
+        load_weights(model, read_checkpoint(base_weights), strict=False)
         for name, p in model.named_parameters():
             p.requires_grad = name.startswith("decoder.") or name == "log_inv_gain"
     # the per-quality gains move in log space: at the shared lr, Adam's bounded steps would need
@@ -180,7 +181,7 @@ def main(argv=None):
     opt_path = os.path.join(args.ckpt_dir, f"{run_name}.opt.pt")
     step, elapsed_before = 0, 0.0
     if os.path.exists(weights):
-        load_weights(model, load_file(weights), strict=args.stage == "joint")
+        load_weights(model, read_checkpoint(weights), strict=args.stage == "joint")
         if os.path.exists(opt_path):
             state = torch.load(opt_path)
             opt.load_state_dict(regroup(state["opt"], opt, order, [n for n, p in params.items() if p.requires_grad]))

@@ -1,0 +1,81 @@
+"""Rank a candidate against the shipped model with the real coder and, only if it is better on
+every validation set of its modality, make it the shipped model in one go:
+`python -m models.training.promote grey models/weights/grey_klt.safetensors`.
+
+    candidate --copy--> calibrate (scale floors, fitted coder tables)
+              --rank--> BD-rate vs shipped on each val set (models.training.rank, real bytes)
+    better everywhere?
+      yes: file the shipped release into the model store (models/store/<model ID>/: entropy model,
+           decoder, library metadata: its streams stay decodable), install the calibrated
+           checkpoint as models/weights/<name>.safetensors, re-export every artifact and rebuild the
+           default library (scripts/make_artifacts.sh), new golden vector and test floors
+           (scripts/make_golden.py)
+      no:  change nothing; print the numbers
+Then run the tests and commit. --force promotes regardless (never without a reason in the log).
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bitstream import library as lib
+from bitstream import modelfile, store
+from models.ground import STORE, ground_weights_path
+from models.training import DATA, ROOT
+from models.training.calibrate import calibrate
+from models.training.export import checkpoint_path
+from models.training.rank import rank
+
+
+def release_shipped(name: str) -> Path:
+    """File the shipped `name` model (and the default library as it built it) into models/store."""
+    model = modelfile.load(name)
+    folder = modelfile.ASSETS / name
+    return store.release(STORE, model.model_id.hex(),
+                         {"model.json": folder / "model.json", "entropy.npz": folder / "entropy.npz",
+                          "decoder.safetensors": ground_weights_path(name)}, library=lib.DEFAULT)
+
+
+def install(name: str, calibrated: Path, data: Path):
+    release_shipped(name)
+    shutil.copyfile(calibrated, checkpoint_path(name))
+    subprocess.run(["bash", "scripts/make_artifacts.sh"], cwd=ROOT, check=True, env={**os.environ, "DATA": str(data)})
+    subprocess.run([sys.executable, "scripts/make_golden.py"], cwd=ROOT, check=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name", choices=("grey", "colour"))
+    ap.add_argument("candidate", type=Path)
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--limit", type=int, help="first N images of each val set (quick look; never promotes)")
+    ap.add_argument("--force", action="store_true", help="promote even if it is not better")
+    ap.add_argument("--report", type=Path, help="also write the numbers here as JSON")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        calibrated = Path(tmp) / f"{args.name}.safetensors"
+        shutil.copyfile(args.candidate, calibrated)
+        calibrate(args.name, str(args.data), weights=str(calibrated))
+        results = rank(args.name, calibrated, args.data, args.limit)
+        better = all(r["bd_rate"] < 0 for r in results.values())
+        if args.report:
+            args.report.write_text(json.dumps({k: {"bd_rate": v["bd_rate"], "shipped": v["shipped"].tolist(),
+                                                   "candidate": v["candidate"].tolist()} for k, v in results.items()},
+                                              indent=1) + "\n")
+        if args.limit and not args.force:
+            print("--limit: a quick look only, nothing promoted")
+        elif better or args.force:
+            print(f"promoting {args.candidate} as the shipped {args.name} model"
+                  + (" (forced)" if args.force and not better else ""))
+            install(args.name, calibrated, args.data)
+        else:
+            print(f"not promoted: the shipped {args.name} model is better on "
+                  + ", ".join(k for k, r in results.items() if r["bd_rate"] >= 0))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Rank a candidate checkpoint against the shipped model with the real coder:
+`python -m models.training.rank grey CANDIDATE.safetensors`.
+
+Both checkpoints go through the same path, image by image and quality by quality:
+
+    image --edge-pad to 64--> torch analysis (the float ONNX's graph) --> y, z
+      z_hat = round(z) --> exported integer h_s (bitstream.intnet) --> mu16, scale index
+      s = round(y*gain - mu) --> exported coder tables --> constriction words --> .rmc container (bytes)
+      y_hat_g = s + mu16/16 --> the checkpoint's decoder (fp16 weights, as shipped) --> 8-bit PSNR
+
+one tile per image, no references (they move the rate by < 0.5 %; docs/BENCHMARKS.md). The
+candidate's tables are exported from the checkpoint as it is (run models.training.calibrate on it
+first: promote does). Prints RD points per val set and the BD-rate (PSNR) of the candidate against
+the shipped model; rank() returns them for models.training.promote.
+"""
+import argparse
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bitstream import container, entropy, intnet, modelfile, spec
+from bitstream.container import Header
+from models.training import DATA
+from models.training.compare import image_tensor
+from models.training.export import checkpoint_path, export, load_model
+
+QUALITIES = (5, 20, 35, 50, 65, 80, 95, 100)
+VAL_SETS = {"grey": ("val/gray", "val/gray_native"), "colour": ("val/color",)}
+
+
+@torch.no_grad()
+def code_image(model, em, x: torch.Tensor, q: float):
+    """x (1,C,H,W) in [0,1] -> (stream bytes, x_hat (1,C,H,W) 8-bit-rounded in [0,1])."""
+    _, c, h, w = x.shape
+    xp = F.pad(x, (0, -w % 64, 0, -h % 64), mode="replicate")
+    q100 = spec.quality_steps(q)
+    gain_int = spec.gain_int_at(em.gain_int, q100)
+    gain = torch.from_numpy((gain_int / 2 ** spec.GAIN_FRAC_BITS).astype(np.float32))
+    y, z, _ = model.encoder(xp, gain[None, :, None, None])
+    z_hat = np.clip(np.floor(z[0].double().numpy() + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
+    mu16, idx = intnet.hyper_synthesis(em.net, z_hat, spec.ref_input(None, gain_int))
+    symbols = entropy.symbols_for(y[0].numpy() * gain.numpy()[:, None, None], mu16)
+    words = entropy.encode_tile(z_hat, symbols, idx, em.z_tables, em.y_tables)
+    header = Header(em.model_id, w, h, c, c, 8, q100 // spec.QUALITY_STEPS, xp.shape[3], xp.shape[2],
+                    quality_frac=q100 % spec.QUALITY_STEPS)
+    data = container.write(header, {0: words})
+    _, inv_gain = model.gains_for_quality(torch.tensor([q100 / spec.QUALITY_STEPS]))
+    y_hat = torch.from_numpy(entropy.dequantize(symbols, mu16))[None] * inv_gain[:, :, None, None]
+    x_hat = model.decoder(y_hat, torch.zeros(1, c, 64, 64))[:, :, :h, :w]
+    return data, torch.round(x_hat.clamp(0, 1) * 255) / 255
+
+
+def rd_curve(model, em, paths, qualities=QUALITIES) -> np.ndarray:
+    """-> (Q, 2) mean (bpp, PSNR dB) over the images, real bytes."""
+    points = []
+    for q in qualities:
+        bpp, psnr = [], []
+        for path in paths:
+            x = image_tensor(path, model.channels)[None]
+            data, x_hat = code_image(model, em, x, q)
+            bpp.append(8 * len(data) / (x.shape[2] * x.shape[3]))
+            psnr.append(10 * math.log10(1 / (x_hat - x).pow(2).mean().item()))
+        points.append((np.mean(bpp), np.mean(psnr)))
+    return np.array(points)
+
+
+def shipped_model(name: str):
+    """(REMAC with the shipped checkpoint's decoder rounded to fp16, its exported EntropyModel)."""
+    model = load_model(name)
+    model.decoder.half().float()
+    return model, modelfile.load(name)
+
+
+def candidate_model(name: str, weights: Path, folder: Path):
+    """Export `weights` into `folder` (a model directory) -> (REMAC, EntropyModel)."""
+    export(name, weights=weights, out=folder)
+    model = load_model(name, weights=weights)
+    model.decoder.half().float()
+    return model, modelfile.load_dir(Path(folder))
+
+
+def rank(name: str, candidate: Path, data=DATA, limit: int = None, qualities=QUALITIES, log=print) -> dict:
+    """-> {val set: {"shipped": (Q,2), "candidate": (Q,2), "bd_rate": % (negative: candidate better)}}."""
+    import bjontegaard
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {"shipped": shipped_model(name), "candidate": candidate_model(name, candidate, Path(tmp))}
+        for folder in VAL_SETS[name]:
+            paths = sorted(p for p in (Path(data) / folder).iterdir() if p.is_file())[:limit]
+            res = {k: rd_curve(m, em, paths, qualities) for k, (m, em) in models.items()}
+            a, b = res["shipped"], res["candidate"]
+            res["bd_rate"] = float(bjontegaard.bd_rate(a[:, 0], a[:, 1], b[:, 0], b[:, 1], method="akima"))
+            results[folder] = res
+            for k in ("shipped", "candidate"):
+                log(f"{folder} {k}: " + " ".join(f"{r:.3f}/{p:.2f}" for r, p in res[k]))
+            log(f"{folder}: candidate BD-rate vs shipped {res['bd_rate']:+.2f}%")
+    return results
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name", choices=sorted(VAL_SETS))
+    ap.add_argument("candidate")
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--limit", type=int, help="first N images of each val set")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rank(args.name, Path(args.candidate), args.data, args.limit)
+
+
+if __name__ == "__main__":
+    main()
