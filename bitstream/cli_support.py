@@ -1,8 +1,10 @@
-"""What both CLIs share: one-line errors, atomic output, batch loops with a progress bar."""
+"""What the CLIs share: one-line errors, atomic output, directory inputs, batch loops with a
+progress bar, exit codes, -V/--version."""
 import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -10,6 +12,25 @@ import click
 from bitstream.errors import RemacError
 
 STDIO = "-"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DAMAGED = 0, 1, 2, 3
+
+
+def expand_inputs(inputs, wanted, what: str) -> list:
+    """-> [(input, folder relative to the directory it was found in, or an error)]. A directory is
+    replaced by the files under it (recursively, sorted, hidden names skipped) that wanted(Path)
+    accepts; one holding none is an input that fails ('no <what> in it')."""
+    out = []
+    for inp in inputs:
+        root = Path(inp)
+        if inp == STDIO or not root.is_dir():
+            out.append((inp, ""))
+            continue
+        found = sorted(f for f in root.rglob("*") if wanted(f) and f.is_file()
+                       and not any(part.startswith(".") for part in f.relative_to(root).parts))
+        if not found:
+            out.append((inp, RemacError(f"{inp}: is a directory with no {what} in it")))
+        out += [(str(f), str(f.parent.relative_to(root))) for f in found]
+    return out
 
 
 def read_input(path: str) -> bytes:
@@ -26,11 +47,22 @@ def read_input(path: str) -> bytes:
         raise RemacError(f"{path}: cannot read ({exc.strerror})") from None
 
 
+def _write_stdout(data: bytes) -> None:
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except OSError as exc:
+        try:        # what is still buffered would fail again at exit, with a traceback-like report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        raise RemacError(f"stdout: cannot write ({exc.strerror or exc})") from None
+
+
 def atomic_write(path: str, data: bytes) -> None:
     """Write all of `data` or nothing: temp file in the target directory, fsync, rename."""
     if path == STDIO:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        _write_stdout(data)
         return
     target = Path(path)
     if target.is_dir():
@@ -58,81 +90,171 @@ def atomic_write(path: str, data: bytes) -> None:
         raise
 
 
-def output_for(inp: str, output: str, n_inputs: int, suffix: str) -> str:
-    """Where one input's result goes: -o file/-, -o directory (batch, or a name ending in '/'),
-    or beside the input."""
+def output_for(inp: str, output: str, n_inputs: int, suffix: str, subdir: str = "") -> str:
+    """Where one input's result goes: -o file/-, -o directory (batch, or a name ending in '/'; an
+    input found in a directory keeps its `subdir` under it), or beside the input."""
     if output is not None and n_inputs > 1 and output != STDIO and not Path(output).is_dir():
-        raise RemacError(f"{output}: with several inputs, -o must be an existing directory")
+        raise RemacError(f"{output}: with several inputs, -o must be a directory (end it with / to create it)")
     if output is not None and (n_inputs == 1 and not Path(output).is_dir() and not output.endswith(os.sep)):
         return output
     stem = "stdin" if inp == STDIO else Path(inp).name.rsplit(".", 1)[0]
-    folder = Path(output) if output is not None else (Path.cwd() if inp == STDIO else Path(inp).parent)
+    folder = Path(output) / subdir if output is not None else (Path.cwd() if inp == STDIO else Path(inp).parent)
     return str(folder / (stem + suffix))
 
 
-def plan_outputs(prog: str, inputs, output: str, suffix: str, as_json: bool) -> list:
-    """-> [(input, output path)]. Usage error (exit 2) for '-o -' with several inputs or with --json
-    (stdout carries the data); exit 1 with one line if -o cannot serve these inputs."""
-    if output == STDIO and len(inputs) > 1:
+def plan_outputs(prog: str, inputs, output: str, suffix: str, as_json: bool, wanted=None, what: str = "") -> list:
+    """-> [(input, output path or the error that input already has)]. Directory inputs are expanded
+    to the files wanted(Path) accepts (mirrored into -o DIR); -o DIR/ is created if missing.
+    Usage error (exit 2) for '-o -' with several inputs or with --json (stdout carries the data);
+    exit 1 with one line if -o cannot serve these inputs."""
+    expanded = expand_inputs(inputs, wanted or (lambda p: True), what or "files")
+    if output == STDIO and len(expanded) > 1:
         raise click.UsageError("-o - takes a single input")
     if output == STDIO and as_json:
         raise click.UsageError("--json needs stdout; use -o FILE with --json")
     try:
-        return [(inp, output_for(inp, output, len(inputs), suffix)) for inp in inputs]
+        if output not in (None, STDIO) and output.endswith(os.sep):
+            _mkdir(output)
+        jobs = []
+        for inp, sub in expanded:
+            if isinstance(sub, RemacError):
+                jobs.append((inp, sub))
+                continue
+            out = output_for(inp, output, len(expanded), suffix, sub)
+            if output not in (None, STDIO) and sub not in ("", "."):
+                _mkdir(str(Path(out).parent))       # a subfolder of a directory input, mirrored
+            jobs.append((inp, out))
+        return jobs
     except RemacError as exc:
         click.echo(f"{prog}: error: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
-def run_batch(prog: str, jobs, work, as_json: bool, quiet: bool) -> None:
+def _mkdir(path: str) -> None:
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RemacError(f"{path}: cannot create the output directory ({exc.strerror or exc})") from None
+
+
+def run_batch(prog: str, jobs, work, as_json: bool, quiet: bool, workers: int = 1) -> None:
     """Call work(inp, out) -> dict for every (input, output) job; carry on past failures (an output
-    claimed by two inputs fails the second); exit 1 if any failed."""
-    inputs = [inp for inp, _ in jobs]
-    failed = 0
-    claimed = {}
-    show_bar = len(inputs) > 1 and not (quiet or as_json) and sys.stderr.isatty()
-    items = jobs
-    if show_bar:
+    claimed by two inputs fails the second). workers > 1: that many processes (work must pickle:
+    a functools.partial of a module-level function), results still reported in input order.
+    A result's "report" (text) goes to stdout unless --json; --json adds "file", "status" (ok,
+    damaged, failed) and "seconds" to each line. A batch ends with a summary on stderr.
+    Exit 1 if any failed, else 3 if any result says "damaged": True (written, but from a damaged
+    input), else return (exit 0)."""
+    start = time.perf_counter()
+    failed = damaged = 0
+    claimed, todo = {}, []
+    for inp, out in jobs:
+        if not isinstance(out, RemacError) and out != STDIO:
+            if out in claimed:
+                out = RemacError(f"{inp}: output {out} is already written for {claimed[out]}")
+            else:
+                claimed[out] = inp
+        todo.append((inp, out))
+    items = zip(todo, _results(work, todo, workers))
+    if len(todo) > 1 and not (quiet or as_json) and sys.stderr.isatty():
         from tqdm import tqdm
-        items = tqdm(jobs, desc=prog, unit="file", file=sys.stderr)
-    for inp, out in items:
-        try:
-            if out != STDIO and out in claimed:
-                raise RemacError(f"{inp}: output {out} is already written for {claimed[out]}")
-            claimed[out] = inp
-            info = work(inp, out)
-        except RemacError as exc:
+        items = tqdm(items, total=len(todo), desc=prog, unit="file", file=sys.stderr)
+    for (inp, _), (info, error, seconds) in items:
+        record = {"input": inp, "file": inp, "seconds": round(seconds, 3)}
+        if error is not None:
             failed += 1
-            click.echo(f"{prog}: error: {exc}", err=True)
+            click.echo(f"{prog}: error: {error}", err=True)
             if as_json:
-                click.echo(json.dumps({"input": inp, "ok": False, "error": str(exc)}))
-            continue
-        except MemoryError:
-            failed += 1
-            click.echo(f"{prog}: error: {inp}: out of memory", err=True)
+                click.echo(json.dumps({**record, "ok": False, "status": "failed", "error": error}))
             continue
         for w in info.pop("warnings", []):
             click.echo(f"{prog}: warning: {w}", err=True)
+        damaged += bool(info.get("damaged"))
+        report = info.pop("report", None)
         if as_json:
-            click.echo(json.dumps({"input": inp, "ok": True, **info}))
+            click.echo(json.dumps({**record, "ok": True, "status": "damaged" if info.get("damaged") else "ok", **info}))
+        elif report is not None:
+            click.echo(report)
         elif not quiet and info.get("summary"):
             click.echo(info["summary"], err=True)
+    n = len(todo)
+    if n > 1:
+        for count, what in ((failed, "failed"), (damaged, "were damaged")):
+            if count:
+                click.echo(f"{prog}: {count} of {n} files {what}", err=True)
+        if not (failed or damaged or quiet):
+            click.echo(f"{prog}: all {n} files done in {time.perf_counter() - start:.1f} s", err=True)
     if failed:
-        if len(inputs) > 1:
-            click.echo(f"{prog}: {failed} of {len(inputs)} files failed", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
+    if damaged:
+        sys.exit(EXIT_DAMAGED)
+
+
+def _timed(work, inp: str, out):
+    """One job, here or in a worker -> (info or None, error line or None, seconds)."""
+    start = time.perf_counter()
+    try:
+        if isinstance(out, RemacError):
+            raise out
+        info, error = work(inp, out), None
+    except RemacError as exc:
+        info, error = None, str(exc)
+    except MemoryError:
+        info, error = None, f"{inp}: out of memory"
+    return info, error, time.perf_counter() - start
+
+
+def _single_threaded() -> None:
+    """Worker start: every library's thread pool at one thread (the workers are the parallelism)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+def _results(work, jobs, workers: int):
+    """_timed(work, inp, out) for every job, yielded in input order; with workers > 1 from a pool of
+    fresh ('spawn') processes, so that no thread pool or session of this one is inherited."""
+    runnable = sum(not isinstance(out, RemacError) for _, out in jobs)
+    if workers <= 1 or runnable <= 1:
+        for inp, out in jobs:
+            yield _timed(work, inp, out)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    pool = ProcessPoolExecutor(min(workers, runnable), multiprocessing.get_context("spawn"), _single_threaded)
+    try:
+        futures = [None if isinstance(out, RemacError) else pool.submit(_timed, work, inp, out) for inp, out in jobs]
+        for (inp, out), future in zip(jobs, futures):
+            yield _timed(work, inp, out) if future is None else future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def jobs_option(what: str):
+    """-j/--jobs N (parameter `workers`): N inputs at once in N processes (run_batch)."""
+    return click.option("-j", "--jobs", "workers", type=click.IntRange(1, 64), default=1, show_default=True,
+                        help=f"Process N {what} at once, in N worker processes each on one thread; "
+                             "output in input order.")
+
+
+def given(name: str) -> bool:
+    """Whether the running command's option `name` was set by the user (not defaulted)."""
+    from click.core import ParameterSource
+    return click.get_current_context().get_parameter_source(name) not in (ParameterSource.DEFAULT,
+                                                                          ParameterSource.DEFAULT_MAP)
 
 
 def version_text(prog: str, describe_model=None) -> str:
     """Package version, the shipped model IDs (plus describe_model(name) per model, if given) and
     the default library; missing artifacts are reported, not raised."""
     from importlib.metadata import PackageNotFoundError, version
-    from bitstream import library, modelfile
+    from bitstream import container, library, modelfile
     try:
         pkg = version("remac")
     except PackageNotFoundError:
         pkg = "unknown"
-    lines = [f"{prog} {pkg} (.rmc format 1.0)"]
+    reads = " and ".join(f"{major}.x" for major in container.BIT_DEPTHS)
+    lines = [f"{prog} {pkg} (writes .rmc 1.0, or {'.'.join(map(str, container.VERSION))} where a stream needs it; "
+             f"reads {reads})"]
     for name in modelfile.NAME_FOR_CHANNELS.values():
         try:
             lines.append(f"  model {name}: {modelfile.load(name).model_id.hex()}"
@@ -144,3 +266,10 @@ def version_text(prog: str, describe_model=None) -> str:
     except RemacError as exc:
         lines.append(f"  default library: unavailable ({exc})")
     return "\n".join(lines)
+
+
+def version_option(prog: str, describe_model=None):
+    """-V/--version: package version, model IDs (plus describe_model(name)), default library."""
+    return click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True,
+                        help="Show versions, model IDs and the default library, then exit.",
+                        callback=lambda ctx, _, v: v and (click.echo(version_text(prog, describe_model)), ctx.exit()))

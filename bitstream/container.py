@@ -1,7 +1,8 @@
 """Reading and writing the .rmc container (docs/FORMAT.md). Pure Python + numpy.
 
-    write(header, tiles)  -> bytes
-    read(data)            -> Parsed(header, tiles {index: words}, damaged [index or None])
+    write(header, tiles, metadata=b"")  -> bytes
+    read(data)            -> Parsed(header, tiles {index: words}, damaged [(index or None, reason)],
+                                    metadata payload)
 
 Every field is validated before anything is allocated from it; structural damage raises
 FormatError, while a damaged TILE segment (bad CRC or inconsistent payload) is reported in
@@ -17,7 +18,9 @@ import numpy as np
 from bitstream.errors import FormatError
 
 SIGNATURE = b"\x89RMC\r\n\x1a\n"
-VERSION = (1, 0)
+VERSION = (2, 0)                # the newest version written; streams are written at the lowest that fits
+BIT_DEPTHS = {1: (8, 16), 2: (8, 10, 12, 14, 16)}   # per major version read (any minor of it)
+METADATA = b"meta"              # ancillary metadata segment (bitstream/metadata.py)
 MAX_SEGMENT = 2 ** 28
 MAX_SIDE = 65535
 MAX_PIXELS = 2 ** 28
@@ -41,7 +44,26 @@ class Header:
     entropy_ref_id: bytes = ZERO_ID
     decoder_ref_id: bytes = ZERO_ID
     flags: int = 0
-    version: tuple = VERSION
+    version: tuple = None           # None: the lowest version that can carry these fields
+    quality_frac: int = 0           # hundredths added to `quality` (format 2.0)
+
+    def __post_init__(self):
+        if self.version is None:
+            self.version = self.required_version()
+
+    def required_version(self) -> tuple:
+        """1.0 unless the stream needs 2.0: a bit depth other than 8/16, or a fractional quality."""
+        return (1, 0) if self.bit_depth in BIT_DEPTHS[1] and not self.quality_frac else (2, 0)
+
+    @property
+    def q100(self) -> int:
+        """Quality in hundredths (what the gain tables are interpolated at)."""
+        return self.quality * 100 + self.quality_frac
+
+    @property
+    def quality_value(self):
+        """Quality as a number for people and JSON: int when whole, else float (50.25)."""
+        return self.quality if not self.quality_frac else self.q100 / 100
 
     @property
     def tiles_x(self):
@@ -75,43 +97,50 @@ class Header:
         return _HDR.pack(*self.version, self.model_id, self.library_id, self.entropy_ref_id,
                          self.decoder_ref_id, self.width, self.height, self.coded_channels,
                          self.output_channels, self.bit_depth, self.quality, self.tile_width,
-                         self.tile_height, self.tile_count, self.flags, 0)
+                         self.tile_height, self.tile_count, self.flags, self.quality_frac)
 
     @classmethod
     def unpack(cls, payload: bytes) -> "Header":
         if len(payload) < 2:
             raise FormatError("RHDR segment is too short")
-        if payload[0] != VERSION[0]:
-            raise FormatError(f"unsupported .rmc version {payload[0]}.{payload[1]} (this decoder reads 1.x)")
+        if payload[0] not in BIT_DEPTHS:
+            raise FormatError(f"unsupported .rmc version {payload[0]}.{payload[1]} (this decoder reads "
+                              f"{' and '.join(f'{major}.x' for major in BIT_DEPTHS)})")
         if len(payload) != _HDR.size:
             raise FormatError(f"RHDR segment has {len(payload)} bytes, expected {_HDR.size}")
         (major, minor, model_id, library_id, eref, dref, width, height, cc, oc, depth, quality, tw, th,
-         count, flags, reserved) = _HDR.unpack(payload)
+         count, flags, last) = _HDR.unpack(payload)
+        if major == 1 and last:
+            raise FormatError("RHDR reserved byte is not zero")
         h = cls(model_id, width, height, cc, oc, depth, quality, tw, th, library_id, eref, dref, flags,
-                (major, minor))
+                (major, minor), last)
         h.validate()
         if count != h.tile_count:
             raise FormatError(f"RHDR tile_count {count} does not match the geometry ({h.tile_count})")
-        if reserved:
-            raise FormatError("RHDR reserved byte is not zero")
         return h
 
     def validate(self):
+        depths = BIT_DEPTHS.get(self.version[0], ())
         checks = [
+            (self.version[0] in BIT_DEPTHS, f"version {self.version[0]}.{self.version[1]} is not written here"),
             (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE,
              f"image size {self.width}x{self.height} out of range 1..{MAX_SIDE}"),
             (self.width * self.height <= MAX_PIXELS, f"image {self.width}x{self.height} exceeds {MAX_PIXELS} pixels"),
             (self.coded_channels in (1, 3), f"coded_channels {self.coded_channels} is not 1 or 3"),
             (self.output_channels in (1, 3) and self.output_channels >= self.coded_channels,
              f"output_channels {self.output_channels} invalid for coded_channels {self.coded_channels}"),
-            (self.bit_depth in (8, 16), f"bit_depth {self.bit_depth} is not 8 or 16"),
+            (self.bit_depth in depths, f"bit_depth {self.bit_depth} is not one of "
+             f"{', '.join(map(str, depths))} (format {self.version[0]}.x)"),
             (0 <= self.quality <= 100, f"quality {self.quality} out of range 0..100"),
+            (self.quality_frac == 0 or (self.version[0] >= 2 and self.quality_frac < 100 and self.quality < 100),
+             f"quality_frac {self.quality_frac} invalid for quality {self.quality} (format {self.version[0]}.x)"),
             (all(64 <= t <= 4096 and t % 64 == 0 for t in (self.tile_width, self.tile_height)),
              f"tile size {self.tile_width}x{self.tile_height} is not a multiple of 64 in 64..4096"),
             (self.flags & ~1 == 0, f"unknown flags 0x{self.flags:02x}"),
             (all(len(i) == 8 for i in (self.model_id, self.library_id, self.entropy_ref_id, self.decoder_ref_id)),
              "ids must be 8 bytes"),
-            (self.bit_depth == 8 or self.output_channels == 1, "16-bit samples are defined for grey images only"),
+            (self.bit_depth == 8 or self.output_channels == 1,
+             f"{self.bit_depth}-bit samples are defined for grey images only"),
             (bool(self.flags & 1) == (self.entropy_ref_id != ZERO_ID),
              "flag 'entropy reference used' disagrees with entropy_ref_id"),
             (self.library_id != ZERO_ID or (self.entropy_ref_id == ZERO_ID and self.decoder_ref_id == ZERO_ID),
@@ -126,11 +155,14 @@ def _segment(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
-def write(header: Header, tiles: dict) -> bytes:
-    """tiles: {index: (n,) uint32 words} for every index in range(header.tile_count)."""
+def write(header: Header, tiles: dict, metadata: bytes = b"") -> bytes:
+    """tiles: {index: (n,) uint32 words} for every index in range(header.tile_count); metadata: the
+    payload of an ancillary `meta` segment (bitstream/metadata.py), written after RHDR if not empty."""
     if sorted(tiles) != list(range(header.tile_count)):
         raise ValueError("write() needs exactly one word array per tile")
     parts = [SIGNATURE, _segment(b"RHDR", header.pack())]
+    if metadata:
+        parts.append(_segment(METADATA, metadata))
     for index in range(header.tile_count):
         words = np.asarray(tiles[index], dtype="<u4")
         parts.append(_segment(b"TILE", struct.pack(">II", index, len(words)) + words.tobytes()))
@@ -142,7 +174,8 @@ def write(header: Header, tiles: dict) -> bytes:
 class Parsed:
     header: Header
     tiles: dict = field(default_factory=dict)          # index -> (n,) uint32
-    damaged: list = field(default_factory=list)        # (None, reason): damage not tied to a known tile
+    damaged: list = field(default_factory=list)        # (tile index the damaged segment claims, or None, reason)
+    metadata: bytes = None                             # payload of the `meta` segment, if one is intact
 
     def missing(self):
         return [i for i in range(self.header.tile_count) if i not in self.tiles]
@@ -221,7 +254,7 @@ def read(data: bytes) -> Parsed:
             continue
         kind, payload, crc_ok, nxt = seg
         if not crc_ok:      # its length may be the damaged field: do not trust it, resynchronise
-            parsed.damaged.append((None, f"segment at byte {pos} fails its CRC"))
+            parsed.damaged.append((_claimed_tile(parsed.header, kind, payload), f"segment at byte {pos} fails its CRC"))
             nxt = _resync(data, pos + 1)
             if nxt is None:
                 break
@@ -235,12 +268,22 @@ def read(data: bytes) -> Parsed:
             ended = True
         elif kind == b"RHDR":
             raise FormatError(f"second RHDR at byte {pos}")
+        elif kind == METADATA and parsed.metadata is None:
+            parsed.metadata = payload
         elif kind[0:1].isupper():
             raise FormatError(f"unknown critical segment {kind.decode()} at byte {pos}")
         pos = nxt
     if not ended:
         parsed.damaged.append((None, "stream truncated before REND"))
     return parsed
+
+
+def _claimed_tile(header: Header, kind: bytes, payload: bytes):
+    """The index a TILE segment that fails its CRC claims (untrusted; for reports), else None."""
+    if kind != b"TILE" or len(payload) < 4:
+        return None
+    (index,) = struct.unpack_from(">I", payload)
+    return index if index < header.tile_count else None
 
 
 def _read_tile(parsed: Parsed, payload: bytes, pos: int):

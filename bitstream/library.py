@@ -47,6 +47,7 @@ class Library:
     deep: dict               # id -> (2M,) float32
     shallow: dict            # id -> (2N,) float32
     rover_export: bool
+    images_dir: Path = None  # default: path/images (a stored library borrows the default's images)
 
     @property
     def id_bytes(self) -> bytes:
@@ -75,7 +76,7 @@ class Library:
         if self.rover_export:
             raise LibraryError(f"library {self.path} is a rover export without reference images; "
                                "decode with the full library")
-        path = self.path / "images" / f"{entry_id}.png"
+        path = (self.images_dir or self.path / "images") / f"{entry_id}.png"
         try:
             data = path.read_bytes()
         except OSError:
@@ -90,7 +91,9 @@ class Library:
             raise LibraryError(f"library {self.path} ({self.library_id}) has no reference {entry_id}")
 
 
-def load(path=None) -> Library:
+def load(path=None, images=None) -> Library:
+    """A library directory (default: the shipped one). images: where its reference images are, when
+    not in path/images (a release's library in a model store uses the default library's)."""
     path = Path(path) if path is not None else DEFAULT
     if not path.is_dir():
         raise LibraryError(f"reference library {path} is not a directory")
@@ -125,7 +128,7 @@ def load(path=None) -> Library:
     if compute_library_id(models, meta["entries"], latents) != meta.get("library_id"):
         raise LibraryError(f"{path}: contents do not match library ID {meta.get('library_id')} (modified?)")
     return Library(path, meta["library_id"], models, entries, latents, deep, shallow,
-                   bool(meta.get("rover_export")))
+                   bool(meta.get("rover_export")), Path(images) if images is not None else None)
 
 
 def write(path: Path, models: dict, entries: list, latents: dict, deep: dict, shallow: dict,

@@ -41,6 +41,7 @@ class EntropyModel:
     gain_int: np.ndarray            # (101, M) int64
     model_id: bytes
     encoder_sha256: dict            # {"float": sha256 hex, "int8": sha256 hex (if shipped)}
+    folder: Path = None             # where model.json / entropy.npz came from
 
 
 def canonical_digest(arrays: dict, meta: dict) -> bytes:
@@ -77,13 +78,22 @@ def _net(arrays, layers):
 
 @lru_cache(maxsize=8)
 def load(name: str, assets: Path = ASSETS) -> EntropyModel:
-    folder = Path(assets) / name
+    """The shipped model `name` (bitstream/assets/<name>/), or the one in `assets`/<name>/."""
+    return load_dir(Path(assets) / name)
+
+
+@lru_cache(maxsize=16)
+def load_dir(folder: Path) -> EntropyModel:
+    """The entropy model in a model directory (model.json + entropy.npz): a shipped model's assets
+    folder or a released model in a store (bitstream.store)."""
+    folder = Path(folder)
     try:
         meta = json.loads((folder / "model.json").read_text())
         with np.load(folder / "entropy.npz") as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"model '{name}': cannot read artifacts in {folder} ({exc})") from None
+        raise ModelError(f"model in {folder}: cannot read its artifacts ({exc})") from None
+    name = meta.get("name", "?")
     if canonical_digest(arrays, meta).hex() != meta.get("model_id"):
         raise ModelError(f"model '{name}': artifacts in {folder} do not match their model ID (damaged?)")
     net = _net(arrays, meta["layers"])
@@ -99,17 +109,27 @@ def load(name: str, assets: Path = ASSETS) -> EntropyModel:
             raise ModelError(f"model '{name}': {message}")
     return EntropyModel(name, meta["channels"], m, meta["nz"], net, y_tables, z_tables, gain,
                         bytes.fromhex(meta["model_id"]),
-                        {"float": meta["encoder_sha256"], "int8": meta.get("encoder_int8_sha256")})
+                        {"float": meta["encoder_sha256"], "int8": meta.get("encoder_int8_sha256")}, folder)
 
 
 def for_channels(channels: int) -> EntropyModel:
     return load(NAME_FOR_CHANNELS[channels])
 
 
-def by_id(model_id: bytes) -> EntropyModel:
+def by_id(model_id: bytes, stores=()) -> EntropyModel:
+    """The model a stream names: a shipped one, else a released one in one of `stores` (directories
+    of model directories named by model ID, bitstream.store). Unknown: ModelError naming it."""
     for name in NAME_FOR_CHANNELS.values():
         model = load(name)
         if model.model_id == model_id:
             return model
-    raise ModelError(f"stream needs model {model_id.hex()}, which this installation does not ship "
-                     f"(have: {', '.join(load(n).model_id.hex() + ' (' + n + ')' for n in NAME_FOR_CHANNELS.values())})")
+    from bitstream import store
+    folder = store.find_model(model_id, stores)
+    if folder is not None:
+        model = load_dir(folder)
+        if model.model_id == model_id:
+            return model
+    have = ", ".join(load(n).model_id.hex() + " (" + n + ")" for n in NAME_FOR_CHANNELS.values())
+    searched = "".join(f", {s}" for s in stores)
+    raise ModelError(f"stream needs model {model_id.hex()}, which this installation does not have "
+                     f"(shipped: {have}; stores searched: {len(stores)}{searched}); add its store with --models DIR")

@@ -31,12 +31,35 @@ SCALE_LEVELS = 64
 SCALE_MIN = 0.11
 SCALE_MAX = 64.0
 PROB_BITS = 16              # integer PMF tables sum to 2**PROB_BITS
-QUALITY_LEVELS = 101        # quality 0..100
+QUALITY_LEVELS = 101        # quality 0..100: rows of a model's integer gain table
+QUALITY_STEPS = 100         # quality is coded in 1/100 (format 2.0; 1.0 streams carry whole numbers)
 
 
 def scale_table() -> np.ndarray:
     """(SCALE_LEVELS,) float64 Gaussian std per scale index, log-spaced."""
     return np.exp(np.linspace(np.log(SCALE_MIN), np.log(SCALE_MAX), SCALE_LEVELS))
+
+
+def quality_steps(quality) -> int:
+    """Quality 0..100 (fractional allowed) -> whole hundredths, rounded to the nearest."""
+    q100 = int(round(float(quality) * QUALITY_STEPS))
+    if not 0 <= q100 <= 100 * QUALITY_STEPS:
+        raise ValueError(f"quality {quality} is out of range 0..100")
+    return q100
+
+
+def gain_int_at(gain_table: np.ndarray, q100: int) -> np.ndarray:
+    """(QUALITY_LEVELS, M) integer gain table, quality in 1/100 -> (M,) int64 gains, exactly.
+
+    Whole qualities read their row; in between, the two neighbouring rows are interpolated
+    linearly in integers, rounding half up: (g[q] * (100 - f) + g[q+1] * f + 50) // 100
+    (gains are positive, so floor division is unambiguous in any language)."""
+    lo, f = divmod(int(q100), QUALITY_STEPS)
+    row = gain_table[lo].astype(np.int64)
+    if f == 0:
+        return row
+    return (row * (QUALITY_STEPS - f) + gain_table[lo + 1].astype(np.int64) * f + QUALITY_STEPS // 2) \
+        // QUALITY_STEPS
 
 
 def gain_ref_stats(stats16: np.ndarray, gain_int: np.ndarray) -> np.ndarray:

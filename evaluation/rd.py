@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from evaluation.metrics import psnr
+from evaluation.metrics import peak_for, psnr
 from ground_decoder.decode import decode
 from rover_encoder.encode import encode
 from rover_encoder.imageio import from_pil
@@ -53,8 +53,9 @@ class RemacCodec:
         worst = ranked(self.library.deep[best], {i: self.library.deep[i] for i in ids})[-1]
         return worst, worst
 
-    def encode(self, image, quality):
-        img = from_pil(Image.fromarray(image))
+    def encode(self, image, quality, bit_depth=None):
+        """bit_depth: the samples' true depth when a uint16 image holds fewer bits (12: 0..4095)."""
+        img = from_pil(Image.fromarray(image), bit_depth=bit_depth)
         return encode(img, quality, self.library, use_refs=self.refs != "off", force_refs=self._forced(img),
                       precision=self.precision).data
 
@@ -64,13 +65,14 @@ class RemacCodec:
 
 
 
-def ms_ssim(a, b):
-    """MS-SSIM (pytorch-msssim) on uint8 images; NaN where the image is too small for 5 scales."""
+def ms_ssim(a, b, peak=255):
+    """MS-SSIM (pytorch-msssim) of integer images with samples 0..peak; NaN where the image is too
+    small for 5 scales."""
     if min(a.shape[:2]) < 161:
         return float("nan")
     from pytorch_msssim import ms_ssim as _ms
     t = lambda x: torch.from_numpy(x.astype(np.float32).reshape(x.shape[0], x.shape[1], -1)).permute(2, 0, 1)[None]
-    return float(_ms(t(a), t(b), data_range=255))
+    return float(_ms(t(a), t(b), data_range=peak))
 
 
 @dataclass
@@ -85,14 +87,16 @@ class Record:
     msssim: float
 
 
-def measure(codec, images: dict, progress=None):
-    """images: {name: uint8 array}. Yields one Record per (setting, image)."""
+def measure(codec, images: dict, progress=None, bit_depth: int = 8):
+    """images: {name: uint8 array, or uint16 array of bit_depth-bit samples (REMAC only)}. Yields one
+    Record per (setting, image); PSNR and MS-SSIM use the true peak 2^bit_depth - 1."""
+    peak = peak_for(bit_depth)
     for setting in codec.settings:
         for name, a in images.items():
-            data = codec.encode(a, setting)
+            data = codec.encode(a, setting) if bit_depth == 8 else codec.encode(a, setting, bit_depth=bit_depth)
             out = codec.decode(data, a.shape)
             yield Record(codec.name, setting, name, 1 if a.ndim == 2 else 3, len(data),
-                         8 * len(data) / (a.shape[0] * a.shape[1]), psnr(a, out), ms_ssim(a, out))
+                         8 * len(data) / (a.shape[0] * a.shape[1]), psnr(a, out, peak), ms_ssim(a, out, peak))
             if progress:
                 progress()
 

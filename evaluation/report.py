@@ -134,6 +134,60 @@ def artifacts_section() -> list:
     return rows
 
 
+# sections other scripts write into the same file, carried over when it is regenerated
+CARRIED = ("## Ground decoding: determinism, large frames, previews",      # scripts/bench_decode.py
+           "## Rover: large frames")                                        # scripts/bench_encode.py
+
+
+def section_bounds(text: str, heading: str):
+    """(start, end) of the section `heading` in markdown text, up to the next "## " heading or the
+    end of the text; None where it is absent."""
+    if heading not in text:
+        return None
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return start, end + 1 if end >= 0 else len(text)
+
+
+def save_run(out: Path, label: str, result: dict) -> None:
+    """A benchmark script's result, as out/<label>.json ("after", "before", ...)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{label}.json").write_text(json.dumps(result, indent=1))
+
+
+def saved_runs(out: Path, script: str):
+    """-> (after, before or None): the results a benchmark script saved under `out`."""
+    runs = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
+    if "after" not in runs:
+        raise SystemExit(f"no {out / 'after.json'}: run python {script} first")
+    return runs["after"], runs.get("before")
+
+
+def write_section(path: Path, lines: list) -> None:
+    """Replace the section whose heading is lines[0] in the markdown file at `path` with `lines`, or
+    append it (the scripts that write CARRIED sections)."""
+    text = path.read_text()
+    section = "\n".join(lines) + "\n"
+    bounds = section_bounds(text, lines[0])
+    if bounds:
+        text = text[:bounds[0]] + section + ("\n" + text[bounds[1]:] if bounds[1] < len(text) else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+    print(f"wrote {path}")
+
+
+def carried_sections(path: Path) -> list:
+    """The CARRIED sections of the existing file at `path`, as lines."""
+    text = path.read_text() if path.exists() else ""
+    out = []
+    for heading in CARRIED:
+        bounds = section_bounds(text, heading)
+        if bounds:
+            out += [""] + text[bounds[0]:bounds[1]].rstrip("\n").split("\n")
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", nargs="+", type=Path)
@@ -154,6 +208,7 @@ def main(argv=None):
         lines += rd_section(r, img_dir)
     lines += ["## Rover complexity", ""] + complexity_section() + ["", "## Ground decoding", ""] + decode_section()
     lines += ["", "## Shipped artifacts", ""] + artifacts_section()
+    lines += carried_sections(args.output)
     args.output.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.output}")
 

@@ -3,9 +3,13 @@
     container.read --> header (model ID, library ID, reference IDs, geometry)
         library check --> entropy ref stats (ints), decoder ref image
         per tile: TileDecoder: z_hat --intnet--> (mu16, idx) --> y symbols --> y_hat_g = s + mu16/16
-        tiles' latents placed side by side --> one latent map --> RefDecoder --> crop --> 8/16-bit
+        tiles' latents placed side by side --> one latent map --> RefDecoder, tile by tile on a fixed
+        grid (models.ground: same pixels for any --threads) --> crop --> integer samples
+        (--reduce N: the 1/16 trunk and a fitted preview head -> 1/2^N size, a fraction of the cost)
     Damaged or missing tiles: refused with --strict, otherwise concealed (flat fill) and listed.
 """
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -28,6 +32,7 @@ class DecodeResult:
     header: container.Header
     lost_tiles: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
+    problems: list = field(default_factory=list)   # damage found in the stream (remac-decode exits 3)
 
 
 @lru_cache(maxsize=1)
@@ -68,10 +73,12 @@ def decode_tile(model, header, words, index, r):
     return z_hat, mu16, idx, entropy.dequantize(s, mu16)
 
 
-def entropy_decode(data: bytes, library: Library = None):
+def entropy_decode(data: bytes, library: Library = None, latents_only: bool = False):
     """Parse and entropy-decode every tile (no synthesis).
 
     -> (parsed, model, library, {index: (z_hat, mu16, idx, y_hat_g)}, lost indices, problems)
+    latents_only: {index: y_hat_g} instead, what synthesis needs (1/5 of the memory: 2.6 MB per
+    512-px tile otherwise, 170 MB for a 4096^2 frame).
     """
     parsed = container.read(data)
     header = parsed.header
@@ -82,44 +89,118 @@ def entropy_decode(data: bytes, library: Library = None):
     if library is not None:
         library.check_model(model.name, model.model_id, model.m)
     stats = library.stats16(header.entropy_ref_id.hex()) if header.entropy_ref_used else None
-    r = spec.ref_input(stats, model.gain_int[header.quality])
+    r = spec.ref_input(stats, spec.gain_int_at(model.gain_int, header.q100))
     problems = [reason for _, reason in parsed.damaged]
     tiles, lost = {}, []
     for index in range(header.tile_count):
         try:
             if index not in parsed.tiles:
                 raise TileError(index, f"tile {index} is missing")
-            tiles[index] = decode_tile(model, header, parsed.tiles[index], index, r)
+            tile = decode_tile(model, header, parsed.tiles[index], index, r)
+            tiles[index] = tile[3] if latents_only else tile
         except TileError as exc:
             lost.append(index)
             problems.append(str(exc))
     return parsed, model, library, tiles, lost, problems
 
 
-def decode(data: bytes, library: Library = None, strict: bool = False, threads: int = 2) -> DecodeResult:
-    parsed, model, library, tiles, lost, problems = entropy_decode(data, library)
+def decode(data: bytes, library: Library = None, strict: bool = False, threads: int = 2, reduce: int = 0,
+           progress: bool = False) -> DecodeResult:
+    """Decode a stream. threads: synthesis workers (the pixels do not depend on it); reduce 1..3:
+    a preview at 1/2, 1/4 or 1/8 linear size from the preview head (models.ground; a small fraction
+    of a full decode); progress: a tqdm bar on stderr over the synthesis tiles of large frames."""
+    if reduce not in (0, 1, 2, 3):
+        raise RemacError(f"reduce must be 0..3, not {reduce}")
+    header, gm, y_map, x_ref, lost, problems = synthesis_input(data, library, strict)
+    warnings = []
+    if reduce and gm.preview_head() is None:
+        warnings.append(f"no preview head fitted to this {gm.name} decoder: decoded in full, then box-downsampled")
+        image = box_reduce(render(gm, y_map, header, x_ref, threads, 0, progress), reduce)
+    else:
+        image = render(gm, y_map, header, x_ref, threads, reduce, progress)
+    conceal(image, header, lost, 1 << reduce)
+    if lost:
+        warnings.append(f"lost tiles {', '.join(map(str, lost))} (filled flat)")
+    if problems:
+        warnings.append("damage: " + "; ".join(problems))
+    return DecodeResult(to_samples(image, header), header, lost, warnings, problems)
+
+
+def synthesis_input(data: bytes, library: Library = None, strict: bool = False):
+    """Entropy-decode a stream for synthesis: -> (header, GroundModel, y_map (M,h,w) gained latent
+    (lost tiles zero), decoder reference (1,C,h',w'), lost tile indices, problems)."""
+    parsed, model, library, tiles, lost, problems = entropy_decode(data, library, latents_only=True)
     header = parsed.header
     if problems and strict:
         raise RemacError("damaged stream: " + "; ".join(problems))
     if not tiles:
         raise RemacError("damaged stream: no tile could be decoded (" + "; ".join(problems[:3]) + ")")
     x_ref = decoder_reference(header, library, model.channels)
-    latents = {i: t[3] for i, t in tiles.items()}
-
-    y_map = assemble(header, latents, model.m)
-    torch.set_num_threads(threads)
+    y_map = assemble(header, tiles, model.m)
+    del tiles
     gm = ground.load(model.name)
     if gm.model_id != model.model_id:
         raise RemacError(f"ground decoder weights are for model {gm.model_id.hex()}, stream needs {model.model_id.hex()}")
-    x_hat = gm.synthesize(torch.from_numpy(y_map)[None], header.quality, x_ref)[0].numpy()
-    x_hat = x_hat[:, :header.height, :header.width]
-    conceal(x_hat, header, lost)
-    warnings = []
-    if lost:
-        warnings.append(f"lost tiles {', '.join(map(str, lost))} (filled flat)")
-    if problems:
-        warnings.append("damage: " + "; ".join(problems))
-    return DecodeResult(to_samples(x_hat, header), header, lost, warnings)
+    y_map *= fractional_inverse_gain(gm.inv_gain.numpy(), header)[:, None, None]
+    return header, gm, y_map, x_ref, lost, problems
+
+
+def sample_peak(header) -> int:
+    return (1 << header.bit_depth) - 1          # 10..14-bit samples go in uint16 as 0..2^D-1
+
+
+def render(gm, y_map: np.ndarray, header, x_ref, threads: int = 2, reduce: int = 0, progress: bool = False) -> np.ndarray:
+    """Synthesize the gained latent map y_map (M,h,w) -> (H',W',C) uint8 / uint16 samples, H' x W'
+    the frame's size divided by 2^reduce (rounded up). Each synthesis tile is quantized into the
+    preallocated image as it is done (no whole-frame float copy)."""
+    f, s = 1 << reduce, 16 >> reduce
+    height, width = -(-header.height // f), -(-header.width // f)
+    peak = sample_peak(header)
+    out = np.empty((height, width, gm.channels), np.uint8 if peak == 255 else np.uint16)
+
+    def sink(box, x):
+        r0, c0 = s * box[0], s * box[2]
+        if r0 >= height or c0 >= width:             # all padding
+            return
+        q = (x[0, :, :height - r0, :width - c0].clamp(0, 1) * peak + 0.5).floor()
+        out[r0:r0 + q.shape[1], c0:c0 + q.shape[2]] = q.permute(1, 2, 0).numpy()
+    with progress_bar(progress, gm.tile_count(*y_map.shape[1:])) as update:
+        gm.run(torch.from_numpy(y_map)[None], header.quality, x_ref, sink, threads, update, reduce)
+    return out
+
+
+@contextmanager
+def progress_bar(enabled: bool, total: int):
+    """-> update(n) of a tqdm bar on stderr, or None when disabled or for one tile per pass."""
+    if not enabled or total <= 2:
+        yield None
+        return
+    from tqdm import tqdm
+    with tqdm(total=total, desc="synthesis", unit="tile", leave=False, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def box_reduce(image: np.ndarray, reduce: int) -> np.ndarray:
+    """(H,W,C) integer samples -> the means of their 2^reduce x 2^reduce blocks, rounded (partial
+    blocks at the right and bottom edges: the mean of what they hold)."""
+    f = 1 << reduce
+    sums = image.astype(np.float64)
+    for axis in (0, 1):
+        starts = np.arange(0, image.shape[axis], f)
+        counts = np.diff(np.append(starts, image.shape[axis])).reshape((-1, 1, 1) if axis == 0 else (1, -1, 1))
+        sums = np.add.reduceat(sums, starts, axis=axis) / counts
+    return np.floor(sums + 0.5).astype(image.dtype)
+
+
+def fractional_inverse_gain(inv_gain: np.ndarray, header) -> np.ndarray:
+    """(M,) factor that turns the ground's inverse gain at whole quality `header.quality` into the
+    one at quality + quality_frac/100: the learned inverse gains interpolated geometrically, as the
+    model interpolates them (ones for a whole quality). The synthesis multiplies by inv_gain[quality]."""
+    f = header.quality_frac / spec.QUALITY_STEPS
+    if not f:
+        return np.ones(inv_gain.shape[1], np.float32)
+    lo = header.quality
+    return ((inv_gain[lo + 1] / inv_gain[lo]) ** f).astype(np.float32)
 
 
 def assemble(header, latents: dict, m: int) -> np.ndarray:
@@ -134,22 +215,22 @@ def assemble(header, latents: dict, m: int) -> np.ndarray:
     return y_map
 
 
-def conceal(x_hat: np.ndarray, header, lost: list) -> None:
-    """Fill lost tiles with the mean of the decoded pixels (mid-grey if nothing decoded), in place."""
+def conceal(image: np.ndarray, header, lost: list, f: int = 1) -> None:
+    """Fill lost tiles of the (H,W,C) samples (of a frame reduced f times) with the mean of the
+    decoded samples (mid-grey if nothing decoded), in place."""
     if not lost:
         return
-    mask = np.ones(x_hat.shape[1:], dtype=bool)
+    mask = np.ones(image.shape[:2], dtype=bool)
     for index in lost:
         top, left, h, w = header.tile_box(index)
-        mask[top:top + h, left:left + w] = False
-    fill = x_hat[:, mask].mean(axis=1) if mask.any() else np.full(x_hat.shape[0], 0.5, np.float32)
-    x_hat[:, ~mask] = fill[:, None]
+        mask[top // f:-(-(top + h) // f), left // f:-(-(left + w) // f)] = False
+    peak = sample_peak(header)
+    fill = np.floor(image[mask].mean(axis=0) + 0.5) if mask.any() else np.full(image.shape[2], (peak + 1) // 2)
+    image[~mask] = fill.astype(image.dtype)
 
 
-def to_samples(x_hat: np.ndarray, header) -> np.ndarray:
-    """(C,H,W) float in [0,1] -> (H,W) / (H,W,3) uint8 or uint16, expanding grey to RGB if needed."""
-    peak = 255 if header.bit_depth == 8 else 65535
-    a = np.floor(x_hat * peak + 0.5).astype(np.uint8 if peak == 255 else np.uint16)
-    if header.output_channels == 3 and a.shape[0] == 1:
-        a = np.repeat(a, 3, axis=0)
-    return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+def to_samples(image: np.ndarray, header) -> np.ndarray:
+    """(H,W,C) samples -> (H,W) / (H,W,3), expanding grey to RGB if the stream asks for it."""
+    if header.output_channels == 3 and image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    return image[:, :, 0] if image.shape[2] == 1 else image

@@ -1,8 +1,11 @@
 """The rover's analysis transform (g_a + h_a, float or int8 ONNX) in onnxruntime, and the descriptors it yields.
 
-    x (C,h,w) in [0,1] --edge-pad to multiples of 64--> ONNX --> y (M,ph/16,pw/16) ungained,
-                                                               z (Z,ph/64,pw/64),
-                                                               shallow (2N,) texture statistics
+    x (C,h,w) in [0,1] --edge-pad to multiples of 64--> g_a --> y (M,ph/16,pw/16) ungained,
+                                                                shallow (2N,) texture statistics
+                                            y * gain --> h_a --> z (Z,ph/64,pw/64)
+
+g_a and h_a run as two sessions cut from the one shipped graph (rover_encoder.onnx_graph): y does
+not depend on the quality, so rate control runs g_a once and h_a once per quality it tries.
 """
 import hashlib
 from functools import lru_cache
@@ -14,6 +17,7 @@ import onnxruntime as ort
 from bitstream import modelfile, spec
 from bitstream.errors import ModelError
 from bitstream.modelfile import EntropyModel
+from rover_encoder import onnx_graph
 
 ASSETS = Path(__file__).parent / "assets"
 ENCODER_FILES = {"float": "encoder.onnx", "int8": "encoder.int8.onnx"}
@@ -50,14 +54,28 @@ class Analyzer:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
+        # memory patterns pre-plan one block per input shape, kept in the arena: tiles of several
+        # shapes (edge tiles, context windows) then cost ~90 MiB more peak RSS on a 4-Mpixel frame
+        opts.enable_mem_pattern = False
+        session = lambda graph: ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+        self.g_a = session(onnx_graph.extract(blob, ["x"], ["y", "shallow"]))
+        self.h_a = session(onnx_graph.extract(blob, ["y", "gain"], ["z"]))
         self.model = model
 
+    def analyse(self, x: np.ndarray):
+        """x (C,h,w) float32 -> y (M,ph/16,pw/16) ungained, shallow (2N,)."""
+        y, shallow = self.g_a.run(None, {"x": pad_to_64(x)[None].astype(np.float32, copy=False)})
+        return y[0], shallow[0]
+
+    def hyper(self, y: np.ndarray, gain: np.ndarray) -> np.ndarray:
+        """y (M,h,w) ungained (as analyse returns it), gain (M,) float32 -> z (Z,h/4,w/4)."""
+        feeds = {"y": y[None], "gain": gain.reshape(1, -1, 1, 1).astype(np.float32)}
+        return self.h_a.run(None, feeds)[0][0]
+
     def __call__(self, x: np.ndarray, gain: np.ndarray):
-        """x (C,h,w) float32, gain (M,) float32 -> y, z (unbatched), shallow (2N,)."""
-        feeds = {"x": pad_to_64(x)[None].astype(np.float32), "gain": gain.reshape(1, -1, 1, 1).astype(np.float32)}
-        y, z, shallow = self.session.run(None, feeds)
-        return y[0], z[0], shallow[0]
+        """x (C,h,w) float32, gain (M,) float32 -> y, z (unbatched), shallow (2N,): the whole graph."""
+        y, shallow = self.analyse(x)
+        return y, self.hyper(y, gain), shallow
 
 
 @lru_cache(maxsize=8)
@@ -77,5 +95,7 @@ def stats16(deep: np.ndarray) -> np.ndarray:
     return np.floor(deep.astype(np.float64) * 16 + 0.5).astype(np.int64).reshape(2, -1)
 
 
-def gain_for_quality(model: EntropyModel, quality: int) -> np.ndarray:
-    return (model.gain_int[quality] / 2 ** spec.GAIN_FRAC_BITS).astype(np.float32)
+def gain_for_quality(model: EntropyModel, quality) -> np.ndarray:
+    """(M,) float32 channel gains the rover applies at `quality` (0..100, fractional in 1/100)."""
+    gain_int = spec.gain_int_at(model.gain_int, spec.quality_steps(quality))
+    return (gain_int / 2 ** spec.GAIN_FRAC_BITS).astype(np.float32)

@@ -1,18 +1,19 @@
 """remac-encode and remac-lib: the rover's command line (no torch)."""
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import click
 
 from bitstream import library as lib
-from bitstream.cli_support import STDIO, atomic_write, plan_outputs, read_input, run_batch, version_text
-from bitstream.container import SIGNATURE
+from bitstream.cli_support import STDIO, given, jobs_option, plan_outputs, run_batch, version_option
 from bitstream.errors import RemacError
-from rover_encoder.encode import DEFAULT_QUALITY, DEFAULT_TILE, encode
-from rover_encoder.imageio import load_image
+from rover_encoder.api import encode_file
+from rover_encoder.encode import DEFAULT_QUALITY, DEFAULT_TILE
+from rover_encoder.imageio import BIT_DEPTHS
 
-ENCODE_HELP = """Compress IMAGE(s) (PNG, JPEG, TIFF, ...; grey or RGB; 8 or 16 bit) to .rmc.
+ENCODE_HELP = """Compress IMAGE(s) (PNG, JPEG, TIFF, ...; grey or RGB; 8 to 16 bit) to .rmc.
 
 \b
 Runs the rover side of REMAC: a light ONNX analysis transform, reference
@@ -21,36 +22,42 @@ selection from the on-board library, integer entropy model, range coder.
 Examples:
   remac-encode navcam.png                   # -> navcam.rmc beside it, quality 75
   remac-encode navcam.png -q 30 -o low.rmc  # smaller file, lower quality
-  remac-encode frames/*.png -o out/         # batch into a directory
+  remac-encode frames/ -o out/              # every image under frames/, tree mirrored
   remac-encode - -o - < in.png > out.rmc    # stdin to stdout
+  remac-encode raw12.png --bit-depth 12     # 12-bit samples (0..4095) in a 16-bit PNG
   remac-encode img.png --ref-lib lib/ --json
+  remac-encode navcam.png --target-bytes 20000   # best quality in 20000 bytes
+  remac-encode frames/ -o out/ -j 2 --json       # 2 processes, JSON per file
 \b
-Output: -o FILE (one input), -o DIR (any number), '-' for stdout; by default
-IMAGE's name with .rmc beside it. Existing files are replaced atomically.
+Output: -o FILE (one input), -o DIR (any number; a name ending in / is created),
+'-' for stdout; by default IMAGE's name with .rmc beside it. A directory input
+is searched recursively for images. Existing files are replaced atomically.
+Quality may be fractional (-q 50.5); it is coded in steps of 0.01 (rounded).
+--target-bytes N / --bpp X choose the quality instead: the highest (in steps of
+0.01) whose whole file, header included, fits: never over, within 3% under
+unless even quality 100 is smaller; a budget below the quality-0 stream fails.
+Bit depth: --bit-depth, else a PNG's sBIT chunk, else 8 or 16 from the file;
+samples above the depth's maximum are an error. Text chunks, EXIF and XMP are
+carried in the stream unless --strip.
 Exit status: 0 all encoded, 1 some input failed (the rest still encoded), 2 usage.
 """
 
 
-def _encode_one(inp, out, quality, library, use_refs, tile, threads, precision):
-    data = read_input(inp)
-    if data.startswith(SIGNATURE):
-        raise RemacError(f"{inp}: is already a .rmc stream (use remac-decode)")
-    img = load_image(data, name=inp)
-    result = encode(img, quality, library, use_refs, tile, threads, precision=precision)
-    atomic_write(out, result.data)
-    h = result.header
-    return {"output": out, "bytes": len(result.data), "bpp": round(result.bpp, 4), "width": h.width,
-            "height": h.height, "channels": h.output_channels, "quality": quality,
-            "entropy_ref": result.entropy_ref, "decoder_ref": result.decoder_ref, "encoder": result.precision,
-            "warnings": img.warnings,
-            "summary": f"{inp} -> {out}: {len(result.data)} bytes, {result.bpp:.3f} bpp"}
+def is_image_name(path: Path) -> bool:
+    """Files a directory input contributes: what Pillow can open, by extension."""
+    from PIL import Image
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    return fmt is not None and fmt in Image.OPEN
 
 
 @click.command(help=ENCODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("images", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file, directory, or - for stdout.")
-@click.option("-q", "--quality", type=click.IntRange(0, 100), default=DEFAULT_QUALITY, show_default=True,
-              help="0 (smallest) .. 100 (best).")
+@click.option("-q", "--quality", type=click.FloatRange(0, 100), default=DEFAULT_QUALITY, show_default=True,
+              help="0 (smallest) .. 100 (best); fractional in steps of 0.01.")
+@click.option("--bit-depth", type=click.Choice([str(d) for d in BIT_DEPTHS]),
+              help="True sample depth (overrides a PNG's sBIT) [default: sBIT, else 8 or 16].")
+@click.option("--strip", is_flag=True, help="Drop metadata (text chunks, EXIF, XMP) instead of carrying it.")
 @click.option("--ref-lib", type=click.Path(), help="Reference library directory [default: the shipped one].")
 @click.option("--no-refs", is_flag=True, help="Code without references (library not needed to decode).")
 @click.option("--tile", type=int, default=DEFAULT_TILE, show_default=True, help="Tile side, multiple of 64.")
@@ -59,10 +66,18 @@ def _encode_one(inp, out, quality, library, use_refs, tile, threads, precision):
               help="Rover analysis precision [default: int8 where shipped]. Either decodes the same way.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
 @click.option("--quiet", is_flag=True, help="Only errors and warnings.")
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, help="Show versions and model IDs.",
-              callback=lambda ctx, _, v: v and (click.echo(version_text("remac-encode")), ctx.exit()))
-def encode_main(images, output, quality, ref_lib, no_refs, tile, threads, precision, as_json, quiet):
-    jobs = plan_outputs("remac-encode", list(images), output, ".rmc", as_json)
+@click.option("--target-bytes", type=click.IntRange(1), help="Rate control: at most N bytes per file (instead of -q).")
+@click.option("--bpp", type=click.FloatRange(0, min_open=True),
+              help="Rate control: at most X bits per pixel per file, whole file (instead of -q).")
+@jobs_option("images")
+@version_option("remac-encode")
+def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, tile, threads, precision, as_json,
+                quiet, target_bytes, bpp, workers):
+    if target_bytes is not None and bpp is not None:
+        raise click.UsageError("give --target-bytes or --bpp, not both")
+    if (target_bytes is not None or bpp is not None) and given("quality"):
+        raise click.UsageError("-q and --target-bytes/--bpp exclude each other (rate control picks the quality)")
+    jobs = plan_outputs("remac-encode", list(images), output, ".rmc", as_json, is_image_name, "image files")
     library = None
     if not no_refs:
         try:
@@ -71,12 +86,14 @@ def encode_main(images, output, quality, ref_lib, no_refs, tile, threads, precis
             click.echo(f"remac-encode: error: {exc}", err=True)
             sys.exit(1)
     quiet = quiet or output == STDIO
-    run_batch("remac-encode", jobs,
-              lambda inp, out: _encode_one(inp, out, quality, library, not no_refs, tile, threads, precision),
-              as_json, quiet)
+    work = partial(encode_file, quality=quality, target_bytes=target_bytes, bpp=bpp, library=library,
+                   use_refs=not no_refs, tile=tile, threads=threads, precision=precision,
+                   bit_depth=bit_depth and int(bit_depth), strip=strip)
+    run_batch("remac-encode", jobs, work, as_json, quiet, workers)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@version_option("remac-lib")
 def lib_main():
     """Build and inspect REMAC reference libraries.
 
@@ -84,6 +101,8 @@ def lib_main():
     remac-lib build refs/*.png -o lib/        # make a library from past images
     remac-lib info lib/                       # what is in it
     remac-lib export-rover lib/ -o rover_lib/ # drop what the rover does not need
+
+    Exit status: 0 done, 1 error (one line on stderr), 2 usage.
     """
 
 

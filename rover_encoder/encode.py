@@ -1,16 +1,18 @@
 """Image -> .rmc bytes on the rover.
 
-    SourceImage --tiles--> Analyzer (ONNX) --> y, z, shallow per tile
+    SourceImage --tiles--> g_a (ONNX) --> y (ungained), shallow per tile            Prepared: once
         descriptors (recycled y / first-layer stats) --> library.nearest --> entropy ref, decoder ref
-        per tile: z_hat = round(z); (mu16, idx) = intnet(z_hat, gained ref stats)
+    at a quality: per tile: z = h_a(y*gain) (ONNX); z_hat = round(z);               Prepared.encode
+                  (mu16, idx) = intnet(z_hat, gained ref stats)
                   s = round(y*gain - mu) --> range coder (z by channel, y by scale index)
     --> container.write(header, tiles)
+Rate control (max_bytes / Prepared.fit) codes the one analysis at the qualities fit_quality tries.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bitstream import container, entropy, intnet, modelfile, spec
+from bitstream import container, entropy, intnet, metadata, modelfile, spec
 from bitstream.container import Header
 from bitstream.errors import FormatError, RemacError
 from bitstream.library import Library, nearest
@@ -64,66 +66,168 @@ def analyse_tiles(img: SourceImage, run, header: Header, gain: np.ndarray, conte
     The image descriptors are the tiles' descriptors averaged by latent area: the rover's own
     features, recycled for reference selection (no second feature extractor).
     """
-    analysed = []
+    zs = []
+
+    def analyse(x):
+        y, z, shallow = run(x, gain)
+        zs.append(z)
+        return y, shallow
+    windows, deep, shallow = analyse_windows(img, analyse, header, context)
+    return [(w.y, w.crop_z(z), w.shallow) for w, z in zip(windows, zs)], deep, shallow
+
+
+@dataclass
+class Window:
+    """One tile's analysis: the ungained latent of the window it was analysed over (tile + context)
+    and where the tile's own cells lie in it."""
+    y_window: np.ndarray        # (M, window h/16, window w/16)
+    cells: tuple                # (row0, row1, col0, col1) of the tile in y_window, multiples of 4
+    shallow: np.ndarray
+
+    @property
+    def y(self) -> np.ndarray:
+        r0, r1, c0, c1 = self.cells
+        return self.y_window[:, r0:r1, c0:c1]
+
+    def crop_z(self, z_window: np.ndarray) -> np.ndarray:
+        """The tile's cells of the window's hyper-latent (1/64: a quarter of y's)."""
+        r0, r1, c0, c1 = (c // 4 for c in self.cells)
+        return z_window[:, r0:r1, c0:c1]
+
+
+def analyse_windows(img: SourceImage, analyse, header: Header, context: int = TILE_CONTEXT):
+    """analyse(x) -> (y, shallow) on every tile's window (see analyse_tiles) -> ([Window] per tile,
+    deep (2M,), shallow (2N,))."""
+    windows = []
     for index in range(header.tile_count):
         (top, bottom, left, right), (dy, dx) = context_window(header, index, context)
         ph, pw = header.padded_tile(index)
-        y, z, shallow = run(img.pixels[:, top:bottom, left:right], gain)
-        y = y[:, dy // 16:(dy + ph) // 16, dx // 16:(dx + pw) // 16]
-        z = z[:, dy // 64:(dy + ph) // 64, dx // 64:(dx + pw) // 64]
-        analysed.append((y, z, shallow))
-    weights = np.array([y.shape[1] * y.shape[2] for y, _, _ in analysed], dtype=np.float64)
-    deep = np.average([deep_descriptor(y) for y, _, _ in analysed], axis=0, weights=weights)
-    shallow = np.average([s for _, _, s in analysed], axis=0, weights=weights)
-    return analysed, deep, shallow
+        y, shallow = analyse(img.pixels[:, top:bottom, left:right])
+        windows.append(Window(y, (dy // 16, (dy + ph) // 16, dx // 16, (dx + pw) // 16), shallow))
+    weights = np.array([w.y.shape[1] * w.y.shape[2] for w in windows], dtype=np.float64)
+    deep = np.average([deep_descriptor(w.y) for w in windows], axis=0, weights=weights)
+    shallow = np.average([w.shallow for w in windows], axis=0, weights=weights)
+    return windows, deep, shallow
+
+
+class Prepared:
+    """An image analysed once (g_a on every tile, references chosen), ready to be coded at any
+    quality: y does not depend on the quality, only h_a, the entropy model and the coder do."""
+
+    def __init__(self, img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,
+                 threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT):
+        if tile % 64 or not 64 <= tile <= 4096:
+            raise RemacError(f"tile size {tile} must be a multiple of 64 in 64..4096")
+        if context % 64 or context < 0:
+            raise RemacError(f"tile context {context} must be a non-negative multiple of 64")
+        channels = img.pixels.shape[0]
+        self.model = model = modelfile.for_channels(channels)
+        self.header = Header(model.model_id, img.width, img.height, channels, img.output_channels, img.bit_depth,
+                             0, tile, tile)
+        try:
+            self.header.validate()
+        except FormatError as exc:
+            raise RemacError(f"cannot encode this image: {str(exc).removeprefix('RHDR: ')}") from None
+        self.precision = precision or default_precision(model.name)
+        self.analyzer = analyzer(model.name, threads, self.precision)
+        self.windows, deep, shallow = analyse_windows(img, self.analyzer.analyse, self.header, context)
+        self.stats, self.eref, self.dref = None, None, None
+        candidates = library.ids_for(model.name) if (library is not None and use_refs) else []
+        if candidates:
+            library.check_model(model.name, model.model_id, model.m)
+            self.eref, self.dref = force_refs or (nearest(deep, {i: library.deep[i] for i in candidates}),
+                                                  nearest(shallow, {i: library.shallow[i] for i in candidates}))
+            self.stats = library.stats16(self.eref)
+            self.header.library_id = library.id_bytes
+            self.header.entropy_ref_id, self.header.decoder_ref_id = bytes.fromhex(self.eref), bytes.fromhex(self.dref)
+            self.header.flags = 1
+        self.meta = metadata.pack(img.metadata)
+
+    def encode(self, quality, keep_tiles: bool = False) -> EncodeResult:
+        """Code at `quality` (0..100, in hundredths): h_a, integer entropy model, range coder."""
+        q100 = spec.quality_steps(quality)
+        model = self.model
+        header = replace(self.header, quality=q100 // spec.QUALITY_STEPS, quality_frac=q100 % spec.QUALITY_STEPS,
+                         version=None)
+        gain = gain_for_quality(model, q100 / spec.QUALITY_STEPS)
+        r = spec.ref_input(self.stats, spec.gain_int_at(model.gain_int, q100))
+        words, coded = {}, []
+        for index, window in enumerate(self.windows):
+            z = window.crop_z(self.analyzer.hyper(window.y_window, gain))
+            z_hat = np.clip(np.floor(z.astype(np.float64) + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
+            mu16, idx = intnet.hyper_synthesis(model.net, z_hat, r)
+            symbols = entropy.symbols_for(window.y * gain[:, None, None], mu16)
+            words[index] = entropy.encode_tile(z_hat, symbols, idx, model.z_tables, model.y_tables)
+            if keep_tiles:
+                coded.append((z_hat, mu16, idx, entropy.dequantize(symbols, mu16)))
+        return EncodeResult(container.write(header, words, self.meta), header, self.eref, self.dref,
+                            coded if keep_tiles else None, self.precision)
+
+    def fit(self, budget: int, keep_tiles: bool = False) -> EncodeResult:
+        """The stream at the highest quality whose whole file is at most `budget` bytes (fit_quality)."""
+        return fit_quality(lambda quality: self.encode(quality, keep_tiles), budget)
+
+
+RATE_TOLERANCE = 0.03       # rate control stops once a stream is within 3 % under the budget
+RATE_AIM = 0.985            # ... aiming each guess at the middle of that window
+RATE_INTERPOLATED = 8       # guesses interpolated before falling back to plain bisection
+
+
+def fit_quality(encode_at, budget: int) -> EncodeResult:
+    """encode_at(quality) -> EncodeResult; -> the result with the largest quality in hundredths found
+    whose whole file is at most `budget` bytes: never over, and within RATE_TOLERANCE under wherever
+    two neighbouring hundredths do not straddle a wider gap. Raises RemacError when even quality 0
+    is larger than the budget.
+
+    Quality 0 and 100 bracket the budget; each guess is interpolated on log(size) (regula falsi with
+    the Illinois weighting: an end kept twice has its weight halved, so the bracket closes from both
+    sides), bisection after RATE_INTERPOLATED guesses. Typically 2-4 guesses after the two ends."""
+    smallest = encode_at(0)
+    size = len(smallest.data)
+    if size > budget:
+        raise RemacError(f"budget of {budget} bytes is below the smallest stream for this image "
+                         f"({size} bytes at quality 0)")
+    if size >= (1 - RATE_TOLERANCE) * budget:
+        return smallest
+    largest = encode_at(100)
+    if len(largest.data) <= budget:
+        return largest
+    aim = np.log(RATE_AIM * budget)
+    lo, hi = 0, 100 * spec.QUALITY_STEPS
+    g_lo, g_hi = np.log(size) - aim, np.log(len(largest.data)) - aim       # < 0 < (sizes in hand)
+    best, kept, guesses = smallest, None, 0
+    while hi - lo > 1:
+        guesses += 1
+        guess = lo - g_lo * (hi - lo) / (g_hi - g_lo) if guesses <= RATE_INTERPOLATED else (lo + hi) / 2
+        q = min(max(int(round(guess)), lo + 1), hi - 1)
+        result = encode_at(q / spec.QUALITY_STEPS)
+        size = len(result.data)
+        if size > budget:
+            hi, g_hi = q, np.log(size) - aim
+            g_lo, kept = (g_lo / 2 if kept == "lo" else g_lo), "lo"
+            continue
+        if size > len(best.data):
+            best = result
+        if size >= (1 - RATE_TOLERANCE) * budget:
+            break
+        lo, g_lo = q, np.log(size) - aim
+        g_hi, kept = (g_hi / 2 if kept == "hi" else g_hi), "hi"
+    return best
 
 
 def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = None, use_refs: bool = True,
            tile: int = DEFAULT_TILE, threads: int = 1, force_refs: tuple = None,
-           keep_tiles: bool = False, precision: str = None, context: int = TILE_CONTEXT) -> EncodeResult:
+           keep_tiles: bool = False, precision: str = None, context: int = TILE_CONTEXT,
+           max_bytes: int = None) -> EncodeResult:
     """Encode one image. force_refs=(entropy_ref_id, decoder_ref_id) overrides the selection
     (reference experiments only); keep_tiles keeps what the coder saw per tile (for checks);
     precision: rover analysis "int8" or "float" (None: the model's default); context: pixels of
-    neighbouring tiles each tile's analysis sees (0: tiles analysed alone)."""
-    if not 0 <= quality <= 100:
+    neighbouring tiles each tile's analysis sees (0: tiles analysed alone). quality may be
+    fractional: it is coded in hundredths (rounded to the nearest), the integer gains interpolated
+    exactly (spec.gain_int_at). img.metadata, if any, travels in a `meta` segment.
+    max_bytes: rate control instead of `quality`: the highest quality whose whole file fits
+    (Prepared.fit); the stream is the one `quality` = its header's quality would give."""
+    if max_bytes is None and not 0 <= quality <= 100:
         raise RemacError(f"quality {quality} is out of range 0..100")
-    if tile % 64 or not 64 <= tile <= 4096:
-        raise RemacError(f"tile size {tile} must be a multiple of 64 in 64..4096")
-    if context % 64 or context < 0:
-        raise RemacError(f"tile context {context} must be a non-negative multiple of 64")
-    channels = img.pixels.shape[0]
-    model = modelfile.for_channels(channels)
-    header = Header(model.model_id, img.width, img.height, channels, img.output_channels, img.bit_depth,
-                    quality, tile, tile)
-    try:
-        header.validate()
-    except FormatError as exc:
-        raise RemacError(f"cannot encode this image: {str(exc).removeprefix('RHDR: ')}") from None
-    precision = precision or default_precision(model.name)
-    run = analyzer(model.name, threads, precision)
-    gain = gain_for_quality(model, quality)
-
-    analysed, deep, shallow = analyse_tiles(img, run, header, gain, context)
-    stats, eref, dref = None, None, None
-    candidates = library.ids_for(model.name) if (library is not None and use_refs) else []
-    if candidates:
-        library.check_model(model.name, model.model_id, model.m)
-        eref, dref = force_refs or (nearest(deep, {i: library.deep[i] for i in candidates}),
-                                    nearest(shallow, {i: library.shallow[i] for i in candidates}))
-        stats = library.stats16(eref)
-        header.library_id = library.id_bytes
-        header.entropy_ref_id, header.decoder_ref_id = bytes.fromhex(eref), bytes.fromhex(dref)
-        header.flags = 1
-    r = spec.ref_input(stats, model.gain_int[quality])
-
-    words, coded = {}, []
-    for index, (y, z, _) in enumerate(analysed):
-        z_hat = np.clip(np.floor(z.astype(np.float64) + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
-        mu16, idx = intnet.hyper_synthesis(model.net, z_hat, r)
-        symbols = entropy.symbols_for(y * gain[:, None, None], mu16)
-        words[index] = entropy.encode_tile(z_hat, symbols, idx, model.z_tables, model.y_tables)
-        if keep_tiles:
-            coded.append((z_hat, mu16, idx, entropy.dequantize(symbols, mu16)))
-        analysed[index] = None          # release the tile's latents as soon as it is coded
-    return EncodeResult(container.write(header, words), header, eref, dref, coded if keep_tiles else None,
-                        precision)
+    prepared = Prepared(img, library, use_refs, tile, threads, force_refs, precision, context)
+    return prepared.encode(quality, keep_tiles) if max_bytes is None else prepared.fit(max_bytes, keep_tiles)

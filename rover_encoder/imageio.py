@@ -1,18 +1,27 @@
 """Reading input images into the codec's planar float form, with the decisions a codec must make.
 
     8-bit L / RGB           as is
-    16-bit grey (I;16, I)   bit_depth 16
+    16-bit grey (I;16, I)   bit_depth 16, or the true depth (10, 12, 14) from the PNG sBIT chunk or
+                            --bit-depth: samples 0..2^D-1, normalised by 2^D-1
     RGB with R == G == B    coded as 1 grey channel, decoded back to RGB (common for Navcam JPEGs)
     P (palette), 1, CMYK    converted to RGB / L
     LA, RGBA, PA            alpha dropped, with a warning (REMAC codes no alpha)
+Text chunks, EXIF and XMP are kept in SourceImage.metadata (the stream's `meta` segment).
 """
 import io
+import struct
+import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from bitstream.errors import RemacError
+from bitstream.metadata import Metadata
+
+BIT_DEPTHS = (8, 10, 12, 14, 16)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 Image.MAX_IMAGE_PIXELS = 2 ** 28
 
@@ -21,8 +30,9 @@ Image.MAX_IMAGE_PIXELS = 2 ** 28
 class SourceImage:
     pixels: np.ndarray           # (C, H, W) float32 in [0, 1], C = coded channels (1 or 3)
     output_channels: int         # 1 or 3
-    bit_depth: int               # 8 or 16
+    bit_depth: int               # 8, 10, 12, 14 or 16: samples were 0..2^bit_depth-1
     warnings: list = field(default_factory=list)
+    metadata: Metadata = field(default_factory=Metadata)
 
     @property
     def height(self):
@@ -33,16 +43,36 @@ class SourceImage:
         return self.pixels.shape[2]
 
 
-def load_image(source, name: str = None) -> SourceImage:
-    """source: path or bytes. Raises RemacError with a one-line reason for anything unusable."""
+def png_sbit(data: bytes):
+    """Significant bits from a PNG's sBIT chunk (the largest channel's), or None. Pillow does not
+    expose sBIT, so the chunks before IDAT are walked here (CRC-checked; anything odd -> None)."""
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    pos = len(PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        body = data[pos + 8:pos + 8 + length]
+        if kind in (b"IDAT", b"IEND") or len(body) != length:
+            return None
+        if kind == b"sBIT":
+            crc_ok = data[pos + 8 + length:pos + 12 + length] == struct.pack(">I", zlib.crc32(kind + body))
+            return max(body) if crc_ok and 1 <= length <= 4 else None
+        pos += 12 + length
+    return None
+
+
+def load_image(source, name: str = None, bit_depth: int = None) -> SourceImage:
+    """source: path or bytes; bit_depth: the samples' true depth (overrides a PNG sBIT chunk).
+    Raises RemacError with a one-line reason for anything unusable."""
     name = name or str(source)
     try:
-        im = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
+        data = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+        im = Image.open(io.BytesIO(data))
         w, h = im.size
         if w > 65535 or h > 65535 or w * h > 2 ** 28:
             raise RemacError(f"{name}: image {w}x{h} exceeds REMAC's limits (sides <= 65535, <= 2^28 pixels)")
         im.load()
-        return from_pil(im, name)
+        return from_pil(im, name, bit_depth, png_sbit(data))
     except RemacError:
         raise
     except MemoryError:
@@ -61,25 +91,90 @@ def load_image(source, name: str = None) -> SourceImage:
         raise RemacError(f"{name}: cannot decode image ({type(exc).__name__}: {exc})") from None
 
 
-def from_pil(im: Image.Image, name: str = "image") -> SourceImage:
+def pil_metadata(im: Image.Image) -> Metadata:
+    """PNG text chunks (tEXt, zTXt, iTXt), a JPEG comment, EXIF and XMP of an opened image."""
+    meta = Metadata()
+    for key, value in (getattr(im, "text", None) or {}).items():
+        if key != "XML:com.adobe.xmp":            # XMP arrives in im.info["xmp"] as well
+            meta.text[key] = str(value)
+    comment = im.info.get("comment")
+    if comment and "Comment" not in meta.text:
+        meta.text["Comment"] = comment.decode("utf-8", "replace") if isinstance(comment, bytes) else str(comment)
+    exif = im.info.get("exif")
+    if exif:
+        meta.exif = exif[6:] if exif.startswith(b"Exif\x00\x00") else exif
+    xmp = im.info.get("xmp")
+    if xmp:
+        meta.xmp = xmp.encode("utf-8") if isinstance(xmp, str) else bytes(xmp)
+    return meta
+
+
+def _true_depth(container: int, bit_depth, sbit, name: str, warnings: list):
+    """-> (depth, where it came from): --bit-depth, else sBIT (rounded up to a coded depth), else
+    the container's."""
+    if bit_depth is not None:
+        return bit_depth, "--bit-depth"
+    if sbit is not None:
+        if sbit > container:
+            warnings.append(f"{name}: sBIT {sbit} exceeds the {container}-bit samples; ignored")
+            return container, None
+        depth = next(d for d in BIT_DEPTHS if d >= sbit)
+        if depth != sbit and sbit > 8:
+            warnings.append(f"{name}: sBIT {sbit} is coded as {depth}-bit")
+        return depth, "sBIT"
+    return container, None
+
+
+def unit_range(a: np.ndarray, peak: int) -> np.ndarray:
+    """Integer samples -> float32 a / peak, with one float copy of the frame (not two)."""
+    x = a.astype(np.float32)
+    x /= peak
+    return x
+
+
+def _to_depth(a: np.ndarray, container: int, depth: int, source, name: str) -> np.ndarray:
+    """Integer samples -> float32 in [0, 1] at `depth` bits. Samples above 2^depth-1 are an error,
+    except when the depth came from sBIT and the samples are scaled to the container's range as
+    the PNG specification describes (v << (16-D), low bits zero or bit-replicated): shifted back."""
+    peak = (1 << depth) - 1
+    top = int(a.max(initial=0))
+    if top > peak:
+        shift = container - depth
+        low = a & ((1 << shift) - 1)
+        if source == "sBIT" and (not low.any() or np.array_equal(low, a >> depth)):
+            a = a >> shift
+        else:
+            raise RemacError(f"{name}: sample value {top} exceeds the {depth}-bit maximum {peak}"
+                             + (f" (depth from {source})" if source else ""))
+    return unit_range(a, peak)[None]
+
+
+def from_pil(im: Image.Image, name: str = "image", bit_depth: int = None, sbit: int = None) -> SourceImage:
+    """bit_depth: the samples' true depth (8, 10, 12, 14, 16), overriding sbit (a PNG's sBIT)."""
     warnings = []
+    meta = pil_metadata(im)
+    if bit_depth is not None and bit_depth not in BIT_DEPTHS:
+        raise RemacError(f"{name}: bit depth {bit_depth} is not one of {', '.join(map(str, BIT_DEPTHS))}")
     if im.mode in ("LA", "RGBA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info):
         warnings.append(f"{name}: alpha channel dropped (REMAC codes no alpha)")
         im = im.convert("RGBA" if im.mode in ("RGBA", "RGBa", "P", "PA") else "LA")
         im = im.convert("RGB" if im.mode == "RGBA" else "L")
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        a = np.asarray(im, dtype=np.int64)
+        a = np.asarray(im, dtype=np.int32)        # I;16 and I (int32) samples; 4 bytes, not 8, per pixel
         if a.min() < 0 or a.max() > 65535:
             raise RemacError(f"{name}: integer samples outside 0..65535 are not supported")
-        return SourceImage((a.astype(np.float32) / 65535)[None], 1, 16, warnings)
+        depth, source = _true_depth(16, bit_depth, sbit, name, warnings)
+        return SourceImage(_to_depth(a, 16, depth, source, name), 1, depth, warnings, meta)
     if im.mode == "F":
         raise RemacError(f"{name}: floating-point images are not supported (convert to 8 or 16 bit)")
     if im.mode not in ("L", "RGB"):
         im = im.convert("L" if im.mode == "1" else "RGB")
     a = np.asarray(im, dtype=np.uint8)
+    depth, source = _true_depth(8, bit_depth, sbit if sbit is None else min(sbit, 8), name, warnings)
+    peak = (1 << depth) - 1
     if a.ndim == 2:
-        return SourceImage((a.astype(np.float32) / 255)[None], 1, 8, warnings)
+        return SourceImage(_to_depth(a, 8, depth, source, name), 1, depth, warnings, meta)
     if np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]):
-        return SourceImage((a[..., 0].astype(np.float32) / 255)[None], 3, 8, warnings)
-    return SourceImage(a.transpose(2, 0, 1).astype(np.float32) / 255, 3, 8, warnings)
+        return SourceImage(unit_range(a[..., 0], peak)[None], 3, depth, warnings, meta)
+    return SourceImage(unit_range(a.transpose(2, 0, 1), peak), 3, depth, warnings, meta)
 

@@ -3,6 +3,7 @@
 #   models/weights/{grey,colour}.safetensors -> ONNX, integer entropy model, ground decoder weights
 #   rover_encoder/assets/*/encoder.onnx       -> encoder.int8.onnx (static int8, calibrated on train crops)
 #   ../shared/data/refs/{gray,color}/*        -> bitstream/assets/library (default reference library)
+#   ground decoders + train images            -> models/weights/*_preview.safetensors (preview heads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
@@ -10,4 +11,5 @@ python -m models.training.export grey colour
 python -m models.training.quantize grey colour --data "$DATA"
 rm -rf bitstream/assets/library
 remac-lib build "$DATA"/refs/gray/* "$DATA"/refs/color/* -o bitstream/assets/library
+python -m models.training.preview grey colour     # preview heads (remac-decode --reduce) for the new decoders
 # then: python scripts/make_golden.py (new golden vector), and re-measure tests/test_roundtrip.py FLOORS

@@ -1,9 +1,14 @@
-"""Regenerate the golden test vector (after re-exporting models): python scripts/make_golden.py
+"""After re-exporting models: a golden stream for the shipped grey release and the test floors.
+`python scripts/make_golden.py` (models.training.promote runs it).
 
-tests/data/golden_grey.rmc   a small stream made by the shipped grey model and default library
-tests/data/golden.json       its model ID and SHA-256s of what the ground must entropy-decode from it
-The test (tests/test_golden.py) catches drift of the format, the tables, the integer network or
-the range coder, which rover-vs-ground tests run in one process cannot see.
+tests/data/golden/grey_<model ID>.rmc   a small stream made by the shipped grey model and default library
+tests/data/golden/grey_<model ID>.json  its model and library IDs and SHA-256s of what the ground must
+                                        entropy-decode from it; earlier releases' files stay (they
+                                        prove the model store keeps old streams decodable)
+tests/data/floors.json                  PSNR floors and rate ceilings of tests/test_roundtrip.py: the
+                                        shipped models measured on the test images, less 1 dB, +30 % rate
+The golden test (tests/test_golden.py) catches drift of the format, the tables, the integer network
+or the range coder, which rover-vs-ground tests run in one process cannot see.
 """
 import hashlib
 import json
@@ -30,18 +35,41 @@ def latent_digests(tiles: dict) -> dict:
     return out
 
 
+FLOOR_POINTS = (("grey", "navcam_gray.png", 20), ("grey", "navcam_gray.png", 75),
+                ("colour", "mastcam_rgb.png", 20), ("colour", "mastcam_rgb.png", 75))
+
+
+def floors(lib) -> dict:
+    """{"kind,quality": [min PSNR dB, max bpp]} from the shipped models on the test images."""
+    from ground_decoder.decode import decode
+    out = {}
+    for kind, name, quality in FLOOR_POINTS:
+        img = load_image(DATA / name)
+        result = encode(img, quality, lib)
+        a = np.asarray(load_image(DATA / name).pixels * 255, dtype=np.float64)
+        b = decode(result.data, lib).image.astype(np.float64)
+        b = b.transpose(2, 0, 1) if b.ndim == 3 else b[None]
+        psnr = 10 * np.log10(255 ** 2 / np.mean((a - b) ** 2))
+        out[f"{kind},{quality}"] = [round(psnr - 1.0, 1), round(result.bpp * 1.3, 3)]
+        print(f"{kind} q{quality}: {result.bpp:.3f} bpp, {psnr:.2f} dB")
+    return out
+
+
 def main():
     lib = library.load()
     img = load_image(DATA / "navcam_gray.png")
     img.pixels = img.pixels[:, :96, :128]
     data = encode(img, 60, lib, tile=64).data
-    (DATA / "golden_grey.rmc").write_bytes(data)
     parsed, model, _, tiles, lost, problems = entropy_decode(data, lib)
     assert not lost and not problems
+    stem = DATA / "golden" / f"grey_{model.model_id.hex()}"
+    stem.parent.mkdir(exist_ok=True)
+    stem.with_suffix(".rmc").write_bytes(data)
     meta = {"model_id": model.model_id.hex(), "library_id": lib.library_id, "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(), "latents": latent_digests(tiles)}
-    (DATA / "golden.json").write_text(json.dumps(meta, indent=1) + "\n")
+    stem.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
     print(json.dumps(meta))
+    (DATA / "floors.json").write_text(json.dumps(floors(lib), indent=1) + "\n")
 
 
 if __name__ == "__main__":

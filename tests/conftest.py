@@ -10,6 +10,7 @@ from evaluation.metrics import psnr  # noqa: F401  (the benchmarks' PSNR, re-exp
 DATA = Path(__file__).parent / "data"
 GREY = DATA / "navcam_gray.png"          # 256x256 crop of a native-resolution Navcam frame (L)
 COLOUR = DATA / "mastcam_rgb.png"        # 256x256 Mastcam crop (RGB)
+GOLDEN_GREY = DATA / "golden" / "grey_3cfa6a5f57ec974b.rmc"   # a format-1.0 stream of the session-2 grey release
 RGB3 = DATA / "navcam_rgb3.jpg"          # 256x256 Navcam JPEG stored with three identical channels
 
 

@@ -166,3 +166,179 @@ def test_version_names_models_and_decoders():
     assert r.exit_code == 0
     assert modelfile.load("grey").model_id.hex() in r.output and "decoder version" in r.output
     assert modelfile.load("colour").model_id.hex() in run(encode_main, ["--version"]).output
+
+
+# ----- exit codes, directories, versions, lossy outputs, metadata, missing torch, output failures ------
+
+@pytest.fixture(scope="module")
+def small_rmc(default_library):
+    """A 128x64 grey stream of two 64-px tiles (fast to decode)."""
+    from rover_encoder.encode import encode
+    from rover_encoder.imageio import load_image
+    img = load_image(GREY)
+    img.pixels = img.pixels[:, :64, :128]
+    return encode(img, 50, default_library, tile=64).data
+
+
+def test_decode_exit_codes_clean_concealed_failed(tmp_path, small_rmc):
+    clean, crc, cut, hopeless = (tmp_path / n for n in ("clean.rmc", "crc.rmc", "cut.rmc", "hopeless.rmc"))
+    clean.write_bytes(small_rmc)
+    b = bytearray(small_rmc)
+    b[-30] ^= 0xFF                                   # inside the last tile
+    crc.write_bytes(bytes(b))
+    cut.write_bytes(small_rmc[:-12])                 # only REND lost: every tile intact, still damage
+    hopeless.write_bytes(small_rmc[:100])            # no whole tile
+    r = run(decode_main, [clean, "-o", tmp_path / "clean.png"])
+    assert r.exit_code == 0 and "warning" not in r.stderr
+    for src in (crc, cut):                           # image written, damage reported, exit 3
+        out = tmp_path / (src.stem + ".png")
+        r = run(decode_main, [src, "-o", out])
+        assert r.exit_code == 3 and out.exists() and "warning" in r.stderr, r.output
+    assert "lost tiles 1 (filled flat)" in run(decode_main, [crc, "-o", tmp_path / "x.png"]).stderr
+    r = run(decode_main, [hopeless, "-o", tmp_path / "h.png"])
+    assert r.exit_code == 1 and not (tmp_path / "h.png").exists()
+    r = run(decode_main, [crc, "--strict", "-o", tmp_path / "s.png"])
+    assert r.exit_code == 1 and not (tmp_path / "s.png").exists()
+    out = tmp_path / "batch"
+    r = run(decode_main, [clean, crc, "-o", str(out) + "/"])
+    assert r.exit_code == 3 and "1 of 2 files were damaged" in r.stderr
+    r = run(decode_main, [crc, tmp_path / "missing.rmc", "-o", str(out) + "/"])
+    assert r.exit_code == 1 and "1 of 2 files failed" in r.stderr
+    for cmd, codes in ((decode_main, "3 all written"), (encode_main, "2 usage")):
+        assert codes in " ".join(run(cmd, ["--help"]).output.split())
+
+
+def test_directories_in_and_out(tmp_path):
+    src = tmp_path / "frames"
+    (src / "sol2").mkdir(parents=True)
+    small = Image.open(GREY).crop((0, 0, 64, 64))
+    small.save(src / "a.png")
+    small.save(src / "sol2" / "b.png")
+    small.save(src / ".hidden.png")
+    (src / "notes.txt").write_text("not an image")
+    r = run(encode_main, [src, "-o", str(tmp_path / "out") + "/", "-q", "20"])     # out/ is created
+    assert r.exit_code == 0, r.output
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.rmc")) == \
+        ["a.rmc", "sol2/b.rmc"]
+    r = run(decode_main, [tmp_path / "out", "-o", str(tmp_path / "dec") + "/"])
+    assert r.exit_code == 0, r.output
+    assert sorted(str(p.relative_to(tmp_path / "dec")) for p in (tmp_path / "dec").rglob("*.png")) == \
+        ["a.dec.png", "sol2/b.dec.png"]
+    (tmp_path / "empty").mkdir()
+    r = run(encode_main, [tmp_path / "empty", GREY, "-o", str(tmp_path / "o2") + "/"])
+    assert r.exit_code == 1 and "empty: is a directory with no image files in it" in r.stderr
+    assert (tmp_path / "o2" / "navcam_gray.rmc").exists()            # the batch carried on
+    r = run(encode_main, [src, "-o", tmp_path / "nodir"])            # several outputs, no such directory
+    assert r.exit_code == 1 and "end it with / to create it" in r.stderr
+
+
+def test_fractional_quality(tmp_path):
+    r = run(encode_main, [GREY, "-q", "50.5", "-o", tmp_path / "f.rmc", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["quality"] == 50.5
+    sizes = {}
+    for q in ("50", "50.5", "51"):
+        run(encode_main, [GREY, "-q", q, "-o", tmp_path / f"{q}.rmc"])
+        sizes[q] = (tmp_path / f"{q}.rmc").stat().st_size
+    assert sizes["50"] < sizes["50.5"] < sizes["51"]
+    assert (tmp_path / "50.5.rmc").read_bytes()[16:18] == b"\x02\x00"      # version 2.0: a finer quality
+    assert (tmp_path / "50.rmc").read_bytes()[16:18] == b"\x01\x00"        # whole quality: still 1.0
+    r = run(decode_main, [tmp_path / "f.rmc", "-o", tmp_path / "f.png", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["quality"] == 50.5
+    assert run(encode_main, [GREY, "-q", "100.5"]).exit_code == 2
+
+
+def test_short_version_flag_on_every_command():
+    from bitstream.info import main as info_main
+    from evaluation.cli import main as eval_main
+    for cmd, prog in ((encode_main, "remac-encode"), (decode_main, "remac-decode"), (lib_main, "remac-lib"),
+                      (info_main, "remac-info"), (eval_main, "remac-eval")):
+        r = run(cmd, ["-V"])
+        assert r.exit_code == 0 and r.output.startswith(prog + " "), (prog, r.output)
+
+
+def test_lossy_output_needs_force(tmp_path, small_rmc):
+    src = tmp_path / "s.rmc"
+    src.write_bytes(small_rmc)
+    r = run(decode_main, [src, "-o", tmp_path / "s.jpg"])
+    assert r.exit_code == 1 and not (tmp_path / "s.jpg").exists()
+    assert r.stderr.splitlines() == [f"remac-decode: error: {tmp_path / 's.jpg'}: JPEG is lossy and would "
+                                     "degrade the decoded image again; write .png (or .tif), or use --force"]
+    r = run(decode_main, [src, "-o", tmp_path / "s.webp", "--force"])
+    assert r.exit_code == 0 and "warning" in r.stderr and "lossy WEBP (quality 95)" in r.stderr
+    assert Image.open(tmp_path / "s.webp").format == "WEBP"
+
+
+def test_metadata_is_carried_to_the_decoded_png_unless_stripped(tmp_path):
+    from PIL.PngImagePlugin import PngInfo
+    exif = Image.Exif()
+    exif[0x010E] = "Navcam left, sol 1234"           # ImageDescription
+    info = PngInfo()
+    info.add_text("Title", "Gale crater")
+    info.add_itxt("Comment", "\u00b5m scale \u2713")
+    xmp = "<x:xmpmeta xmlns:x='adobe:ns:meta/'/>"
+    info.add_itxt("XML:com.adobe.xmp", xmp)
+    src = tmp_path / "m.png"
+    Image.open(GREY).crop((0, 0, 64, 64)).save(src, pnginfo=info, exif=exif)
+    r = run(encode_main, [src, "-o", tmp_path / "m.rmc", "--json"])
+    assert json.loads(r.stdout)["metadata"] == ["EXIF " + str(len(exif.tobytes()) - 6) + " bytes",
+                                                f"XMP {len(xmp)} bytes", "text: Title, Comment"]
+    assert run(decode_main, [tmp_path / "m.rmc", "-o", tmp_path / "m.out.png"]).exit_code == 0
+    out = Image.open(tmp_path / "m.out.png")
+    out.load()
+    assert out.text["Title"] == "Gale crater" and out.text["Comment"] == "\u00b5m scale \u2713"
+    assert out.info["xmp"] == xmp.encode()
+    assert out.getexif()[0x010E] == "Navcam left, sol 1234"
+    r = run(encode_main, [src, "-o", tmp_path / "s.rmc", "--strip", "--json"])
+    assert json.loads(r.stdout)["metadata"] == []
+    assert b"meta" not in (tmp_path / "s.rmc").read_bytes()[:200]
+    assert (tmp_path / "m.rmc").stat().st_size > (tmp_path / "s.rmc").stat().st_size
+
+
+def test_ground_commands_without_torch_say_so_in_one_line(tmp_path, small_rmc):
+    """A rover-only install: remac-decode explains, remac-info works (it never needs torch)."""
+    (tmp_path / "s.rmc").write_bytes(small_rmc)
+    code = ("import sys\n"
+            "sys.modules['torch'] = None\n"
+            "from ground_decoder.cli import decode_main\n"
+            "from bitstream.info import main as info_main\n"
+            "which = sys.argv[1]\n"
+            "(decode_main if which == 'decode' else info_main)(sys.argv[2:], prog_name='remac-' + which)\n")
+    p = subprocess.run([sys.executable, "-c", code, "decode", str(tmp_path / "s.rmc")], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert p.returncode == 1 and not (tmp_path / "s.dec.png").exists()
+    assert p.stderr == "remac-decode: error: the ground decoder needs PyTorch: pip install 'remac[ground]'\n"
+    p = subprocess.run([sys.executable, "-c", code, "decode", "-V"], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0 and "no ground decoder (needs PyTorch" in p.stdout
+    p = subprocess.run([sys.executable, "-c", code, "info", str(tmp_path / "s.rmc")], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert p.returncode == 0 and "CRC ok" in p.stdout, p.stderr
+
+
+def test_output_failures_are_one_line_and_leave_nothing(tmp_path, monkeypatch):
+    # stdout on a full disk
+    with open("/dev/full", "wb") as full:
+        p = subprocess.run([sys.executable, "-m", "rover_encoder", str(GREY), "-o", "-"], stdout=full,
+                           stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    assert p.returncode == 1
+    assert p.stderr == "remac-encode: error: stdout: cannot write (No space left on device)\n"
+    # a file on a full disk (fsync reports it): no partial output, no temporary left
+    from bitstream import cli_support
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(cli_support.os, "fsync", full_disk)
+    r = run(encode_main, [GREY, "-o", tmp_path / "x.rmc"])
+    assert r.exit_code == 1 and r.stderr.splitlines() == [
+        f"remac-encode: error: {tmp_path / 'x.rmc'}: cannot write (No space left on device)"]
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    # an output "directory" that is a file
+    (tmp_path / "f").write_text("")
+    r = run(encode_main, [GREY, "-o", tmp_path / "f" / "x.rmc"])
+    assert r.exit_code == 1 and len(r.stderr.splitlines()) == 1 and "cannot write (Not a directory)" in r.stderr
+    # a read-only directory (root ignores permissions: checked only for other users)
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        r = run(encode_main, [GREY, "-o", ro / "x.rmc"])
+        assert r.exit_code == 1 and "cannot write (Permission denied)" in r.stderr and not list(ro.iterdir())

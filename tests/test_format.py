@@ -80,10 +80,11 @@ def _rehdr(data, offset, value: bytes):
 
 
 @pytest.mark.parametrize("offset,value,message", [
-    (0, b"\x02", "unsupported .rmc version 2.0"),
+    (0, b"\x03", "unsupported .rmc version 3.0"),
     (34, struct.pack(">I", 100000), "out of range"),
     (42, b"\x02", "coded_channels 2"),
-    (44, b"\x0c", "bit_depth 12"),
+    (44, b"\x0c", "bit_depth 12 is not one of 8, 16 \\(format 1.x\\)"),     # 12-bit needs 2.0
+    (55, b"\x19", "reserved byte is not zero"),                             # so does a quality fraction
     (45, b"\x65", "quality 101"),
     (46, struct.pack(">H", 100), "multiple of 64"),
     (50, struct.pack(">I", 7), "tile_count 7"),
@@ -113,3 +114,68 @@ def test_framing_errors(stream):
     assert not container.read(data[:76] + ancillary + data[76:]).damaged
     truncated = container.read(data[:-12])
     assert truncated.damaged and not truncated.missing()
+
+
+def test_version_2_header_layout(default_library):
+    """A 12-bit image at quality 60.25: format 2.0, bit_depth 12 at offset 44, quality 60 at 45 and
+    its hundredths at 55 (1.0's reserved byte); everything else as in 1.0."""
+    img = load_image(GREY, bit_depth=12)
+    img.pixels = img.pixels[:, :64, :64]
+    r = encode(img, 60.25, default_library, tile=64)
+    payload = segments(r.data)[0][1]
+    assert len(payload) == 56 and tuple(payload[0:2]) == (2, 0)
+    assert tuple(payload[42:46]) == (1, 1, 12, 60) and payload[55] == 25
+    h = container.read(r.data).header
+    assert (h.version, h.bit_depth, h.quality, h.quality_frac, h.quality_value) == ((2, 0), 12, 60, 25, 60.25)
+
+
+def test_streams_are_written_at_the_lowest_version_that_fits():
+    assert Header(b"m" * 8, 64, 64, 1, 1, 8, 60, 64, 64).version == (1, 0)
+    assert Header(b"m" * 8, 64, 64, 1, 1, 16, 60, 64, 64).version == (1, 0)
+    assert Header(b"m" * 8, 64, 64, 1, 1, 10, 60, 64, 64).version == (2, 0)
+    assert Header(b"m" * 8, 64, 64, 1, 1, 8, 60, 64, 64, quality_frac=5).version == (2, 0)
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"bit_depth": 11}, "bit_depth 11 is not one of 8, 10, 12, 14, 16"),
+    ({"bit_depth": 12, "output_channels": 3, "coded_channels": 3}, "12-bit samples are defined for grey"),
+    ({"quality": 100, "quality_frac": 1}, "quality_frac 1 invalid for quality 100"),
+    ({"quality_frac": 100}, "quality_frac 100 invalid"),
+])
+def test_bad_version_2_fields(fields, message):
+    h = Header(b"m" * 8, 64, 64, 1, 1, 12, 60, 64, 64)
+    for k, v in fields.items():
+        setattr(h, k, v)
+    with pytest.raises(FormatError, match=message):
+        container.read(container.write(h, {0: np.zeros(1, np.uint32)}))
+
+
+def test_fractional_quality_interpolates_the_integer_gains_exactly():
+    from bitstream import modelfile, spec
+    table = modelfile.load("grey").gain_int
+    assert np.array_equal(spec.gain_int_at(table, 5000), table[50])
+    assert np.array_equal(spec.gain_int_at(table, 10000), table[100])
+    mid = spec.gain_int_at(table, 5025)
+    assert mid.dtype == np.int64
+    assert np.array_equal(mid, (table[50] * 75 + table[51] * 25 + 50) // 100)
+    assert spec.quality_steps(50.555) == 5056 and spec.quality_steps(100) == 10000
+
+
+def test_metadata_segment_layout_and_round_trip():
+    from bitstream import metadata
+    meta = metadata.Metadata({"Title": "Sol 1234", "Note": "\u00b5m \u2713"}, b"MM\x00*rest", b"<x:xmpmeta/>")
+    payload = metadata.pack(meta)
+    # kind 1 (text), key length 5, "Title", u32 value length, UTF-8 value; then the others
+    assert payload[:2] == b"\x01\x05" and payload[2:7] == b"Title"
+    assert struct.unpack_from(">I", payload, 7) == (8,) and payload[11:19] == b"Sol 1234"
+    assert payload.endswith(b"\x03\x00" + struct.pack(">I", 12) + b"<x:xmpmeta/>")
+    assert metadata.unpack(payload) == meta
+    assert metadata.unpack(payload + b"\x09\x00\x00\x00\x00\x01z") == meta      # unknown kind: skipped
+    with pytest.raises(FormatError, match="truncated|claims"):
+        metadata.unpack(payload[:-3])
+    h = Header(b"m" * 8, 64, 64, 1, 1, 8, 42, 64, 64)
+    data = container.write(h, {0: np.zeros(1, np.uint32)}, payload)
+    segs = segments(data)
+    assert [k for k, _, _ in segs] == [b"RHDR", b"meta", b"TILE", b"REND"] and segs[1][1] == payload
+    parsed = container.read(data)
+    assert parsed.metadata == payload and not parsed.damaged and parsed.header.version == (1, 0)

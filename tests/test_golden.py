@@ -1,21 +1,35 @@
-"""A committed stream must keep decoding to the same integers: guards the format, the CDF tables,
-the integer network and constriction against drift (regenerate with scripts/make_golden.py only
-together with new model artifacts)."""
+"""Committed streams must keep decoding to the same integers: guards the format, the CDF tables,
+the integer network and constriction against drift, and proves that every release stays
+decodable after a newer one becomes the default (its entropy model, decoder and library metadata
+live in the model store, models/store/). One golden stream per release:
+tests/data/golden/<name>_<model ID>.rmc + .json, written by scripts/make_golden.py."""
 import json
 import sys
 from pathlib import Path
 
-from ground_decoder.decode import entropy_decode
+import pytest
+
+from bitstream import modelfile
+from ground_decoder.decode import decode, entropy_decode
 from tests.conftest import DATA
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from make_golden import latent_digests  # noqa: E402
 
+GOLDEN = sorted((DATA / "golden").glob("*.json"))
 
-def test_golden_stream_decodes_to_the_recorded_integers(default_library):
-    meta = json.loads((DATA / "golden.json").read_text())
-    data = (DATA / "golden_grey.rmc").read_bytes()
-    parsed, model, _, tiles, lost, problems = entropy_decode(data, default_library)
-    assert model.model_id.hex() == meta["model_id"] and default_library.library_id == meta["library_id"]
+
+@pytest.mark.parametrize("meta_path", GOLDEN, ids=lambda p: p.stem)
+def test_golden_stream_decodes_to_the_recorded_integers(meta_path):
+    meta = json.loads(meta_path.read_text())
+    data = meta_path.with_suffix(".rmc").read_bytes()
+    parsed, model, library, tiles, lost, problems = entropy_decode(data)    # default library, or a release's
+    assert model.model_id.hex() == meta["model_id"] and library.library_id == meta["library_id"]
     assert not lost and not problems
     assert latent_digests(tiles) == meta["latents"]
+    image = decode(data).image
+    assert image.shape == (parsed.header.height, parsed.header.width)
+
+
+def test_the_shipped_grey_model_has_a_golden_stream():
+    assert f"grey_{modelfile.load('grey').model_id.hex()}" in {p.stem for p in GOLDEN}

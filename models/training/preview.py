@@ -29,6 +29,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from bitstream import library as libmod
+from evaluation.metrics import psnr
 from ground_decoder.decode import box_reduce, decode, synthesis_input
 from models import ground
 from models.training import DATA
@@ -83,11 +84,6 @@ def fit(name: str, library) -> tuple:
     return sol[:, :-1].reshape(-1, k, 3, 3).contiguous(), sol[:, -1].contiguous()
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255 ** 2 / max(mse, 1e-12)))
-
-
 def validate(name: str, library) -> dict:
     """{reduce: (mean, min) PSNR of the preview against the box-downsampled full decode} on VAL."""
     folder, count, side = VAL[name]
@@ -114,6 +110,8 @@ def main(argv=None):
         save_file({"weight": weight, "bias": bias}, str(ground.preview_weights_path(name)), metadata=meta)
         gm._preview = None                                      # reload the new head
         scores = validate(name, library)
+        meta["validation"] = json.dumps({"set": VAL[name], "qualities": QUALITIES, "psnr_mean_min": scores})
+        save_file({"weight": weight, "bias": bias}, str(ground.preview_weights_path(name)), metadata=meta)
         print(f"{name}: preview PSNR vs box-downsampled full decode (mean, min dB) "
               + ", ".join(f"1/{2 ** r}: {s}" for r, s in scores.items()))
 

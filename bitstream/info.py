@@ -1,0 +1,129 @@
+"""remac-info: what a .rmc stream holds, read from its bytes alone (no decoder, no torch)."""
+import json
+
+import click
+
+from bitstream import container, metadata
+from bitstream.cli_support import plan_outputs, read_input, run_batch, version_option
+from bitstream.errors import FormatError, RemacError
+from bitstream.modelfile import ASSETS, NAME_FOR_CHANNELS
+
+INFO_HELP = """Show what .rmc FILE(s) hold: format version, model, reference library and
+references, geometry, bit depth, quality, metadata, and every tile's size and CRC.
+
+\b
+Nothing is decoded: the stream's structure is read and its CRCs checked.
+\b
+Examples:
+  remac-info navcam.rmc
+  remac-info sol1234/ --json            # every .rmc under sol1234/, one JSON object each
+\b
+Exit status: 0 all intact; 1 some input unreadable (not .rmc, header damaged,
+missing); 2 usage; 3 some stream damaged (tiles failing their CRC or missing,
+or other damage), the rest of its report still shown.
+"""
+
+
+def _shipped_models() -> dict:
+    """{model_id hex: name} from the shipped model.json files (cheap: no tables are loaded)."""
+    out = {}
+    for name in NAME_FOR_CHANNELS.values():
+        try:
+            out[json.loads((ASSETS / name / "model.json").read_text())["model_id"]] = name
+        except (OSError, ValueError, KeyError):
+            pass
+    return out
+
+
+def _default_library_id():
+    from bitstream.library import DEFAULT
+    try:
+        return json.loads((DEFAULT / "library.json").read_text())["library_id"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def describe(data: bytes) -> dict:
+    """Everything remac-info reports about one stream, as plain data. Raises FormatError where the
+    stream cannot be read at all (signature, header)."""
+    parsed = container.read(data)
+    h = parsed.header
+    claimed = {index for index, _ in parsed.damaged if index is not None}
+    tiles = []
+    for i in range(h.tile_count):
+        top, left, th, tw = h.tile_box(i)
+        entry = {"index": i, "x": left, "y": top, "width": tw, "height": th}
+        if i in parsed.tiles:
+            entry.update(bytes=12 + 8 + 4 * len(parsed.tiles[i]), status="ok")
+        else:
+            entry.update(bytes=None, status="CRC error" if i in claimed else "missing")
+        tiles.append(entry)
+    meta, meta_problem = None, None
+    if parsed.metadata is not None:
+        try:
+            meta = metadata.unpack(parsed.metadata)
+        except FormatError as exc:
+            meta_problem = str(exc)
+    ids = {"library": h.library_id, "entropy_ref": h.entropy_ref_id, "decoder_ref": h.decoder_ref_id}
+    damage = [reason for _, reason in parsed.damaged]
+    return {
+        "version": "%d.%d" % h.version, "bytes": len(data),
+        "model_id": h.model_id.hex(), "model": _shipped_models().get(h.model_id.hex()),
+        **{f"{k}_id": (v.hex() if v != container.ZERO_ID else None) for k, v in ids.items()},
+        "default_library": h.library_id.hex() == _default_library_id(),
+        "width": h.width, "height": h.height, "coded_channels": h.coded_channels,
+        "output_channels": h.output_channels, "bit_depth": h.bit_depth, "quality": h.quality_value,
+        "bpp": round(8 * len(data) / (h.width * h.height), 4),
+        "tile_width": h.tile_width, "tile_height": h.tile_height, "tiles_x": h.tiles_x, "tiles_y": h.tiles_y,
+        "tiles": tiles,
+        "metadata": None if meta is None else {"summary": meta.describe(), "text": meta.text},
+        "metadata_problem": meta_problem,
+        "damage": damage,
+        "intact": not damage and all(t["status"] == "ok" for t in tiles),
+    }
+
+
+def human(name: str, d: dict) -> str:
+    """jxlinfo-style text: a summary line, then one field a line, then the tiles."""
+    kind = "grey" if d["output_channels"] == 1 else ("grey as RGB" if d["coded_channels"] == 1 else "RGB")
+    lines = [f"{name}: REMAC .rmc {d['version']}, {d['width']}x{d['height']} {kind}, {d['bit_depth']}-bit, "
+             f"quality {d['quality']}, {d['bytes']} bytes ({d['bpp']} bpp)"]
+    field = lambda k, v: lines.append(f"  {k:<12s}{v}")
+    field("model", d["model_id"] + (f" ({d['model']})" if d["model"] else " (not shipped with this installation)"))
+    field("library", (d["library_id"] + (" (the shipped default)" if d["default_library"] else ""))
+          if d["library_id"] else "none (no references)")
+    if d["library_id"]:
+        field("entropy ref", d["entropy_ref_id"] or "none")
+        field("decoder ref", d["decoder_ref_id"] or "none")
+    if d["metadata"] is not None:
+        field("metadata", "; ".join(d["metadata"]["summary"]) or "empty")
+    if d["metadata_problem"]:
+        field("metadata", f"unreadable ({d['metadata_problem']})")
+    good = [t for t in d["tiles"] if t["status"] == "ok"]
+    field("tiles", f"{len(d['tiles'])} of {d['tile_width']}x{d['tile_height']} ({d['tiles_x']}x{d['tiles_y']}), "
+                   f"{len(good)} intact, {sum(t['bytes'] for t in good)} bytes")
+    for t in d["tiles"]:
+        size = f"{t['bytes']} bytes" if t["bytes"] is not None else "-"
+        lines.append(f"    tile {t['index']:<5d} at {t['x']},{t['y']} {t['width']}x{t['height']}  {size:>12s}  "
+                     + ("CRC ok" if t["status"] == "ok" else t["status"].upper()))
+    for reason in d["damage"]:
+        field("damage", reason)
+    return "\n".join(lines)
+
+
+def _info_one(inp: str) -> dict:
+    data = read_input(inp)
+    try:
+        d = describe(data)
+    except FormatError as exc:
+        raise RemacError(f"{inp}: {exc}") from None
+    return {**d, "damaged": not d["intact"], "report": human(inp, d)}
+
+
+@click.command(help=INFO_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("files", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file on stdout.")
+@version_option("remac-info")
+def main(files, as_json):
+    jobs = plan_outputs("remac-info", list(files), None, "", False, lambda p: p.suffix.lower() == ".rmc", ".rmc files")
+    run_batch("remac-info", jobs, lambda inp, _: _info_one(inp), as_json, quiet=True)

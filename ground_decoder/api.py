@@ -1,0 +1,68 @@
+"""Decoding from Python, for pipelines that do not shell out; remac-decode runs these too.
+
+    import ground_decoder
+    image = ground_decoder.decode_image(data)               # .rmc bytes -> (H,W) / (H,W,3) uint8|uint16
+    info = ground_decoder.decode_file("navcam.rmc", "out/navcam.png")
+
+(`ground_decoder.decode` is the module of the decoder itself, so the package names the bytes
+function decode_image; here it is `decode`.) Errors are RemacError with a one-line reason; a
+damaged stream is concealed (lost tiles filled flat) unless strict=True, and decode_file reports it.
+"""
+import numpy as np
+
+from bitstream import container, library as lib, metadata
+from bitstream.cli_support import atomic_write, output_for, read_input
+from bitstream.container import SIGNATURE
+from bitstream.errors import FormatError, RemacError
+from bitstream.library import Library
+from ground_decoder.output import check_lossless, format_for, image_bytes
+
+
+def _library(library):
+    """None: whatever the stream names, from the shipped library; a Library; or a directory."""
+    return library if library is None or isinstance(library, Library) else lib.load(library)
+
+
+def decode(data: bytes, library=None, strict: bool = False, threads: int = 2, reduce: int = 0) -> np.ndarray:
+    """.rmc bytes -> decoded samples (H,W) or (H,W,3), uint8 (8-bit streams) or uint16. threads:
+    synthesis workers (same pixels for any number); reduce 1..3: a 1/2, 1/4, 1/8 preview."""
+    from ground_decoder.decode import decode as decode_stream
+    return decode_stream(bytes(data), _library(library), strict, threads, reduce).image
+
+
+def _stream_metadata(data: bytes, warnings: list) -> metadata.Metadata:
+    payload = container.read(data).metadata
+    try:
+        return metadata.unpack(payload) if payload else None
+    except FormatError as exc:
+        warnings.append(f"metadata dropped ({exc})")
+        return None
+
+
+def decode_file(path, out=None, *, library=None, strict: bool = False, threads: int = 2, force: bool = False,
+                reduce: int = 0, progress: bool = False) -> dict:
+    """Decode the .rmc file `path` ('-': stdin) to the image `out` (default: beside it, .dec.png;
+    '-': stdout as PNG; the format follows the extension, lossy ones only with force), written
+    atomically with the stream's metadata. -> what remac-decode --json reports: output, bytes (of
+    the stream), bpp, quality, refs, lost_tiles, damaged, ..., warnings (a list of lines)."""
+    from ground_decoder.decode import decode as decode_stream
+    inp = str(path)
+    out = output_for(inp, None, 1, ".dec.png") if out is None else str(out)
+    data = read_input(inp)
+    lossy = check_lossless(out, force)
+    if not data.startswith(SIGNATURE):
+        kind = "an image" if data[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1") else "not a .rmc stream"
+        raise RemacError(f"{inp}: {kind} (remac-decode reads .rmc streams; use remac-encode for images)")
+    try:
+        result = decode_stream(data, _library(library), strict, threads, reduce, progress)
+    except RemacError as exc:
+        raise RemacError(f"{inp}: {exc}") from None
+    warnings = list(result.warnings) + ([lossy] if lossy else [])
+    h = result.header
+    atomic_write(out, image_bytes(result.image, format_for(out), h.bit_depth, _stream_metadata(data, warnings)))
+    ref = lambda i: None if i == container.ZERO_ID else i.hex()
+    return {"output": out, "bytes": len(data), "bpp": round(8 * len(data) / (h.width * h.height), 4),
+            "width": h.width, "height": h.height, "channels": h.output_channels, "bit_depth": h.bit_depth,
+            "quality": h.quality_value, "refs": {"entropy": ref(h.entropy_ref_id), "decoder": ref(h.decoder_ref_id)},
+            "lost_tiles": result.lost_tiles, "damaged": bool(result.lost_tiles or result.problems),
+            "reduce": reduce, "warnings": [f"{inp}: {w}" for w in warnings], "summary": f"{inp} -> {out}"}

@@ -1,0 +1,63 @@
+"""Writing decoded images: the format from the output name, lossy formats only on request, the
+true bit depth (PNG sBIT) and the stream's metadata restored."""
+import io
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from bitstream.cli_support import STDIO
+from bitstream.errors import RemacError
+from bitstream.metadata import Metadata
+
+# formats that would add a second, lossy compression; saved (with --force) at these settings
+LOSSY = {"JPEG": {"quality": 95, "subsampling": 0}, "MPO": {"quality": 95, "subsampling": 0},
+         "WEBP": {"quality": 95}, "AVIF": {"quality": 95}, "HEIF": {"quality": 95}}
+
+
+def format_for(path: str) -> str:
+    """Pillow format for an output path: by extension; PNG for stdout and unknown extensions."""
+    ext = path.rsplit(".", 1)[-1].lower() if "." in path else "png"
+    fmt = Image.registered_extensions().get("." + ext)
+    if path == STDIO or fmt is None:
+        return "PNG"
+    return fmt
+
+
+def check_lossless(path: str, force: bool):
+    """-> a warning to print when `path` is a lossy format and force is set; raises RemacError
+    (one line) when it is lossy and force is not."""
+    fmt = format_for(path)
+    if fmt not in LOSSY:
+        return None
+    settings = ", ".join(f"{k} {v}" for k, v in LOSSY[fmt].items())
+    if not force:
+        raise RemacError(f"{path}: {fmt} is lossy and would degrade the decoded image again; "
+                         "write .png (or .tif), or use --force")
+    return f"{path}: writing lossy {fmt} ({settings}) as --force asks"
+
+
+def image_bytes(image, fmt: str, bit_depth: int = 8, meta: Metadata = None) -> bytes:
+    """(H,W) / (H,W,3) uint8 or uint16 samples -> file bytes. A PNG of a 10..14-bit image holds the
+    samples 0..2^D-1 as they are, with an sBIT chunk naming D; PNG gets text chunks, EXIF and XMP,
+    JPEG and WebP EXIF and XMP."""
+    meta = meta or Metadata()
+    kwargs = dict(LOSSY.get(fmt, {}))
+    if fmt == "PNG":
+        info = PngInfo()
+        if bit_depth not in (8, 16):
+            info.add(b"sBIT", bytes([bit_depth] * (3 if image.ndim == 3 else 1)))
+        for key, value in meta.text.items():
+            info.add_text(key, value)
+        if meta.xmp:
+            info.add_itxt("XML:com.adobe.xmp", meta.xmp.decode("utf-8", "replace"))
+        kwargs["pnginfo"] = info
+    elif fmt in LOSSY and meta.xmp:
+        kwargs["xmp"] = meta.xmp
+    if meta.exif and fmt in ("PNG", *LOSSY):
+        kwargs["exif"] = b"Exif\x00\x00" + meta.exif
+    buf = io.BytesIO()
+    try:
+        Image.fromarray(image).save(buf, format=fmt, **kwargs)      # uint8 -> L / RGB, uint16 (H,W) -> I;16
+    except (KeyError, OSError, ValueError, TypeError) as exc:
+        raise RemacError(f"cannot write a {image.dtype} image as {fmt} ({exc})") from None
+    return buf.getvalue()

@@ -1,0 +1,121 @@
+"""Encoding from Python, for pipelines that do not shell out; remac-encode runs these too. No torch.
+
+    import rover_encoder
+    data = rover_encoder.encode_image(array, quality=60)        # (H,W) / (H,W,3) uint8, (H,W) uint16
+    data = rover_encoder.encode_image(array, target_bytes=20_000)   # rate control: <= 20000 bytes
+    info = rover_encoder.encode_file("navcam.png", "out/navcam.rmc", bpp=0.3)
+
+(`rover_encoder.encode` is the module of the codec itself, so the package names the array
+function encode_image; here it is `encode`.) Errors are RemacError with a one-line reason.
+"""
+import warnings
+from functools import lru_cache
+
+import numpy as np
+
+from bitstream import library as lib
+from bitstream.cli_support import atomic_write, output_for, read_input
+from bitstream.container import SIGNATURE
+from bitstream.errors import RemacError
+from bitstream.library import Library
+from bitstream.metadata import Metadata
+from rover_encoder import encode as codec
+from rover_encoder.encode import DEFAULT_QUALITY, DEFAULT_TILE
+from rover_encoder.imageio import SourceImage, from_pil, load_image
+
+
+@lru_cache(maxsize=1)
+def _default_library() -> Library:
+    return lib.load()
+
+
+def _library(library, use_refs: bool):
+    """None: the shipped library; a Library; or a library directory."""
+    if not use_refs:
+        return None
+    if library is None:
+        return _default_library()
+    return library if isinstance(library, Library) else lib.load(library)
+
+
+def budget(img: SourceImage, target_bytes: int = None, bpp: float = None):
+    """The whole file's byte budget for `img`, or None (no rate control): target_bytes, or
+    floor(bpp * pixels / 8)."""
+    if target_bytes is not None and bpp is not None:
+        raise RemacError("give a target size in bytes or in bits per pixel, not both")
+    if bpp is not None:
+        if not bpp > 0:
+            raise RemacError(f"bits per pixel {bpp} must be positive")
+        return int(bpp * img.width * img.height / 8)
+    if target_bytes is not None and target_bytes < 1:
+        raise RemacError(f"target size {target_bytes} bytes must be positive")
+    return target_bytes
+
+
+def encode_source(img: SourceImage, quality=DEFAULT_QUALITY, target_bytes: int = None, bpp: float = None,
+                  library=None, use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1,
+                  precision: str = None) -> codec.EncodeResult:
+    """A loaded image -> EncodeResult, at `quality` or, with target_bytes / bpp, at the highest
+    quality whose whole file fits (never over; within 3 % under where the quality range allows)."""
+    return codec.encode(img, quality, _library(library, use_refs), use_refs, tile, threads, precision=precision,
+                        max_bytes=budget(img, target_bytes, bpp))
+
+
+def to_source(image, bit_depth: int = None) -> SourceImage:
+    """An array ((H,W) or (H,W,1) grey, (H,W,3) RGB; uint8, or uint16 grey), a PIL image or a
+    SourceImage -> SourceImage, with imageio's decisions (RGB with equal channels coded as grey)."""
+    if isinstance(image, SourceImage):
+        return image
+    if isinstance(image, np.ndarray):
+        a = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+        if a.dtype not in (np.uint8, np.uint16) or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)) \
+                or (a.dtype == np.uint16 and a.ndim == 3):
+            raise RemacError(f"array of {a.dtype} {a.shape}: expected (H,W) or (H,W,3) uint8, or (H,W) uint16")
+        from PIL import Image
+        image = Image.fromarray(np.ascontiguousarray(a))
+    return from_pil(image, "image", bit_depth)
+
+
+def encode(image, quality=DEFAULT_QUALITY, *, target_bytes: int = None, bpp: float = None, library=None,
+           use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1, precision: str = None,
+           bit_depth: int = None) -> bytes:
+    """An image (see to_source) -> .rmc bytes. library: None for the shipped one, a Library or a
+    directory; use_refs=False codes without references. Warnings (alpha dropped, ...) are
+    issued with warnings.warn."""
+    img = to_source(image, bit_depth)
+    for w in img.warnings:
+        warnings.warn(w, stacklevel=2)
+    return encode_source(img, quality, target_bytes, bpp, library, use_refs, tile, threads, precision).data
+
+
+def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = None, bpp: float = None,
+                library=None, use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1,
+                precision: str = None, bit_depth: int = None, strip: bool = False) -> dict:
+    """Encode the image file `path` ('-': stdin) to `out` (default: beside it, .rmc; '-': stdout),
+    written atomically. -> what remac-encode --json reports: output, bytes, bpp, quality, refs,
+    width, height, ..., warnings (a list of lines)."""
+    inp = str(path)
+    out = output_for(inp, None, 1, ".rmc") if out is None else str(out)
+    data = read_input(inp)
+    if data.startswith(SIGNATURE):
+        raise RemacError(f"{inp}: is already a .rmc stream (use remac-decode)")
+    img = load_image(data, name=inp, bit_depth=bit_depth)
+    del data                # the file's bytes are not needed while encoding (peak memory)
+    if strip:
+        img.metadata = Metadata()
+    try:
+        result = encode_source(img, quality, target_bytes, bpp, library, use_refs, tile, threads, precision)
+    except RemacError as exc:
+        raise RemacError(f"{inp}: {exc}") from None
+    atomic_write(out, result.data)
+    h = result.header
+    info = {"output": out, "bytes": len(result.data), "bpp": round(result.bpp, 4), "width": h.width,
+            "height": h.height, "channels": h.output_channels, "bit_depth": h.bit_depth,
+            "quality": h.quality_value, "refs": {"entropy": result.entropy_ref, "decoder": result.decoder_ref},
+            "entropy_ref": result.entropy_ref, "decoder_ref": result.decoder_ref, "encoder": result.precision,
+            "metadata": img.metadata.describe(), "warnings": img.warnings,
+            "summary": f"{inp} -> {out}: {len(result.data)} bytes, {result.bpp:.3f} bpp, quality {h.quality_value}"}
+    limit = budget(img, target_bytes, bpp)
+    if limit is not None:
+        info["target_bytes"] = limit
+    return info
