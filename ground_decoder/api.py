@@ -23,11 +23,12 @@ def _library(library):
     return library if library is None or isinstance(library, Library) else lib.load(library)
 
 
-def decode(data: bytes, library=None, strict: bool = False, threads: int = 2, reduce: int = 0) -> np.ndarray:
+def decode(data: bytes, library=None, strict: bool = False, threads: int = 2, reduce: int = 0, models=()) -> np.ndarray:
     """.rmc bytes -> decoded samples (H,W) or (H,W,3), uint8 (8-bit streams) or uint16. threads:
-    synthesis workers (same pixels for any number); reduce 1..3: a 1/2, 1/4, 1/8 preview."""
+    synthesis workers (same pixels for any number); reduce 1..3: a 1/2, 1/4, 1/8 preview; models:
+    extra model stores (directories) for streams of releases this installation does not ship."""
     from ground_decoder.decode import decode as decode_stream
-    return decode_stream(bytes(data), _library(library), strict, threads, reduce).image
+    return decode_stream(bytes(data), _library(library), strict, threads, reduce, models=tuple(models)).image
 
 
 def _stream_metadata(data: bytes, warnings: list) -> metadata.Metadata:
@@ -40,7 +41,7 @@ def _stream_metadata(data: bytes, warnings: list) -> metadata.Metadata:
 
 
 def decode_file(path, out=None, *, library=None, strict: bool = False, threads: int = 2, force: bool = False,
-                reduce: int = 0, progress: bool = False) -> dict:
+                reduce: int = 0, progress: bool = False, models=()) -> dict:
     """Decode the .rmc file `path` ('-': stdin) to the image `out` (default: beside it, .dec.png;
     '-': stdout as PNG; the format follows the extension, lossy ones only with force), written
     atomically with the stream's metadata. -> what remac-decode --json reports: output, bytes (of
@@ -54,7 +55,7 @@ def decode_file(path, out=None, *, library=None, strict: bool = False, threads: 
         kind = "an image" if data[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1") else "not a .rmc stream"
         raise RemacError(f"{inp}: {kind} (remac-decode reads .rmc streams; use remac-encode for images)")
     try:
-        result = decode_stream(data, _library(library), strict, threads, reduce, progress)
+        result = decode_stream(data, _library(library), strict, threads, reduce, progress, tuple(models))
     except RemacError as exc:
         raise RemacError(f"{inp}: {exc}") from None
     warnings = list(result.warnings) + ([lossy] if lossy else [])

@@ -20,8 +20,10 @@ Examples:
   remac-decode - -o - < in.rmc > out.png     # stdin to stdout (PNG)
   remac-decode sol1234/ -o decoded/ -j 2 --json  # 2 processes, JSON per file
 \b
-The stream names its reference library and references; --ref-lib must be that
-library (default: the shipped one). Damaged tiles are filled flat and reported
+The stream names its model, reference library and references; --ref-lib must be
+that library (default: the shipped one, or the release's copy of it for streams
+of an earlier model). Streams of every earlier release decode: their models are
+kept in the shipped model store; --models DIR adds stores of your own. Damaged tiles are filled flat and reported
 on stderr; --strict refuses such a stream instead. The format follows the
 output's extension (PNG for '-' and unknown ones); lossy formats (JPEG, WebP)
 are refused unless --force. 10..14-bit streams decode to 16-bit PNGs holding
@@ -45,6 +47,9 @@ def _decoder_version(name: str) -> str:
 @click.argument("files", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output image, directory, or - for stdout (PNG).")
 @click.option("--ref-lib", type=click.Path(), help="Reference library directory [default: the shipped one].")
+@click.option("--models", "models", multiple=True, type=click.Path(file_okay=False),
+              help="A model store (a directory of released models, repeatable) for streams of models this "
+                   "installation does not ship; every earlier release shipped here is always found.")
 @click.option("--strict", is_flag=True, help="Refuse damaged streams instead of concealing lost tiles.")
 @click.option("--force", is_flag=True, help="Write lossy output formats (JPEG, WebP) too, at quality 95.")
 @click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True,
@@ -55,7 +60,7 @@ def _decoder_version(name: str) -> str:
 @click.option("--quiet", is_flag=True, help="Only errors and warnings.")
 @jobs_option("files")
 @version_option("remac-decode", _decoder_version)
-def decode_main(files, output, ref_lib, strict, force, threads, reduce, as_json, quiet, workers):
+def decode_main(files, output, ref_lib, models, strict, force, threads, reduce, as_json, quiet, workers):
     require_torch("remac-decode")
     jobs = plan_outputs("remac-decode", list(files), output, ".dec.png", as_json,
                         lambda p: p.suffix.lower() == ".rmc", ".rmc files")
@@ -69,5 +74,5 @@ def decode_main(files, output, ref_lib, strict, force, threads, reduce, as_json,
     progress = sys.stderr.isatty() and not (quiet or as_json) and workers == 1     # a tile bar for large frames
     threads = threads if workers == 1 or given("threads") else 1                # -j N: one thread per worker
     work = partial(decode_file, library=library, strict=strict, threads=threads, force=force, reduce=reduce,
-                   progress=progress)
+                   progress=progress, models=models)
     run_batch("remac-decode", jobs, work, as_json, quiet or output == STDIO, workers)

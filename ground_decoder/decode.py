@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bitstream import container, entropy, intnet, modelfile, spec
+from bitstream import container, entropy, intnet, modelfile, spec, store
 from bitstream.container import ZERO_ID
 from bitstream.errors import LibraryError, RemacError, TileError
-from bitstream.library import Library, load as load_library
+from bitstream.library import DEFAULT as DEFAULT_LIBRARY, Library, load as load_library
 from models import ground
 
 REF_FALLBACK = 256          # side of the all-zero decoder reference when none is used
@@ -40,11 +40,24 @@ def _default_library() -> Library:
     return load_library()
 
 
-def resolve_library(header, library: Library = None) -> Library:
-    """The library a stream needs, or None. Raises LibraryError when `library` is not it."""
+def stores(models=()) -> tuple:
+    """Model stores to search for a stream's model and library: `models` (remac-decode --models),
+    then the shipped one (models/store: every earlier release, bitstream.store)."""
+    return (*models, ground.STORE)
+
+
+def resolve_library(header, library: Library = None, models=()) -> Library:
+    """The library a stream needs, or None: `library` if given, else the shipped default, else the
+    default as an earlier release built it (from a model store; the same reference images).
+    Raises LibraryError when it is none of those."""
     if header.library_id == ZERO_ID:
         return None
-    library = library if library is not None else _default_library()
+    if library is None:
+        library = _default_library()
+        stored = None if library.id_bytes == header.library_id else \
+            store.find_library(header.library_id.hex(), stores(models))
+        if stored is not None:
+            library = load_library(stored, images=DEFAULT_LIBRARY / "images")
     if library.id_bytes != header.library_id:
         raise LibraryError(f"stream needs reference library {header.library_id.hex()}, but {library.path} "
                            f"is library {library.library_id}")
@@ -73,19 +86,19 @@ def decode_tile(model, header, words, index, r):
     return z_hat, mu16, idx, entropy.dequantize(s, mu16)
 
 
-def entropy_decode(data: bytes, library: Library = None, latents_only: bool = False):
+def entropy_decode(data: bytes, library: Library = None, latents_only: bool = False, models=()):
     """Parse and entropy-decode every tile (no synthesis).
 
     -> (parsed, model, library, {index: (z_hat, mu16, idx, y_hat_g)}, lost indices, problems)
     latents_only: {index: y_hat_g} instead, what synthesis needs (1/5 of the memory: 2.6 MB per
-    512-px tile otherwise, 170 MB for a 4096^2 frame).
+    512-px tile otherwise, 170 MB for a 4096^2 frame). models: extra model stores (stores()).
     """
     parsed = container.read(data)
     header = parsed.header
-    model = modelfile.by_id(header.model_id)
+    model = modelfile.by_id(header.model_id, stores(models))
     if model.channels != header.coded_channels:
         raise RemacError(f"stream codes {header.coded_channels} channels but model {model.name} has {model.channels}")
-    library = resolve_library(header, library)
+    library = resolve_library(header, library, models)
     if library is not None:
         library.check_model(model.name, model.model_id, model.m)
     stats = library.stats16(header.entropy_ref_id.hex()) if header.entropy_ref_used else None
@@ -105,13 +118,14 @@ def entropy_decode(data: bytes, library: Library = None, latents_only: bool = Fa
 
 
 def decode(data: bytes, library: Library = None, strict: bool = False, threads: int = 2, reduce: int = 0,
-           progress: bool = False) -> DecodeResult:
+           progress: bool = False, models=()) -> DecodeResult:
     """Decode a stream. threads: synthesis workers (the pixels do not depend on it); reduce 1..3:
     a preview at 1/2, 1/4 or 1/8 linear size from the preview head (models.ground; a small fraction
-    of a full decode); progress: a tqdm bar on stderr over the synthesis tiles of large frames."""
+    of a full decode); progress: a tqdm bar on stderr over the synthesis tiles of large frames;
+    models: extra model stores for streams of earlier releases (the shipped store is always searched)."""
     if reduce not in (0, 1, 2, 3):
         raise RemacError(f"reduce must be 0..3, not {reduce}")
-    header, gm, y_map, x_ref, lost, problems = synthesis_input(data, library, strict)
+    header, gm, y_map, x_ref, lost, problems = synthesis_input(data, library, strict, models)
     warnings = []
     if reduce and gm.preview_head() is None:
         warnings.append(f"no preview head fitted to this {gm.name} decoder: decoded in full, then box-downsampled")
@@ -126,10 +140,10 @@ def decode(data: bytes, library: Library = None, strict: bool = False, threads: 
     return DecodeResult(to_samples(image, header), header, lost, warnings, problems)
 
 
-def synthesis_input(data: bytes, library: Library = None, strict: bool = False):
+def synthesis_input(data: bytes, library: Library = None, strict: bool = False, models=()):
     """Entropy-decode a stream for synthesis: -> (header, GroundModel, y_map (M,h,w) gained latent
     (lost tiles zero), decoder reference (1,C,h',w'), lost tile indices, problems)."""
-    parsed, model, library, tiles, lost, problems = entropy_decode(data, library, latents_only=True)
+    parsed, model, library, tiles, lost, problems = entropy_decode(data, library, latents_only=True, models=models)
     header = parsed.header
     if problems and strict:
         raise RemacError("damaged stream: " + "; ".join(problems))
@@ -138,7 +152,7 @@ def synthesis_input(data: bytes, library: Library = None, strict: bool = False):
     x_ref = decoder_reference(header, library, model.channels)
     y_map = assemble(header, tiles, model.m)
     del tiles
-    gm = ground.load(model.name)
+    gm = ground.for_model(model)
     if gm.model_id != model.model_id:
         raise RemacError(f"ground decoder weights are for model {gm.model_id.hex()}, stream needs {model.model_id.hex()}")
     y_map *= fractional_inverse_gain(gm.inv_gain.numpy(), header)[:, None, None]

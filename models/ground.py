@@ -23,6 +23,7 @@ Synthesis is tiled, reproducibly and without seams:
 - Output tiles are quantized and written straight into the preallocated integer image, so memory
   is one tile's activations per worker plus the 1/16 feature map, whatever the frame size.
 """
+import json
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from bitstream.errors import ModelError
 from models.remac import RefDecoder, decoder_layout
 
 WEIGHTS = Path(__file__).parent / "weights"
+STORE = Path(__file__).parent / "store"         # earlier releases (bitstream.store): old streams decode
 TRUNK_TILE = 128        # latent px per tile of the 1/16 trunk (context 21 px each side)
 TILE = 96               # latent px per tile of the upsampling stages (1536 output px) ...
 SPLIT = 2               # ... whose last stages (1/4 -> 1) run on TILE/2 sub-tiles: ~1/3 of the memory
@@ -173,8 +175,11 @@ class GroundModel:
     """RefDecoder + inverse gains (+ the preview head, when fitted) for one model ID. decoder_version
     changes with every retrain of the decoder alone; the bitstream (model ID) does not."""
 
-    def __init__(self, name: str, path: Path = None):
+    def __init__(self, name: str, path: Path = None, preview: Path = None):
+        """path: the decoder weights (default: the shipped ones of `name`); preview: the fitted
+        preview head (default: the shipped one of `name`)."""
         path = path or ground_weights_path(name)
+        self.preview_path = preview or preview_weights_path(name)
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata()
@@ -260,7 +265,7 @@ class GroundModel:
         if self._preview is None:
             self._preview = False
             try:
-                with safe_open(str(preview_weights_path(self.name)), framework="pt") as f:
+                with safe_open(str(self.preview_path), framework="pt") as f:
                     if f.metadata().get("decoder_version") == self.decoder_version:
                         self._preview = (f.get_tensor("weight").float(), f.get_tensor("bias").float())
             except (OSError, ValueError):
@@ -291,3 +296,18 @@ def preview_weights_path(name: str) -> Path:
 @lru_cache(maxsize=4)
 def load(name: str) -> GroundModel:
     return GroundModel(name)
+
+
+def for_model(model) -> GroundModel:
+    """The ground model of an entropy model (bitstream.modelfile.EntropyModel): the shipped decoder,
+    or the one beside it in its model-store directory (bitstream.store)."""
+    stored = model.folder / "decoder.safetensors" if model.folder is not None else None
+    if stored is not None and stored.is_file():
+        return _load_stored(stored)
+    return load(model.name)
+
+
+@lru_cache(maxsize=4)
+def _load_stored(path: Path) -> GroundModel:
+    return GroundModel(json.loads((path.parent / "model.json").read_text())["name"], path,
+                       preview=path.parent / "preview.safetensors")
