@@ -32,17 +32,25 @@ def pad_to_64(x: np.ndarray) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, -h % 64), (0, -w % 64)), mode="edge")
 
 
-def default_precision(name: str) -> str:
-    """The model's DEFAULT_PRECISION where it ships that analysis, else float."""
+def default_precision(name: str, model: EntropyModel = None) -> str:
+    """The model's DEFAULT_PRECISION where it ships that analysis, else float (model: a model
+    directory's, else the shipped `name`)."""
     wanted = DEFAULT_PRECISION.get(name, "float")
-    return wanted if modelfile.load(name).encoder_sha256.get(wanted) else "float"
+    return wanted if (model or modelfile.load(name)).encoder_sha256.get(wanted) else "float"
+
+
+def shipped(model: EntropyModel) -> bool:
+    return model.folder is None or Path(model.folder).parent == modelfile.ASSETS
 
 
 class Analyzer:
     """precision: "float" (encoder.onnx) or "int8" (encoder.int8.onnx, static QDQ quantization)."""
 
     def __init__(self, model: EntropyModel, threads: int = 1, assets: Path = ASSETS, precision: str = "float"):
-        path = Path(assets) / model.name / ENCODER_FILES[precision]
+        """The encoder files come from assets/<name>/ for a shipped model, else from the model's own
+        directory (a rover model directory: model.json, entropy.npz, encoder*.onnx)."""
+        folder = Path(assets) / model.name if shipped(model) else Path(model.folder)
+        path = folder / ENCODER_FILES[precision]
         if not model.encoder_sha256.get(precision):
             raise ModelError(f"model '{model.name}' ships no {precision} rover encoder")
         try:
@@ -82,6 +90,30 @@ class Analyzer:
 def analyzer(name: str, threads: int = 1, precision: str = None) -> Analyzer:
     """Cached session for shipped model `name` ('grey' or 'colour'); precision None = the default."""
     return Analyzer(modelfile.load(name), threads, precision=precision or default_precision(name))
+
+
+def analyzer_for(model: EntropyModel, threads: int = 1, precision: str = None) -> Analyzer:
+    """Cached session for a shipped model or a model directory's."""
+    if shipped(model):
+        return analyzer(model.name, threads, precision)
+    return _dir_analyzer(Path(model.folder), threads, precision or default_precision(model.name, model))
+
+
+@lru_cache(maxsize=4)
+def _dir_analyzer(folder: Path, threads: int, precision: str) -> Analyzer:
+    return Analyzer(modelfile.load_dir(folder), threads, precision=precision)
+
+
+def rover_model(channels: int, model=None) -> EntropyModel:
+    """The model to encode `channels`-channel images with: the shipped one, or `model` (a model
+    directory, `remac-encode --model DIR`), which must code that many channels."""
+    if model is None:
+        return modelfile.for_channels(channels)
+    model = model if isinstance(model, EntropyModel) else modelfile.load_dir(Path(model))
+    if model.channels != channels:
+        raise ModelError(f"model {model.model_id.hex()} in {model.folder} codes {model.channels}-channel images, "
+                         f"not {channels}")
+    return model
 
 
 def deep_descriptor(y: np.ndarray) -> np.ndarray:

@@ -14,12 +14,12 @@ from functools import lru_cache
 import numpy as np
 
 from bitstream import library as lib
-from bitstream.cli_support import atomic_write, output_for, read_input
+from bitstream.cli_support import STDIO, atomic_write, output_for, read_input
 from bitstream.container import SIGNATURE
 from bitstream.errors import RemacError
 from bitstream.library import Library
 from bitstream.metadata import Metadata
-from rover_encoder import encode as codec
+from rover_encoder import encode as codec, pds
 from rover_encoder.encode import DEFAULT_QUALITY, DEFAULT_TILE
 from rover_encoder.imageio import SourceImage, from_pil, load_image
 
@@ -54,11 +54,12 @@ def budget(img: SourceImage, target_bytes: int = None, bpp: float = None):
 
 def encode_source(img: SourceImage, quality=DEFAULT_QUALITY, target_bytes: int = None, bpp: float = None,
                   library=None, use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1,
-                  precision: str = None) -> codec.EncodeResult:
+                  precision: str = None, model=None) -> codec.EncodeResult:
     """A loaded image -> EncodeResult, at `quality` or, with target_bytes / bpp, at the highest
-    quality whose whole file fits (never over; within 3 % under where the quality range allows)."""
+    quality whose whole file fits (never over; within 3 % under where the quality range allows).
+    model: a model directory to run instead of the shipped model."""
     return codec.encode(img, quality, _library(library, use_refs), use_refs, tile, threads, precision=precision,
-                        max_bytes=budget(img, target_bytes, bpp))
+                        max_bytes=budget(img, target_bytes, bpp), model=model)
 
 
 def to_source(image, bit_depth: int = None) -> SourceImage:
@@ -78,33 +79,44 @@ def to_source(image, bit_depth: int = None) -> SourceImage:
 
 def encode(image, quality=DEFAULT_QUALITY, *, target_bytes: int = None, bpp: float = None, library=None,
            use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1, precision: str = None,
-           bit_depth: int = None) -> bytes:
+           bit_depth: int = None, model=None) -> bytes:
     """An image (see to_source) -> .rmc bytes. library: None for the shipped one, a Library or a
     directory; use_refs=False codes without references. Warnings (alpha dropped, ...) are
     issued with warnings.warn."""
     img = to_source(image, bit_depth)
     for w in img.warnings:
         warnings.warn(w, stacklevel=2)
-    return encode_source(img, quality, target_bytes, bpp, library, use_refs, tile, threads, precision).data
+    return encode_source(img, quality, target_bytes, bpp, library, use_refs, tile, threads, precision, model).data
+
+
+def load_source(inp: str, bit_depth: int = None) -> SourceImage:
+    """An input file ('-': stdin) -> SourceImage: a PDS3/PDS4 product (by name, .img/.lbl/.xml, or
+    by an attached label; rover_encoder.pds) or an image Pillow reads."""
+    if inp != STDIO and pds.is_product_input(inp):
+        return pds.load_product(inp, bit_depth)
+    data = read_input(inp)
+    if data.startswith(SIGNATURE):
+        raise RemacError(f"{inp}: is already a .rmc stream (use remac-decode)")
+    if pds.has_attached_label(data):
+        if inp == STDIO:
+            raise RemacError("stdin: PDS products are read from files (labels name other files), not from stdin")
+        return pds.load_product(inp, bit_depth)
+    return load_image(data, name=inp, bit_depth=bit_depth)     # the file's bytes are dropped on return
 
 
 def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = None, bpp: float = None,
                 library=None, use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1,
-                precision: str = None, bit_depth: int = None, strip: bool = False) -> dict:
+                precision: str = None, bit_depth: int = None, strip: bool = False, model=None) -> dict:
     """Encode the image file `path` ('-': stdin) to `out` (default: beside it, .rmc; '-': stdout),
     written atomically. -> what remac-encode --json reports: output, bytes, bpp, quality, refs,
     width, height, ..., warnings (a list of lines)."""
     inp = str(path)
     out = output_for(inp, None, 1, ".rmc") if out is None else str(out)
-    data = read_input(inp)
-    if data.startswith(SIGNATURE):
-        raise RemacError(f"{inp}: is already a .rmc stream (use remac-decode)")
-    img = load_image(data, name=inp, bit_depth=bit_depth)
-    del data                # the file's bytes are not needed while encoding (peak memory)
+    img = load_source(inp, bit_depth)
     if strip:
         img.metadata = Metadata()
     try:
-        result = encode_source(img, quality, target_bytes, bpp, library, use_refs, tile, threads, precision)
+        result = encode_source(img, quality, target_bytes, bpp, library, use_refs, tile, threads, precision, model)
     except RemacError as exc:
         raise RemacError(f"{inp}: {exc}") from None
     atomic_write(out, result.data)
@@ -113,7 +125,7 @@ def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = 
             "height": h.height, "channels": h.output_channels, "bit_depth": h.bit_depth,
             "quality": h.quality_value, "refs": {"entropy": result.entropy_ref, "decoder": result.decoder_ref},
             "entropy_ref": result.entropy_ref, "decoder_ref": result.decoder_ref, "encoder": result.precision,
-            "metadata": img.metadata.describe(), "warnings": img.warnings,
+            "metadata": img.metadata.describe(), "product_id": img.metadata.product_id, "warnings": img.warnings,
             "summary": f"{inp} -> {out}: {len(result.data)} bytes, {result.bpp:.3f} bpp, quality {h.quality_value}"}
     limit = budget(img, target_bytes, bpp)
     if limit is not None:

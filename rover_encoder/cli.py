@@ -9,11 +9,13 @@ import click
 from bitstream import library as lib
 from bitstream.cli_support import STDIO, given, jobs_option, plan_outputs, run_batch, version_option
 from bitstream.errors import RemacError
+from rover_encoder import pds
 from rover_encoder.api import encode_file
 from rover_encoder.encode import DEFAULT_QUALITY, DEFAULT_TILE
 from rover_encoder.imageio import BIT_DEPTHS
 
-ENCODE_HELP = """Compress IMAGE(s) (PNG, JPEG, TIFF, ...; grey or RGB; 8 to 16 bit) to .rmc.
+ENCODE_HELP = """Compress IMAGE(s) (PNG, JPEG, TIFF, ..., PDS3/PDS4 products; grey or RGB; 8 to
+16 bit) to .rmc.
 
 \b
 Runs the rover side of REMAC: a light ONNX analysis transform, reference
@@ -25,6 +27,7 @@ Examples:
   remac-encode frames/ -o out/              # every image under frames/, tree mirrored
   remac-encode - -o - < in.png > out.rmc    # stdin to stdout
   remac-encode raw12.png --bit-depth 12     # 12-bit samples (0..4095) in a 16-bit PNG
+  remac-encode sol0100/ -o out/             # PDS3 .IMG/.LBL and PDS4 .xml products too
   remac-encode img.png --ref-lib lib/ --json
   remac-encode navcam.png --target-bytes 20000   # best quality in 20000 bytes
   remac-encode frames/ -o out/ -j 2 --json       # 2 processes, JSON per file
@@ -36,16 +39,21 @@ Quality may be fractional (-q 50.5); it is coded in steps of 0.01 (rounded).
 --target-bytes N / --bpp X choose the quality instead: the highest (in steps of
 0.01) whose whole file, header included, fits: never over, within 3% under
 unless even quality 100 is smaller; a budget below the quality-0 stream fails.
-Bit depth: --bit-depth, else a PNG's sBIT chunk, else 8 or 16 from the file;
-samples above the depth's maximum are an error. Text chunks, EXIF and XMP are
-carried in the stream unless --strip.
+Bit depth: --bit-depth, else a PNG's sBIT chunk or a PDS label's bit mask,
+else 8 or 16 from the file; samples above the depth's maximum are an error.
+Text chunks, EXIF, XMP and a PDS product ID are carried in the stream unless
+--strip. PDS products (PDS3 .IMG with attached or .LBL with detached label,
+PDS4 .xml label) need the pdr package: pip install 'remac[pds]'.
 Exit status: 0 all encoded, 1 some input failed (the rest still encoded), 2 usage.
 """
 
 
 def is_image_name(path: Path) -> bool:
-    """Files a directory input contributes: what Pillow can open, by extension."""
+    """Files a directory input contributes: what Pillow can open, by extension, and PDS products
+    (a detached label, not its data file again: rover_encoder.pds.is_product_file)."""
     from PIL import Image
+    if path.suffix.lower() in pds.SUFFIXES:
+        return pds.is_product_file(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     return fmt is not None and fmt in Image.OPEN
 
@@ -64,6 +72,9 @@ def is_image_name(path: Path) -> bool:
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--encoder", "precision", type=click.Choice(["int8", "float"]),
               help="Rover analysis precision [default: int8 where shipped]. Either decodes the same way.")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False),
+              help="Run this model directory (a release: model.json, entropy.npz, encoder*.onnx) instead of the "
+                   "shipped model; its reference library must be built with it (or --no-refs).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
 @click.option("--quiet", is_flag=True, help="Only errors and warnings.")
 @click.option("--target-bytes", type=click.IntRange(1), help="Rate control: at most N bytes per file (instead of -q).")
@@ -71,8 +82,8 @@ def is_image_name(path: Path) -> bool:
               help="Rate control: at most X bits per pixel per file, whole file (instead of -q).")
 @jobs_option("images")
 @version_option("remac-encode")
-def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, tile, threads, precision, as_json,
-                quiet, target_bytes, bpp, workers):
+def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, tile, threads, precision, model_dir,
+                as_json, quiet, target_bytes, bpp, workers):
     if target_bytes is not None and bpp is not None:
         raise click.UsageError("give --target-bytes or --bpp, not both")
     if (target_bytes is not None or bpp is not None) and given("quality"):
@@ -88,7 +99,7 @@ def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, til
     quiet = quiet or output == STDIO
     work = partial(encode_file, quality=quality, target_bytes=target_bytes, bpp=bpp, library=library,
                    use_refs=not no_refs, tile=tile, threads=threads, precision=precision,
-                   bit_depth=bit_depth and int(bit_depth), strip=strip)
+                   bit_depth=bit_depth and int(bit_depth), strip=strip, model=model_dir)
     run_batch("remac-encode", jobs, work, as_json, quiet, workers)
 
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bitstream import container, entropy, intnet, metadata, modelfile, spec
+from bitstream import container, entropy, intnet, metadata, spec
 from bitstream.container import Header
 from bitstream.errors import FormatError, RemacError
 from bitstream.library import Library, nearest
-from rover_encoder.analysis import analyzer, deep_descriptor, default_precision, gain_for_quality
+from rover_encoder.analysis import analyzer_for, deep_descriptor, default_precision, gain_for_quality, rover_model
 from rover_encoder.imageio import SourceImage
 
 DEFAULT_QUALITY = 75
@@ -115,21 +115,23 @@ class Prepared:
     quality: y does not depend on the quality, only h_a, the entropy model and the coder do."""
 
     def __init__(self, img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,
-                 threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT):
+                 threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
+                 model=None):
+        """model: None (the shipped model for the image's channels) or a model directory."""
         if tile % 64 or not 64 <= tile <= 4096:
             raise RemacError(f"tile size {tile} must be a multiple of 64 in 64..4096")
         if context % 64 or context < 0:
             raise RemacError(f"tile context {context} must be a non-negative multiple of 64")
         channels = img.pixels.shape[0]
-        self.model = model = modelfile.for_channels(channels)
+        self.model = model = rover_model(channels, model)
         self.header = Header(model.model_id, img.width, img.height, channels, img.output_channels, img.bit_depth,
                              0, tile, tile)
         try:
             self.header.validate()
         except FormatError as exc:
             raise RemacError(f"cannot encode this image: {str(exc).removeprefix('RHDR: ')}") from None
-        self.precision = precision or default_precision(model.name)
-        self.analyzer = analyzer(model.name, threads, self.precision)
+        self.precision = precision or default_precision(model.name, model)
+        self.analyzer = analyzer_for(model, threads, self.precision)
         self.windows, deep, shallow = analyse_windows(img, self.analyzer.analyse, self.header, context)
         self.stats, self.eref, self.dref = None, None, None
         candidates = library.ids_for(model.name) if (library is not None and use_refs) else []
@@ -218,7 +220,7 @@ def fit_quality(encode_at, budget: int) -> EncodeResult:
 def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = None, use_refs: bool = True,
            tile: int = DEFAULT_TILE, threads: int = 1, force_refs: tuple = None,
            keep_tiles: bool = False, precision: str = None, context: int = TILE_CONTEXT,
-           max_bytes: int = None) -> EncodeResult:
+           max_bytes: int = None, model=None) -> EncodeResult:
     """Encode one image. force_refs=(entropy_ref_id, decoder_ref_id) overrides the selection
     (reference experiments only); keep_tiles keeps what the coder saw per tile (for checks);
     precision: rover analysis "int8" or "float" (None: the model's default); context: pixels of
@@ -226,8 +228,9 @@ def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = 
     fractional: it is coded in hundredths (rounded to the nearest), the integer gains interpolated
     exactly (spec.gain_int_at). img.metadata, if any, travels in a `meta` segment.
     max_bytes: rate control instead of `quality`: the highest quality whose whole file fits
-    (Prepared.fit); the stream is the one `quality` = its header's quality would give."""
+    (Prepared.fit); the stream is the one `quality` = its header's quality would give.
+    model: a model directory to run instead of the shipped model (remac-encode --model)."""
     if max_bytes is None and not 0 <= quality <= 100:
         raise RemacError(f"quality {quality} is out of range 0..100")
-    prepared = Prepared(img, library, use_refs, tile, threads, force_refs, precision, context)
+    prepared = Prepared(img, library, use_refs, tile, threads, force_refs, precision, context, model)
     return prepared.encode(quality, keep_tiles) if max_bytes is None else prepared.fit(max_bytes, keep_tiles)
