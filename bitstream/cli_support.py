@@ -1,5 +1,6 @@
 """What the CLIs share: one-line errors, atomic output, directory inputs, batch loops with a
 progress bar, exit codes, -V/--version."""
+import glob
 import json
 import os
 import sys
@@ -12,6 +13,7 @@ import click
 from bitstream.errors import RemacError
 
 STDIO = "-"
+TEMP_SUFFIX = ".part"           # atomic_write's temporary files: .NAME.XXXXXXXX.part beside NAME
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DAMAGED = 0, 1, 2, 3
 
 
@@ -68,7 +70,7 @@ def atomic_write(path: str, data: bytes) -> None:
     if target.is_dir():
         raise RemacError(f"{path}: output is a directory")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent or ".")
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent or ".")
     except FileNotFoundError:
         raise RemacError(f"{path}: output directory {target.parent} does not exist") from None
     except OSError as exc:
@@ -88,6 +90,12 @@ def atomic_write(path: str, data: bytes) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def temp_files(path: str) -> list:
+    """The temporary files atomic_write(path, ...) calls left behind, killed before their rename."""
+    target = Path(path)
+    return sorted(target.parent.glob(glob.escape(f".{target.name}.") + "*" + TEMP_SUFFIX))
 
 
 def output_for(inp: str, output: str, n_inputs: int, suffix: str, subdir: str = "") -> str:
@@ -137,10 +145,12 @@ def _mkdir(path: str) -> None:
         raise RemacError(f"{path}: cannot create the output directory ({exc.strerror or exc})") from None
 
 
-def run_batch(prog: str, jobs, work, as_json: bool, quiet: bool, workers: int = 1) -> None:
+def run_batch(prog: str, jobs, work, as_json: bool, quiet: bool, workers: int = 1, runner=None) -> None:
     """Call work(inp, out) -> dict for every (input, output) job; carry on past failures (an output
     claimed by two inputs fails the second). workers > 1: that many processes (work must pickle:
     a functools.partial of a module-level function), results still reported in input order.
+    runner: runs the jobs elsewhere instead (remac-decode --cluster): runner(work, jobs) yields what
+    timed(work, inp, out) returns, for every job in input order.
     A result's "report" (text) goes to stdout unless --json; --json adds "file", "status" (ok,
     damaged, failed) and "seconds" to each line. A batch ends with a summary on stderr.
     Exit 1 if any failed, else 3 if any result says "damaged": True (written, but from a damaged
@@ -155,7 +165,7 @@ def run_batch(prog: str, jobs, work, as_json: bool, quiet: bool, workers: int = 
             else:
                 claimed[out] = inp
         todo.append((inp, out))
-    items = zip(todo, _results(work, todo, workers))
+    items = zip(todo, runner(work, todo) if runner is not None else _results(work, todo, workers))
     if len(todo) > 1 and not (quiet or as_json) and sys.stderr.isatty():
         from tqdm import tqdm
         items = tqdm(items, total=len(todo), desc=prog, unit="file", file=sys.stderr)
@@ -190,7 +200,7 @@ def run_batch(prog: str, jobs, work, as_json: bool, quiet: bool, workers: int = 
         sys.exit(EXIT_DAMAGED)
 
 
-def _timed(work, inp: str, out):
+def timed(work, inp: str, out):
     """One job, here or in a worker -> (info or None, error line or None, seconds)."""
     start = time.perf_counter()
     try:
@@ -211,20 +221,20 @@ def _single_threaded() -> None:
 
 
 def _results(work, jobs, workers: int):
-    """_timed(work, inp, out) for every job, yielded in input order; with workers > 1 from a pool of
+    """timed(work, inp, out) for every job, yielded in input order; with workers > 1 from a pool of
     fresh ('spawn') processes, so that no thread pool or session of this one is inherited."""
     runnable = sum(not isinstance(out, RemacError) for _, out in jobs)
     if workers <= 1 or runnable <= 1:
         for inp, out in jobs:
-            yield _timed(work, inp, out)
+            yield timed(work, inp, out)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     pool = ProcessPoolExecutor(min(workers, runnable), multiprocessing.get_context("spawn"), _single_threaded)
     try:
-        futures = [None if isinstance(out, RemacError) else pool.submit(_timed, work, inp, out) for inp, out in jobs]
+        futures = [None if isinstance(out, RemacError) else pool.submit(timed, work, inp, out) for inp, out in jobs]
         for (inp, out), future in zip(jobs, futures):
-            yield _timed(work, inp, out) if future is None else future.result()
+            yield timed(work, inp, out) if future is None else future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -9,7 +9,8 @@ from bitstream.errors import FormatError, RemacError
 from bitstream.modelfile import ASSETS, NAME_FOR_CHANNELS
 
 INFO_HELP = """Show what .rmc FILE(s) hold: format version, model, reference library and
-references, geometry, bit depth, quality, metadata, and every tile's size and CRC.
+references, geometry, bit depth, quality, metadata (the PDS product ID of an
+archive image), and every tile's size and CRC.
 
 \b
 Nothing is decoded: the stream's structure is read and its CRCs checked.
@@ -77,6 +78,7 @@ def describe(data: bytes) -> dict:
         "tile_width": h.tile_width, "tile_height": h.tile_height, "tiles_x": h.tiles_x, "tiles_y": h.tiles_y,
         "tiles": tiles,
         "metadata": None if meta is None else {"summary": meta.describe(), "text": meta.text},
+        "product_id": None if meta is None else meta.product_id,
         "metadata_problem": meta_problem,
         "damage": damage,
         "intact": not damage and all(t["status"] == "ok" for t in tiles),
@@ -95,7 +97,9 @@ def human(name: str, d: dict) -> str:
     if d["library_id"]:
         field("entropy ref", d["entropy_ref_id"] or "none")
         field("decoder ref", d["decoder_ref_id"] or "none")
-    if d["metadata"] is not None:
+    if d["product_id"]:
+        field("product", f"{d['product_id']} (PDS)")
+    if d["metadata"] is not None and (d["metadata"]["summary"] or not d["product_id"]):
         field("metadata", "; ".join(d["metadata"]["summary"]) or "empty")
     if d["metadata_problem"]:
         field("metadata", f"unreadable ({d['metadata_problem']})")

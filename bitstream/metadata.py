@@ -7,6 +7,10 @@
 
 Unknown kinds are skipped (later versions may add some). The segment is ancillary, so a decoder
 that does not know it, or finds it damaged, decodes the image without the metadata.
+
+The PDS product ID of an archive image (PDS3 PRODUCT_ID, PDS4 LIDVID) is the text entry keyed
+PDS:PRODUCT_ID: an ordinary text entry, so that any reader of the segment restores it to the
+decoded PNG as a text chunk; Metadata.product_id names it.
 """
 import struct
 from dataclasses import dataclass, field
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from bitstream.errors import FormatError
 
 TEXT, EXIF, XMP = 1, 2, 3
+PRODUCT_ID_KEY = "PDS:PRODUCT_ID"
 _ENTRY = struct.Struct(">BB")
 _LENGTH = struct.Struct(">I")
 
@@ -27,11 +32,18 @@ class Metadata:
     def __bool__(self):
         return bool(self.text or self.exif or self.xmp)
 
+    @property
+    def product_id(self):
+        """The PDS product ID the image came from (text entry PDS:PRODUCT_ID), or None."""
+        return self.text.get(PRODUCT_ID_KEY)
+
     def describe(self) -> list:
-        """Short names of what is carried, for people: ['EXIF 120 bytes', 'text: Title, Author']."""
+        """Short names of what is carried besides the product ID, for people: ['EXIF 120 bytes',
+        'text: Title, Author']."""
         out = [f"{name} {len(v)} bytes" for name, v in (("EXIF", self.exif), ("XMP", self.xmp)) if v]
-        if self.text:
-            out.append("text: " + ", ".join(self.text))
+        keys = [k for k in self.text if k != PRODUCT_ID_KEY]
+        if keys:
+            out.append("text: " + ", ".join(keys))
         return out
 
 

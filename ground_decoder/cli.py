@@ -19,6 +19,8 @@ Examples:
   remac-decode sol1234/ -o decoded/          # every .rmc under sol1234/, tree mirrored
   remac-decode - -o - < in.rmc > out.png     # stdin to stdout (PNG)
   remac-decode sol1234/ -o decoded/ -j 2 --json  # 2 processes, JSON per file
+  remac-decode archive/ -o decoded/ --cluster tcp://sched:8786  # on a Dask cluster
+  remac-decode archive/ -o decoded/ --cluster local -j 8        # 8 local Dask workers
 \b
 The stream names its model, reference library and references; --ref-lib must be
 that library (default: the shipped one, or the release's copy of it for streams
@@ -59,9 +61,15 @@ def _decoder_version(name: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
 @click.option("--quiet", is_flag=True, help="Only errors and warnings.")
 @jobs_option("files")
+@click.option("--cluster", metavar="ADDRESS",
+              help="Decode on a Dask cluster, one task per stream: the scheduler at ADDRESS (tcp://host:8786), "
+                   "or 'local' for a local cluster of -j N single-threaded workers [default N: one per CPU]. "
+                   "Workers must see the same paths.")
 @version_option("remac-decode", _decoder_version)
-def decode_main(files, output, ref_lib, models, strict, force, threads, reduce, as_json, quiet, workers):
+def decode_main(files, output, ref_lib, models, strict, force, threads, reduce, as_json, quiet, workers, cluster):
     require_torch("remac-decode")
+    if cluster is not None and (STDIO in files or output == STDIO):
+        raise click.UsageError("--cluster reads and writes files, not stdin or stdout")
     jobs = plan_outputs("remac-decode", list(files), output, ".dec.png", as_json,
                         lambda p: p.suffix.lower() == ".rmc", ".rmc files")
     library = None
@@ -71,8 +79,18 @@ def decode_main(files, output, ref_lib, models, strict, force, threads, reduce, 
         except RemacError as exc:
             click.echo(f"remac-decode: error: {exc}", err=True)
             sys.exit(1)
-    progress = sys.stderr.isatty() and not (quiet or as_json) and workers == 1     # a tile bar for large frames
-    threads = threads if workers == 1 or given("threads") else 1                # -j N: one thread per worker
+    alone = workers == 1 and cluster is None
+    progress = sys.stderr.isatty() and not (quiet or as_json) and alone     # a tile bar for large frames
+    threads = threads if alone or given("threads") else 1                   # -j N, --cluster: one thread per worker
     work = partial(decode_file, library=library, strict=strict, threads=threads, force=force, reduce=reduce,
                    progress=progress, models=models)
-    run_batch("remac-decode", jobs, work, as_json, quiet or output == STDIO, workers)
+    if cluster is None:
+        run_batch("remac-decode", jobs, work, as_json, quiet or output == STDIO, workers)
+        return
+    from ground_decoder.cluster import cluster_runner
+    try:
+        with cluster_runner(cluster, workers if given("workers") else None) as runner:
+            run_batch("remac-decode", jobs, work, as_json, quiet, runner=runner)
+    except RemacError as exc:
+        click.echo(f"remac-decode: error: {exc}", err=True)
+        sys.exit(1)

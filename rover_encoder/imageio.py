@@ -7,6 +7,7 @@
     P (palette), 1, CMYK    converted to RGB / L
     LA, RGBA, PA            alpha dropped, with a warning (REMAC codes no alpha)
 Text chunks, EXIF and XMP are kept in SourceImage.metadata (the stream's `meta` segment).
+PDS archive products are read by rover_encoder/pds.py and pass through from_samples, as images do.
 """
 import io
 import struct
@@ -109,19 +110,19 @@ def pil_metadata(im: Image.Image) -> Metadata:
     return meta
 
 
-def _true_depth(container: int, bit_depth, sbit, name: str, warnings: list):
-    """-> (depth, where it came from): --bit-depth, else sBIT (rounded up to a coded depth), else
-    the container's."""
+def _true_depth(container: int, bit_depth, sbit, name: str, warnings: list, declared_by: str = "sBIT"):
+    """-> (depth, where it came from): --bit-depth, else the file's declaration `sbit` (a PNG's
+    sBIT, a PDS label's bit mask; rounded up to a coded depth), else the container's."""
     if bit_depth is not None:
         return bit_depth, "--bit-depth"
     if sbit is not None:
         if sbit > container:
-            warnings.append(f"{name}: sBIT {sbit} exceeds the {container}-bit samples; ignored")
+            warnings.append(f"{name}: {declared_by} {sbit} exceeds the {container}-bit samples; ignored")
             return container, None
         depth = next(d for d in BIT_DEPTHS if d >= sbit)
         if depth != sbit and sbit > 8:
-            warnings.append(f"{name}: sBIT {sbit} is coded as {depth}-bit")
-        return depth, "sBIT"
+            warnings.append(f"{name}: {declared_by} {sbit} is coded as {depth}-bit")
+        return depth, declared_by
     return container, None
 
 
@@ -133,9 +134,9 @@ def unit_range(a: np.ndarray, peak: int) -> np.ndarray:
 
 
 def _to_depth(a: np.ndarray, container: int, depth: int, source, name: str) -> np.ndarray:
-    """Integer samples -> float32 in [0, 1] at `depth` bits. Samples above 2^depth-1 are an error,
-    except when the depth came from sBIT and the samples are scaled to the container's range as
-    the PNG specification describes (v << (16-D), low bits zero or bit-replicated): shifted back."""
+    """Integer samples (C,H,W) -> float32 in [0, 1] at `depth` bits. Samples above 2^depth-1 are an
+    error, except when the depth came from sBIT and the samples are scaled to the container's range
+    as the PNG specification describes (v << (16-D), low bits zero or bit-replicated): shifted back."""
     peak = (1 << depth) - 1
     top = int(a.max(initial=0))
     if top > peak:
@@ -146,35 +147,41 @@ def _to_depth(a: np.ndarray, container: int, depth: int, source, name: str) -> n
         else:
             raise RemacError(f"{name}: sample value {top} exceeds the {depth}-bit maximum {peak}"
                              + (f" (depth from {source})" if source else ""))
-    return unit_range(a, peak)[None]
+    return unit_range(a, peak)
 
 
 def from_pil(im: Image.Image, name: str = "image", bit_depth: int = None, sbit: int = None) -> SourceImage:
     """bit_depth: the samples' true depth (8, 10, 12, 14, 16), overriding sbit (a PNG's sBIT)."""
     warnings = []
     meta = pil_metadata(im)
-    if bit_depth is not None and bit_depth not in BIT_DEPTHS:
-        raise RemacError(f"{name}: bit depth {bit_depth} is not one of {', '.join(map(str, BIT_DEPTHS))}")
     if im.mode in ("LA", "RGBA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info):
         warnings.append(f"{name}: alpha channel dropped (REMAC codes no alpha)")
         im = im.convert("RGBA" if im.mode in ("RGBA", "RGBa", "P", "PA") else "LA")
         im = im.convert("RGB" if im.mode == "RGBA" else "L")
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.asarray(im, dtype=np.int32)        # I;16 and I (int32) samples; 4 bytes, not 8, per pixel
-        if a.min() < 0 or a.max() > 65535:
-            raise RemacError(f"{name}: integer samples outside 0..65535 are not supported")
-        depth, source = _true_depth(16, bit_depth, sbit, name, warnings)
-        return SourceImage(_to_depth(a, 16, depth, source, name), 1, depth, warnings, meta)
+        return from_samples(a, 16, name, bit_depth, sbit, warnings=warnings, meta=meta)
     if im.mode == "F":
         raise RemacError(f"{name}: floating-point images are not supported (convert to 8 or 16 bit)")
     if im.mode not in ("L", "RGB"):
         im = im.convert("L" if im.mode == "1" else "RGB")
     a = np.asarray(im, dtype=np.uint8)
-    depth, source = _true_depth(8, bit_depth, sbit if sbit is None else min(sbit, 8), name, warnings)
-    peak = (1 << depth) - 1
-    if a.ndim == 2:
-        return SourceImage(_to_depth(a, 8, depth, source, name), 1, depth, warnings, meta)
-    if np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]):
-        return SourceImage(unit_range(a[..., 0], peak)[None], 3, depth, warnings, meta)
-    return SourceImage(unit_range(a.transpose(2, 0, 1), peak), 3, depth, warnings, meta)
+    return from_samples(a, 8, name, bit_depth, sbit if sbit is None else min(sbit, 8), warnings=warnings, meta=meta)
 
+
+def from_samples(a: np.ndarray, container: int, name: str = "image", bit_depth: int = None, declared: int = None,
+                 declared_by: str = "sBIT", warnings: list = None, meta: Metadata = None) -> SourceImage:
+    """(H,W) grey or (H,W,3) RGB integer samples in `container`-bit words (8 or 16) -> SourceImage.
+    The depth: bit_depth (--bit-depth), else `declared` by the file (`declared_by` names it in
+    messages: a PNG's sBIT, a PDS label), else the container's. RGB with equal channels is coded grey."""
+    warnings = [] if warnings is None else warnings
+    meta = Metadata() if meta is None else meta
+    if bit_depth is not None and bit_depth not in BIT_DEPTHS:
+        raise RemacError(f"{name}: bit depth {bit_depth} is not one of {', '.join(map(str, BIT_DEPTHS))}")
+    if a.dtype not in (np.uint8, np.uint16) and a.size and (a.min() < 0 or a.max() > 65535):
+        raise RemacError(f"{name}: integer samples outside 0..65535 are not supported")
+    depth, source = _true_depth(container, bit_depth, declared, name, warnings, declared_by)
+    if a.ndim == 3 and np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]):
+        return SourceImage(_to_depth(a[None, ..., 0], container, depth, source, name), 3, depth, warnings, meta)
+    planes = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    return SourceImage(_to_depth(planes, container, depth, source, name), planes.shape[0], depth, warnings, meta)

@@ -10,8 +10,11 @@ Both checkpoints go through the same path, image by image and quality by quality
 
 one tile per image, no references (they move the rate by < 0.5 %; docs/BENCHMARKS.md). The
 candidate's tables are exported from the checkpoint as it is (run models.training.calibrate on it
-first: promote does). Prints RD points per val set and the BD-rate (PSNR) of the candidate against
-the shipped model; rank() returns them for models.training.promote.
+first: promote does). JPEG 2000 (evaluation.codecs, as remac-eval runs it) is coded on the same
+images as the anchor. Prints RD points per val set and BD-rates (PSNR): each model vs JPEG 2000
+over its own range (the product's measure: a model that saturates early is judged where it still
+overlaps) and candidate vs shipped over their overlap; rank() returns them for
+models.training.promote.
 """
 import argparse
 import math
@@ -54,6 +57,31 @@ def code_image(model, em, x: torch.Tensor, q: float):
     return data, torch.round(x_hat.clamp(0, 1) * 255) / 255
 
 
+def jpeg2000_curve(paths, channels: int) -> np.ndarray:
+    """-> (S, 2) mean (bpp, PSNR dB) of JPEG 2000 over the images (evaluation.codecs settings)."""
+    from evaluation.codecs import JPEG2000
+    codec, points = JPEG2000(), []
+    for setting in codec.settings:
+        bpp, psnr = [], []
+        for path in paths:
+            x = (image_tensor(path, channels) * 255).round().numpy().astype(np.uint8)
+            image = x[0] if channels == 1 else x.transpose(1, 2, 0)
+            data = codec.encode(image, setting)
+            out = codec.decode(data, image.shape).astype(np.float64)
+            bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
+            psnr.append(10 * math.log10(255 ** 2 / np.mean((out - image) ** 2)))
+        points.append((np.mean(bpp), np.mean(psnr)))
+    return np.array(sorted(points))
+
+
+def bd(anchor: np.ndarray, test: np.ndarray):
+    """BD-rate (%) of test vs anchor (Q,2) curves over their overlap (evaluation.rd.bd_rate: the
+    strictly increasing part of each), or None where they do not overlap."""
+    from evaluation.rd import bd_rate
+    triples = lambda c: [(float(b), float(p), float("nan")) for b, p in c]
+    return bd_rate(triples(anchor), triples(test))
+
+
 def rd_curve(model, em, paths, qualities=QUALITIES) -> np.ndarray:
     """-> (Q, 2) mean (bpp, PSNR dB) over the images, real bytes."""
     points = []
@@ -84,20 +112,24 @@ def candidate_model(name: str, weights: Path, folder: Path):
 
 
 def rank(name: str, candidate: Path, data=DATA, limit: int = None, qualities=QUALITIES, log=print) -> dict:
-    """-> {val set: {"shipped": (Q,2), "candidate": (Q,2), "bd_rate": % (negative: candidate better)}}."""
-    import bjontegaard
+    """-> {val set: {"shipped", "candidate", "jpeg2000": (Q,2) curves, "shipped_vs_j2k",
+    "candidate_vs_j2k", "candidate_vs_shipped": BD-rates in % (negative: better), or None}}."""
     results = {}
+    fmt = lambda v: "n/a" if v is None else f"{v:+.2f}%"
     with tempfile.TemporaryDirectory() as tmp:
         models = {"shipped": shipped_model(name), "candidate": candidate_model(name, candidate, Path(tmp))}
         for folder in VAL_SETS[name]:
             paths = sorted(p for p in (Path(data) / folder).iterdir() if p.is_file())[:limit]
             res = {k: rd_curve(m, em, paths, qualities) for k, (m, em) in models.items()}
-            a, b = res["shipped"], res["candidate"]
-            res["bd_rate"] = float(bjontegaard.bd_rate(a[:, 0], a[:, 1], b[:, 0], b[:, 1], method="akima"))
+            res["jpeg2000"] = jpeg2000_curve(paths, models["shipped"][0].channels)
+            res["shipped_vs_j2k"] = bd(res["jpeg2000"], res["shipped"])
+            res["candidate_vs_j2k"] = bd(res["jpeg2000"], res["candidate"])
+            res["candidate_vs_shipped"] = bd(res["shipped"], res["candidate"])
             results[folder] = res
-            for k in ("shipped", "candidate"):
+            for k in ("shipped", "candidate", "jpeg2000"):
                 log(f"{folder} {k}: " + " ".join(f"{r:.3f}/{p:.2f}" for r, p in res[k]))
-            log(f"{folder}: candidate BD-rate vs shipped {res['bd_rate']:+.2f}%")
+            log(f"{folder}: BD-rate vs JPEG 2000: shipped {fmt(res['shipped_vs_j2k'])}, candidate "
+                f"{fmt(res['candidate_vs_j2k'])}; candidate vs shipped {fmt(res['candidate_vs_shipped'])}")
     return results
 
 
