@@ -228,13 +228,13 @@ class GroundModel:
         trunk = self.trunk(y_hat, stages, threads, progress, trunk_tile)
         rest = [self.preview_stage(reduce)] if reduce else stages[1:]
         need = margins(rest)
-        lin = None if reduce else getattr(self.decoder, "synth_lin", None)   # a per-latent-pixel linear path
+        skip = getattr(self.decoder, "synth_lin", None) is not None     # a per-latent-pixel linear path
 
         tile = tile or TILE
 
         def finish(box, x):
-            if lin is not None:
-                x = x + lin(y_hat[:, :, box[0]:box[1], box[2]:box[3]])
+            if skip:
+                x = x + self.linear_path(y_hat[:, :, box[0]:box[1], box[2]:box[3]], reduce)
             sink(box, x)
         work = lambda box: run_tile_split(rest, need, trunk, box, SPLIT, max(1, tile // 2), finish)
         run_parallel(work, grid(trunk.shape[2], trunk.shape[3], tile), threads, progress)
@@ -271,6 +271,19 @@ class GroundModel:
             except (OSError, ValueError):
                 pass
         return self._preview or None
+
+    def linear_path(self, y_hat: torch.Tensor, reduce: int = 0) -> torch.Tensor:
+        """The klt decoder's linear block synthesis of y_hat (1,M,h,w), box-averaged to 1/2^reduce
+        linear size: the basis images averaged over 2^reduce x 2^reduce pixels, which is exactly the
+        box-downsampled linear path (previews add it to the head's output; the head is fitted to
+        what remains)."""
+        lin = self.decoder.synth_lin
+        if not reduce:
+            return lin(y_hat)
+        r = 16 >> reduce
+        m, c = lin.weight.shape[:2]
+        weight = lin.weight.view(m, c, r, 16 // r, r, 16 // r).mean((3, 5))
+        return F.conv_transpose2d(y_hat, weight, lin.bias, stride=r)
 
     def preview_stage(self, reduce: int) -> Stage:
         """The 1/16 trunk features -> the image at 1/2^reduce linear size (reduce 1..3): one 3x3

@@ -22,7 +22,8 @@ def streams(default_library):
 
 @pytest.mark.parametrize("name", ["grey", "colour"])
 def test_stages_chain_to_the_decoder(name):
-    """decoder_stages is RefDecoder.synthesize cut at its pixel shuffles, nothing more or less."""
+    """decoder_stages is RefDecoder.synthesize cut at its pixel shuffles, nothing more or less
+    (plus, for a decoder with a linear block path, GroundModel.linear_path)."""
     gm = ground.load(name)
     d = gm.decoder
     torch.manual_seed(0)
@@ -32,6 +33,8 @@ def test_stages_chain_to_the_decoder(name):
         x = y
         for stage in ground.decoder_stages(d, feats):
             x = stage.fn(x)
+        if d.synth_lin is not None:
+            x = x + gm.linear_path(y)
         assert torch.equal(x, d.synthesize(y, feats))
 
 

@@ -75,8 +75,10 @@ def fit(name: str, library) -> tuple:
             y_hat, stages = gm.prepare(y_g, header.quality, x_ref)
             with torch.inference_mode():
                 x = design(gm.trunk(y_hat, stages, threads=2))
-                full = gm.synthesize(y_g, header.quality, x_ref, threads=2)
-                y = F.pixel_unshuffle(F.avg_pool2d(full, 2), 8)[0].flatten(1).T.double()
+                full = F.avg_pool2d(gm.synthesize(y_g, header.quality, x_ref, threads=2), 2)
+                if getattr(gm.decoder, "synth_lin", None) is not None:     # the head fits what the
+                    full = full - gm.linear_path(y_hat, 1)                 # linear path leaves
+                y = F.pixel_unshuffle(full, 8)[0].flatten(1).T.double()
             xtx, xty = xtx + x.T @ x, xty + x.T @ y
     xtx += RIDGE * xtx.diagonal().mean() * torch.eye(xtx.shape[0], dtype=xtx.dtype)
     sol = torch.linalg.solve(xtx, xty).T.float()                # (C*64, 9K + 1)
