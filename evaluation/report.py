@@ -137,7 +137,8 @@ def artifacts_section() -> list:
 # sections other scripts write into the same file, carried over when it is regenerated
 CARRIED = ("## Ground decoding: determinism, large frames, previews",      # scripts/bench_decode.py
            "## Rover: large frames",                                        # scripts/bench_encode.py
-           "## Ground decoding on a cluster")                               # measured by hand, see there
+           "## Ground decoding on a cluster",                               # measured by hand, see there
+           "## Grey model, session 4: real-coder ranking")                  # models.training.promote --report
 
 
 def section_bounds(text: str, heading: str):
