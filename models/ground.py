@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 from bitstream.errors import ModelError
+from models.precision import autocast, decode_precision
 from models.remac import RefDecoder, decoder_layout
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -154,11 +155,12 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def run_parallel(work, items, threads: int, progress=None) -> None:
+def run_parallel(work, items, threads: int, progress=None, precision: str = "fp32") -> None:
     """work(item) for every item on `threads` workers, each torch op on one thread (so results do
-    not depend on `threads`); progress(1) after each item."""
+    not depend on `threads`), in `precision` (models.precision: autocast is per thread, so each
+    worker enters it); progress(1) after each item."""
     def one(item):
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(precision):
             work(item)
     with torch_threads(1):
         if threads <= 1:
@@ -175,11 +177,14 @@ class GroundModel:
     """RefDecoder + inverse gains (+ the preview head, when fitted) for one model ID. decoder_version
     changes with every retrain of the decoder alone; the bitstream (model ID) does not."""
 
+    precision = "fp32"      # float arithmetic of synthesis (__init__: decode_precision())
+
     def __init__(self, name: str, path: Path = None, preview: Path = None):
         """path: the decoder weights (default: the shipped ones of `name`); preview: the fitted
         preview head (default: the shipped one of `name`)."""
         path = path or ground_weights_path(name)
         self.preview_path = preview or preview_weights_path(name)
+        self.precision = decode_precision()     # by the CPU flags alone: same pixels on a machine
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata()
@@ -213,7 +218,7 @@ class GroundModel:
 
         def work(box):
             out[:, :, box[0]:box[1], box[2]:box[3]] = run_tile(stages[:1], need, y_hat, box)
-        run_parallel(work, grid(h, w, trunk_tile or TRUNK_TILE), threads, progress)
+        run_parallel(work, grid(h, w, trunk_tile or TRUNK_TILE), threads, progress, self.precision)
         return out
 
     def run(self, y_hat_g: torch.Tensor, quality: int, x_ref: torch.Tensor, sink, threads: int = 1,
@@ -233,11 +238,13 @@ class GroundModel:
         tile = tile or TILE
 
         def finish(box, x):
+            x = x.float()
             if skip:
-                x = x + self.linear_path(y_hat[:, :, box[0]:box[1], box[2]:box[3]], reduce)
+                with torch.autocast("cpu", enabled=False):      # the linear path stays fp32
+                    x = x + self.linear_path(y_hat[:, :, box[0]:box[1], box[2]:box[3]], reduce)
             sink(box, x)
         work = lambda box: run_tile_split(rest, need, trunk, box, SPLIT, max(1, tile // 2), finish)
-        run_parallel(work, grid(trunk.shape[2], trunk.shape[3], tile), threads, progress)
+        run_parallel(work, grid(trunk.shape[2], trunk.shape[3], tile), threads, progress, self.precision)
 
     @staticmethod
     def tile_count(h: int, w: int, tile: int = None, trunk_tile: int = None) -> int:

@@ -32,3 +32,21 @@ def test_decoding_precision_follows_the_cpu_flags_only():
     assert precision.decode_precision() == precision.decode_precision()      # this machine: stable
     info = precision.cpu_info()
     assert info["model"] and isinstance(info["flags"], set)
+
+
+def test_the_ground_decoder_follows_decode_precision(monkeypatch):
+    """A machine with AMX would decode in bf16: still the same pixels for any thread count, close
+    to fp32 (the klt linear path stays fp32)."""
+    import numpy as np
+    from models import ground
+    from ground_decoder.decode import decode
+    from rover_encoder.encode import encode
+    from rover_encoder.imageio import load_image
+    from tests.conftest import GREY
+    data = encode(load_image(GREY), 50).data
+    fp32 = decode(data).image
+    gm = ground.load("grey")
+    monkeypatch.setattr(gm, "precision", "bf16")
+    one, two = decode(data, threads=1).image, decode(data, threads=2).image
+    assert np.array_equal(one, two)
+    assert np.abs(one.astype(int) - fp32.astype(int)).mean() < 1.0
