@@ -40,6 +40,12 @@ def _default_library() -> Library:
     return load_library()
 
 
+@lru_cache(maxsize=4)
+def _stored_library(path) -> Library:
+    """A release's library from a model store; its images are the default library's."""
+    return load_library(path, images=DEFAULT_LIBRARY / "images")
+
+
 def stores(models=()) -> tuple:
     """Model stores to search for a stream's model and library: `models` (remac-decode --models),
     then the shipped one (models/store: every earlier release, bitstream.store)."""
@@ -57,7 +63,7 @@ def resolve_library(header, library: Library = None, models=()) -> Library:
         stored = None if library.id_bytes == header.library_id else \
             store.find_library(header.library_id.hex(), stores(models))
         if stored is not None:
-            library = load_library(stored, images=DEFAULT_LIBRARY / "images")
+            library = _stored_library(stored)
     if library.id_bytes != header.library_id:
         raise LibraryError(f"stream needs reference library {header.library_id.hex()}, but {library.path} "
                            f"is library {library.library_id}")

@@ -23,7 +23,6 @@ Synthesis is tiled, reproducibly and without seams:
 - Output tiles are quantized and written straight into the preallocated integer image, so memory
   is one tile's activations per worker plus the 1/16 feature map, whatever the frame size.
 """
-import json
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -323,11 +322,10 @@ def for_model(model) -> GroundModel:
     or the one beside it in its model-store directory (bitstream.store)."""
     stored = model.folder / "decoder.safetensors" if model.folder is not None else None
     if stored is not None and stored.is_file():
-        return _load_stored(stored)
+        return _load_stored(model.name, stored)
     return load(model.name)
 
 
 @lru_cache(maxsize=4)
-def _load_stored(path: Path) -> GroundModel:
-    return GroundModel(json.loads((path.parent / "model.json").read_text())["name"], path,
-                       preview=path.parent / "preview.safetensors")
+def _load_stored(name: str, path: Path) -> GroundModel:
+    return GroundModel(name, path, preview=path.parent / "preview.safetensors")

@@ -31,7 +31,29 @@ from models.intnet import QConv, DepthToSpace, revive_clip, round_half_up
 from models.layers import SimpleGDN, ResBlock, Upsample2, StatModulation, CrossAttention, conv
 
 
-class RoverEncoder(nn.Module):
+def hyper_analysis(m: int, nz: int) -> nn.Sequential:
+    """h_a: gained latent (B,M,h,w) -> hyper-latent z (B,Z,h/4,w/4), before rounding."""
+    return nn.Sequential(
+        nn.Conv2d(m, 96, 3, 1, 1), nn.LeakyReLU(0.1),
+        nn.Conv2d(96, 96, 5, 2, 2), nn.LeakyReLU(0.1),
+        nn.Conv2d(96, nz, 5, 2, 2))
+
+
+def texture_stats(h1: torch.Tensor) -> torch.Tensor:
+    """(B,N,H,W) first-layer features -> (B, 2N) channel means and stds: the shallow descriptor."""
+    return torch.cat([h1.mean(dim=(2, 3)), h1.std(dim=(2, 3))], dim=1)
+
+
+class RoverGraph(nn.Module):
+    """What the rover runs, whatever the analysis: forward(x, gain) -> (y, z = h_a(y * gain), shallow).
+    Subclasses define analysis(x) -> (y, shallow) and h_a."""
+
+    def forward(self, x, gain):
+        y, shallow = self.analysis(x)
+        return y, self.h_a(y * gain), shallow
+
+
+class RoverEncoder(RoverGraph):
     """g_a + h_a: the rover's whole float graph.
 
     forward(x (1,C,H,W), gain (1,M,1,1)) -> y (1,M,H/16,W/16) ungained,
@@ -47,23 +69,16 @@ class RoverEncoder(nn.Module):
             nn.Conv2d(n, n, 5, 2, 2), SimpleGDN(n),
             nn.Conv2d(n, n, 5, 2, 2), SimpleGDN(n),
             nn.Conv2d(n, m, 5, 2, 2))
-        self.h_a = nn.Sequential(
-            nn.Conv2d(m, 96, 3, 1, 1), nn.LeakyReLU(0.1),
-            nn.Conv2d(96, 96, 5, 2, 2), nn.LeakyReLU(0.1),
-            nn.Conv2d(96, nz, 5, 2, 2))
+        self.h_a = hyper_analysis(m, nz)
 
     def analysis(self, x):
         h1 = self.gdn1(self.conv1(x))
-        shallow = torch.cat([h1.mean(dim=(2, 3)), h1.std(dim=(2, 3))], dim=1)
+        shallow = texture_stats(h1)
         return self.rest(h1), shallow
 
-    def forward(self, x, gain):
-        y, shallow = self.analysis(x)
-        z = self.h_a(y * gain)
-        return y, z, shallow
 
 
-class KLTEncoder(nn.Module):
+class KLTEncoder(RoverGraph):
     """g_a + h_a of the "klt" architecture: a linear block transform plus a learned correction.
 
         x (B,C,H,W) - 1/2 --conv16x16/16 (KLT of 16x16 training patches)--> y_lin --.
@@ -88,10 +103,7 @@ class KLTEncoder(nn.Module):
             nn.Conv2d(n, m, 5, 2, 2))
         nn.init.zeros_(self.rest[-1].weight)
         nn.init.zeros_(self.rest[-1].bias)
-        self.h_a = nn.Sequential(
-            nn.Conv2d(m, 96, 3, 1, 1), nn.LeakyReLU(0.1),
-            nn.Conv2d(96, 96, 5, 2, 2), nn.LeakyReLU(0.1),
-            nn.Conv2d(96, nz, 5, 2, 2))
+        self.h_a = hyper_analysis(m, nz)
 
     @torch.no_grad()
     def init_basis(self, basis: torch.Tensor):
@@ -100,13 +112,9 @@ class KLTEncoder(nn.Module):
 
     def analysis(self, x):
         h1 = self.gdn1(self.conv1(x))
-        shallow = torch.cat([h1.mean(dim=(2, 3)), h1.std(dim=(2, 3))], dim=1)
+        shallow = texture_stats(h1)
         return self.proj(x - 0.5) + self.rest(h1), shallow
 
-    def forward(self, x, gain):
-        y, shallow = self.analysis(x)
-        z = self.h_a(y * gain)
-        return y, z, shallow
 
 
 class HyperSynthesis(nn.Module):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bitstream import library
+from evaluation import metrics
 from ground_decoder.decode import entropy_decode
 from rover_encoder.encode import encode
 from rover_encoder.imageio import load_image
@@ -46,10 +47,8 @@ def floors(lib) -> dict:
     for kind, name, quality in FLOOR_POINTS:
         img = load_image(DATA / name)
         result = encode(img, quality, lib)
-        a = np.asarray(load_image(DATA / name).pixels * 255, dtype=np.float64)
-        b = decode(result.data, lib).image.astype(np.float64)
-        b = b.transpose(2, 0, 1) if b.ndim == 3 else b[None]
-        psnr = 10 * np.log10(255 ** 2 / np.mean((a - b) ** 2))
+        b = decode(result.data, lib).image
+        psnr = metrics.psnr(np.round(img.pixels * 255), b.transpose(2, 0, 1) if b.ndim == 3 else b[None])
         out[f"{kind},{quality}"] = [round(psnr - 1.0, 1), round(result.bpp * 1.3, 3)]
         print(f"{kind} q{quality}: {result.bpp:.3f} bpp, {psnr:.2f} dB")
     return out

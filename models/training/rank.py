@@ -17,7 +17,6 @@ overlaps) and candidate vs shipped over their overlap; rank() returns them for
 models.training.promote.
 """
 import argparse
-import math
 import tempfile
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 
 from bitstream import container, entropy, intnet, modelfile, spec
 from bitstream.container import Header
+from evaluation import metrics
 from models.training import DATA
 from models.training.compare import image_tensor
 from models.training.export import checkpoint_path, export, load_model
@@ -67,9 +67,9 @@ def jpeg2000_curve(paths, channels: int) -> np.ndarray:
             x = (image_tensor(path, channels) * 255).round().numpy().astype(np.uint8)
             image = x[0] if channels == 1 else x.transpose(1, 2, 0)
             data = codec.encode(image, setting)
-            out = codec.decode(data, image.shape).astype(np.float64)
+            out = codec.decode(data, image.shape)
             bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
-            psnr.append(10 * math.log10(255 ** 2 / np.mean((out - image) ** 2)))
+            psnr.append(metrics.psnr(image, out))
         points.append((np.mean(bpp), np.mean(psnr)))
     return np.array(sorted(points))
 
@@ -91,7 +91,7 @@ def rd_curve(model, em, paths, qualities=QUALITIES) -> np.ndarray:
             x = image_tensor(path, model.channels)[None]
             data, x_hat = code_image(model, em, x, q)
             bpp.append(8 * len(data) / (x.shape[2] * x.shape[3]))
-            psnr.append(10 * math.log10(1 / (x_hat - x).pow(2).mean().item()))
+            psnr.append(metrics.psnr((x * 255).round().numpy(), (x_hat * 255).numpy()))
         points.append((np.mean(bpp), np.mean(psnr)))
     return np.array(points)
 
