@@ -18,14 +18,15 @@ import numpy as np
 from bitstream.errors import FormatError
 
 SIGNATURE = b"\x89RMC\r\n\x1a\n"
-VERSION = (2, 0)                # the newest version written; streams are written at the lowest that fits
-BIT_DEPTHS = {1: (8, 16), 2: (8, 10, 12, 14, 16)}   # per major version read (any minor of it)
+VERSION = (3, 0)                # the newest version written; streams are written at the lowest that fits
+BIT_DEPTHS = {1: (8, 16), 2: (8, 10, 12, 14, 16), 3: (8, 10, 12, 14, 16)}   # per major version read (any minor)
 METADATA = b"meta"              # ancillary metadata segment (bitstream/metadata.py)
 MAX_SEGMENT = 2 ** 28
 MAX_SIDE = 65535
 MAX_PIXELS = 2 ** 28
 _HDR = struct.Struct(">BB8s8s8s8sIIBBBBHHIBB")
-assert _HDR.size == 56
+_PLANES = struct.Struct(">BBH")         # 3.0: planes, chroma_shift, chroma_q100 (RHDR bytes 56..59)
+assert _HDR.size == 56 and _PLANES.size == 4
 ZERO_ID = bytes(8)
 
 
@@ -46,14 +47,43 @@ class Header:
     flags: int = 0
     version: tuple = None           # None: the lowest version that can carry these fields
     quality_frac: int = 0           # hundredths added to `quality` (format 2.0)
+    planes: int = 0                 # 3.0: 1 = the image is coded as Y, Cb, Cr planes by a 1-channel model
+    chroma_shift: int = 0           # 3.0: chroma planes are ceil(width / 2**shift) x ceil(height / 2**shift)
+    chroma_q100: int = 0            # 3.0: the chroma planes' quality in hundredths (0..10000)
 
     def __post_init__(self):
         if self.version is None:
             self.version = self.required_version()
 
     def required_version(self) -> tuple:
-        """1.0 unless the stream needs 2.0: a bit depth other than 8/16, or a fractional quality."""
+        """1.0 unless the stream needs 2.0 (a bit depth other than 8/16, or a fractional quality)
+        or 3.0 (luma/chroma planes)."""
+        if self.planes:
+            return (3, 0)
         return (1, 0) if self.bit_depth in BIT_DEPTHS[1] and not self.quality_frac else (2, 0)
+
+    def plane(self, k: int) -> "Header":
+        """The header of plane k of a planar stream (0: Y at full size, with the stream's references
+        and quality; 1, 2: Cb, Cr at 1/2**chroma_shift, no references, quality chroma_q100), each a
+        1-channel stream of its own whose tiles are this stream's from plane_offset(k) on."""
+        if k == 0:
+            return Header(self.model_id, self.width, self.height, 1, 1, self.bit_depth, self.quality,
+                          self.tile_width, self.tile_height, self.library_id, self.entropy_ref_id,
+                          self.decoder_ref_id, self.flags, quality_frac=self.quality_frac)
+        f = 1 << self.chroma_shift
+        return Header(self.model_id, -(-self.width // f), -(-self.height // f), 1, 1, self.bit_depth,
+                      self.chroma_q100 // 100, self.tile_width, self.tile_height, quality_frac=self.chroma_q100 % 100)
+
+    def coded_planes(self) -> list:
+        """-> [(plane header, index of its first tile)]: the stream itself for a one-plane stream,
+        else Y, Cb, Cr (see plane)."""
+        if not self.planes:
+            return [(self, 0)]
+        return [(self.plane(k), self.plane_offset(k)) for k in range(3)]
+
+    def plane_offset(self, k: int) -> int:
+        """Index of plane k's first tile (planes are numbered Y, Cb, Cr, each row-major)."""
+        return sum(self.plane(j).tile_count for j in range(k))
 
     @property
     def q100(self) -> int:
@@ -75,6 +105,9 @@ class Header:
 
     @property
     def tile_count(self):
+        """Tiles in the stream: of the frame's grid, or of all three planes' grids (planes)."""
+        if self.planes:
+            return self.plane_offset(3)
         return self.tiles_x * self.tiles_y
 
     @property
@@ -94,10 +127,13 @@ class Header:
 
     def pack(self) -> bytes:
         self.validate()
-        return _HDR.pack(*self.version, self.model_id, self.library_id, self.entropy_ref_id,
+        head = _HDR.pack(*self.version, self.model_id, self.library_id, self.entropy_ref_id,
                          self.decoder_ref_id, self.width, self.height, self.coded_channels,
                          self.output_channels, self.bit_depth, self.quality, self.tile_width,
                          self.tile_height, self.tile_count, self.flags, self.quality_frac)
+        if self.version[0] < 3:
+            return head
+        return head + _PLANES.pack(self.planes, self.chroma_shift, self.chroma_q100)
 
     @classmethod
     def unpack(cls, payload: bytes) -> "Header":
@@ -106,14 +142,16 @@ class Header:
         if payload[0] not in BIT_DEPTHS:
             raise FormatError(f"unsupported .rmc version {payload[0]}.{payload[1]} (this decoder reads "
                               f"{' and '.join(f'{major}.x' for major in BIT_DEPTHS)})")
-        if len(payload) != _HDR.size:
-            raise FormatError(f"RHDR segment has {len(payload)} bytes, expected {_HDR.size}")
+        size = _HDR.size + (_PLANES.size if payload[0] >= 3 else 0)
+        if len(payload) != size:
+            raise FormatError(f"RHDR segment has {len(payload)} bytes, expected {size}")
         (major, minor, model_id, library_id, eref, dref, width, height, cc, oc, depth, quality, tw, th,
-         count, flags, last) = _HDR.unpack(payload)
+         count, flags, last) = _HDR.unpack_from(payload)
         if major == 1 and last:
             raise FormatError("RHDR reserved byte is not zero")
+        planes = _PLANES.unpack_from(payload, _HDR.size) if major >= 3 else (0, 0, 0)
         h = cls(model_id, width, height, cc, oc, depth, quality, tw, th, library_id, eref, dref, flags,
-                (major, minor), last)
+                (major, minor), last, *planes)
         h.validate()
         if count != h.tile_count:
             raise FormatError(f"RHDR tile_count {count} does not match the geometry ({h.tile_count})")
@@ -141,6 +179,13 @@ class Header:
              "ids must be 8 bytes"),
             (self.bit_depth == 8 or self.output_channels == 1,
              f"{self.bit_depth}-bit samples are defined for grey images only"),
+            (self.planes in (0, 1) and (self.planes == 0 or self.version[0] >= 3),
+             f"planes {self.planes} is not 0 or 1 (1 needs format 3.x)"),
+            (not self.planes or (self.coded_channels == 3 and self.output_channels == 3 and self.bit_depth == 8),
+             "luma/chroma planes are defined for 8-bit RGB images only"),
+            (self.chroma_shift in (0, 1) and self.chroma_q100 <= 100 * 100
+             and (self.planes or not (self.chroma_shift or self.chroma_q100)),
+             f"chroma_shift {self.chroma_shift} / chroma_q100 {self.chroma_q100} invalid"),
             (bool(self.flags & 1) == (self.entropy_ref_id != ZERO_ID),
              "flag 'entropy reference used' disagrees with entropy_ref_id"),
             (self.library_id != ZERO_ID or (self.entropy_ref_id == ZERO_ID and self.decoder_ref_id == ZERO_ID),

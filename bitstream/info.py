@@ -44,6 +44,9 @@ def _default_library_id():
         return None
 
 
+PLANE_NAMES = ("Y", "Cb", "Cr")
+
+
 def describe(data: bytes) -> dict:
     """Everything remac-info reports about one stream, as plain data. Raises FormatError where the
     stream cannot be read at all (signature, header)."""
@@ -51,14 +54,18 @@ def describe(data: bytes) -> dict:
     h = parsed.header
     claimed = {index for index, _ in parsed.damaged if index is not None}
     tiles = []
-    for i in range(h.tile_count):
-        top, left, th, tw = h.tile_box(i)
-        entry = {"index": i, "x": left, "y": top, "width": tw, "height": th}
+    names = PLANE_NAMES if h.planes else (None,)
+    for name, (plane, offset) in zip(names, h.coded_planes()):
+        for local in range(plane.tile_count):
+            top, left, th, tw = plane.tile_box(local)
+            tiles.append({"index": offset + local, "x": left, "y": top, "width": tw, "height": th,
+                          **({"plane": name} if name else {})})
+    for entry in tiles:
+        i = entry["index"]
         if i in parsed.tiles:
             entry.update(bytes=12 + 8 + 4 * len(parsed.tiles[i]), status="ok")
         else:
             entry.update(bytes=None, status="CRC error" if i in claimed else "missing")
-        tiles.append(entry)
     meta, meta_problem = None, None
     if parsed.metadata is not None:
         try:
@@ -74,6 +81,7 @@ def describe(data: bytes) -> dict:
         "default_library": h.library_id.hex() == _default_library_id(),
         "width": h.width, "height": h.height, "coded_channels": h.coded_channels,
         "output_channels": h.output_channels, "bit_depth": h.bit_depth, "quality": h.quality_value,
+        "planes": None if not h.planes else {"chroma_shift": h.chroma_shift, "chroma_quality": h.chroma_q100 / 100},
         "bpp": round(8 * len(data) / (h.width * h.height), 4),
         "tile_width": h.tile_width, "tile_height": h.tile_height, "tiles_x": h.tiles_x, "tiles_y": h.tiles_y,
         "tiles": tiles,
@@ -103,12 +111,16 @@ def human(name: str, d: dict) -> str:
         field("metadata", "; ".join(d["metadata"]["summary"]) or "empty")
     if d["metadata_problem"]:
         field("metadata", f"unreadable ({d['metadata_problem']})")
+    if d["planes"]:
+        shift, cq = d["planes"]["chroma_shift"], d["planes"]["chroma_quality"]
+        field("planes", f"Y, Cb, Cr (chroma {'at 1/%d size' % (1 << shift) if shift else 'full size'}, quality {cq:g})")
     good = [t for t in d["tiles"] if t["status"] == "ok"]
     field("tiles", f"{len(d['tiles'])} of {d['tile_width']}x{d['tile_height']} ({d['tiles_x']}x{d['tiles_y']}), "
                    f"{len(good)} intact, {sum(t['bytes'] for t in good)} bytes")
     for t in d["tiles"]:
         size = f"{t['bytes']} bytes" if t["bytes"] is not None else "-"
-        lines.append(f"    tile {t['index']:<5d} at {t['x']},{t['y']} {t['width']}x{t['height']}  {size:>12s}  "
+        where = f"{t['plane']:<2s} " if "plane" in t else ""
+        lines.append(f"    tile {t['index']:<5d} {where}at {t['x']},{t['y']} {t['width']}x{t['height']}  {size:>12s}  "
                      + ("CRC ok" if t["status"] == "ok" else t["status"].upper()))
     for reason in d["damage"]:
         field("damage", reason)

@@ -3,8 +3,10 @@
     container.read --> header (model ID, library ID, reference IDs, geometry)
         library check --> entropy ref stats (ints), decoder ref image
         per tile: TileDecoder: z_hat --intnet--> (mu16, idx) --> y symbols --> y_hat_g = s + mu16/16
+        per plane (one, or Y, Cb, Cr of a 3.0 luma/chroma stream):
         tiles' latents placed side by side --> one latent map --> RefDecoder, tile by tile on a fixed
         grid (models.ground: same pixels for any --threads) --> crop --> integer samples
+        (planes: float planes --bitstream.colour.from_planes--> RGB --> integer samples)
         (--reduce N: the 1/16 trunk and a fitted preview head -> 1/2^N size, a fraction of the cost)
     Damaged or missing tiles: refused with --strict, otherwise concealed (flat fill) and listed.
 """
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bitstream import container, entropy, intnet, modelfile, spec, store
+from bitstream import colour, container, entropy, intnet, modelfile, spec, store
 from bitstream.container import ZERO_ID
 from bitstream.errors import LibraryError, RemacError, TileError
 from bitstream.library import DEFAULT as DEFAULT_LIBRARY, Library, load as load_library
@@ -80,9 +82,10 @@ def decoder_reference(header, library, channels) -> torch.Tensor:
     return torch.from_numpy(a.transpose(2, 0, 1).copy())[None]
 
 
-def decode_tile(model, header, words, index, r):
-    """-> (z_hat, mu16, idx, y_hat_g) of tile `index`; y_hat_g (M, ph/16, pw/16) float32."""
-    ph, pw = header.padded_tile(index)
+def decode_tile(model, header, words, index, r, local: int = None):
+    """-> (z_hat, mu16, idx, y_hat_g) of tile `index`; y_hat_g (M, ph/16, pw/16) float32. local: the
+    tile's index within its plane, whose header `header` is (a planar stream's; default `index`)."""
+    ph, pw = header.padded_tile(index if local is None else local)
     dec = entropy.TileDecoder(words, index)
     z_hat = dec.z((model.nz, ph // 64, pw // 64), model.z_tables)
     if np.abs(z_hat).max(initial=0) > spec.Z_CLIP:
@@ -102,24 +105,26 @@ def entropy_decode(data: bytes, library: Library = None, latents_only: bool = Fa
     parsed = container.read(data)
     header = parsed.header
     model = modelfile.by_id(header.model_id, stores(models))
-    if model.channels != header.coded_channels:
-        raise RemacError(f"stream codes {header.coded_channels} channels but model {model.name} has {model.channels}")
+    coded = 1 if header.planes else header.coded_channels
+    if model.channels != coded:
+        raise RemacError(f"stream codes {coded}-channel planes but model {model.name} has {model.channels} channels")
     library = resolve_library(header, library, models)
     if library is not None:
         library.check_model(model.name, model.model_id, model.m)
-    stats = library.stats16(header.entropy_ref_id.hex()) if header.entropy_ref_used else None
-    r = spec.ref_input(stats, spec.gain_int_at(model.gain_int, header.q100))
     problems = [reason for _, reason in parsed.damaged]
     tiles, lost = {}, []
-    for index in range(header.tile_count):
-        try:
-            if index not in parsed.tiles:
-                raise TileError(index, f"tile {index} is missing")
-            tile = decode_tile(model, header, parsed.tiles[index], index, r)
-            tiles[index] = tile[3] if latents_only else tile
-        except TileError as exc:
-            lost.append(index)
-            problems.append(str(exc))
+    for plane, offset in header.coded_planes():
+        stats = library.stats16(plane.entropy_ref_id.hex()) if plane.entropy_ref_used else None
+        r = spec.ref_input(stats, spec.gain_int_at(model.gain_int, plane.q100))
+        for index in range(offset, offset + plane.tile_count):
+            try:
+                if index not in parsed.tiles:
+                    raise TileError(index, f"tile {index} is missing")
+                tile = decode_tile(model, plane, parsed.tiles[index], index, r, index - offset)
+                tiles[index] = tile[3] if latents_only else tile
+            except TileError as exc:
+                lost.append(index)
+                problems.append(str(exc))
     return parsed, model, library, tiles, lost, problems
 
 
@@ -131,14 +136,23 @@ def decode(data: bytes, library: Library = None, strict: bool = False, threads: 
     models: extra model stores for streams of earlier releases (the shipped store is always searched)."""
     if reduce not in (0, 1, 2, 3):
         raise RemacError(f"reduce must be 0..3, not {reduce}")
-    header, gm, y_map, x_ref, lost, problems = synthesis_input(data, library, strict, models)
+    parsed, model, library, tiles, lost, problems = entropy_decode(data, library, latents_only=True, models=models)
+    _check_decodable(tiles, problems, strict)
+    header, gm = parsed.header, ground_model(model)
     warnings = []
-    if reduce and gm.preview_head() is None:
+    boxed = reduce and gm.preview_head() is None
+    if boxed:
         warnings.append(f"no preview head fitted to this {gm.name} decoder: decoded in full, then box-downsampled")
-        image = box_reduce(render(gm, y_map, header, x_ref, threads, 0, progress), reduce)
-    else:
-        image = render(gm, y_map, header, x_ref, threads, reduce, progress)
-    conceal(image, header, lost, 1 << reduce)
+    synth_reduce = 0 if boxed else reduce
+    planes = []
+    for plane, offset in header.coded_planes():
+        y_map, x_ref, plane_lost = plane_input(plane, offset, tiles, lost, model, library, gm)
+        image = render(gm, y_map, plane, x_ref, threads, synth_reduce, progress, samples=not header.planes)
+        conceal(image, plane, plane_lost, 1 << synth_reduce)
+        planes.append(image)
+    image = colour_samples(planes, header) if header.planes else planes[0]
+    if boxed:
+        image = box_reduce(image, reduce)
     if lost:
         warnings.append(f"lost tiles {', '.join(map(str, lost))} (filled flat)")
     if problems:
@@ -146,43 +160,70 @@ def decode(data: bytes, library: Library = None, strict: bool = False, threads: 
     return DecodeResult(to_samples(image, header), header, lost, warnings, problems)
 
 
-def synthesis_input(data: bytes, library: Library = None, strict: bool = False, models=()):
-    """Entropy-decode a stream for synthesis: -> (header, GroundModel, y_map (M,h,w) gained latent
-    (lost tiles zero), decoder reference (1,C,h',w'), lost tile indices, problems)."""
-    parsed, model, library, tiles, lost, problems = entropy_decode(data, library, latents_only=True, models=models)
-    header = parsed.header
+def _check_decodable(tiles: dict, problems: list, strict: bool):
     if problems and strict:
         raise RemacError("damaged stream: " + "; ".join(problems))
     if not tiles:
         raise RemacError("damaged stream: no tile could be decoded (" + "; ".join(problems[:3]) + ")")
-    x_ref = decoder_reference(header, library, model.channels)
-    y_map = assemble(header, tiles, model.m)
-    del tiles
+
+
+def ground_model(model) -> "ground.GroundModel":
+    """The ground decoder of entropy model `model` (shipped or from a store), checked to match it."""
     gm = ground.for_model(model)
     if gm.model_id != model.model_id:
         raise RemacError(f"ground decoder weights are for model {gm.model_id.hex()}, stream needs {model.model_id.hex()}")
-    y_map *= fractional_inverse_gain(gm.inv_gain.numpy(), header)[:, None, None]
-    return header, gm, y_map, x_ref, lost, problems
+    return gm
+
+
+def plane_input(plane, offset: int, tiles: dict, lost: list, model, library, gm):
+    """One plane's synthesis input from the stream's decoded latents {stream tile index: y_hat_g}:
+    -> (y_map (M,h,w) gained latent scaled to the plane's fractional quality (lost tiles zero),
+    decoder reference (1,C,h',w'), the plane's lost tiles (indices within the plane))."""
+    mine = range(offset, offset + plane.tile_count)
+    y_map = assemble(plane, {i - offset: tiles[i] for i in mine if i in tiles}, model.m)
+    y_map *= fractional_inverse_gain(gm.inv_gain.numpy(), plane)[:, None, None]
+    return y_map, decoder_reference(plane, library, model.channels), [i - offset for i in lost if i in mine]
+
+
+def colour_samples(planes: list, header) -> np.ndarray:
+    """Decoded [Y, Cb, Cr] (h,w,1) float planes of a planar stream -> (H,W,3) uint8 RGB."""
+    rgb = colour.from_planes([p[:, :, 0] for p in planes], header.chroma_shift)
+    return np.floor(np.clip(rgb, 0, 1) * sample_peak(header) + 0.5).astype(np.uint8).transpose(1, 2, 0)
+
+
+def synthesis_input(data: bytes, library: Library = None, strict: bool = False, models=()):
+    """Entropy-decode a stream for synthesis: -> (header, GroundModel, y_map (M,h,w) gained latent
+    (lost tiles zero), decoder reference (1,C,h',w'), lost tile indices, problems). For a planar
+    stream: its luma plane (header: the plane's)."""
+    parsed, model, library, tiles, lost, problems = entropy_decode(data, library, latents_only=True, models=models)
+    _check_decodable(tiles, problems, strict)
+    gm = ground_model(model)
+    plane, offset = parsed.header.coded_planes()[0]
+    y_map, x_ref, plane_lost = plane_input(plane, offset, tiles, lost, model, library, gm)
+    return plane, gm, y_map, x_ref, plane_lost, problems
 
 
 def sample_peak(header) -> int:
     return (1 << header.bit_depth) - 1          # 10..14-bit samples go in uint16 as 0..2^D-1
 
 
-def render(gm, y_map: np.ndarray, header, x_ref, threads: int = 2, reduce: int = 0, progress: bool = False) -> np.ndarray:
-    """Synthesize the gained latent map y_map (M,h,w) -> (H',W',C) uint8 / uint16 samples, H' x W'
-    the frame's size divided by 2^reduce (rounded up). Each synthesis tile is quantized into the
-    preallocated image as it is done (no whole-frame float copy)."""
+def render(gm, y_map: np.ndarray, header, x_ref, threads: int = 2, reduce: int = 0, progress: bool = False,
+           samples: bool = True) -> np.ndarray:
+    """Synthesize the gained latent map y_map (M,h,w) -> (H',W',C) uint8 / uint16 samples (samples
+    False: float32 in [0,1], for planes still to be combined), H' x W' the frame's size divided by
+    2^reduce (rounded up). Each synthesis tile is quantized into the preallocated image as it is
+    done (no whole-frame float copy)."""
     f, s = 1 << reduce, 16 >> reduce
     height, width = -(-header.height // f), -(-header.width // f)
-    peak = sample_peak(header)
-    out = np.empty((height, width, gm.channels), np.uint8 if peak == 255 else np.uint16)
+    peak = sample_peak(header) if samples else 1
+    out = np.empty((height, width, gm.channels), np.float32 if not samples else np.uint8 if peak == 255 else np.uint16)
 
     def sink(box, x):
         r0, c0 = s * box[0], s * box[2]
         if r0 >= height or c0 >= width:             # all padding
             return
-        q = (x[0, :, :height - r0, :width - c0].clamp(0, 1) * peak + 0.5).floor()
+        q = x[0, :, :height - r0, :width - c0].float().clamp(0, 1)
+        q = (q * peak + 0.5).floor() if samples else q
         out[r0:r0 + q.shape[1], c0:c0 + q.shape[2]] = q.permute(1, 2, 0).numpy()
     with progress_bar(progress, gm.tile_count(*y_map.shape[1:])) as update:
         gm.run(torch.from_numpy(y_map)[None], header.quality, x_ref, sink, threads, update, reduce)
@@ -244,8 +285,11 @@ def conceal(image: np.ndarray, header, lost: list, f: int = 1) -> None:
     for index in lost:
         top, left, h, w = header.tile_box(index)
         mask[top // f:-(-(top + h) // f), left // f:-(-(left + w) // f)] = False
-    peak = sample_peak(header)
-    fill = np.floor(image[mask].mean(axis=0) + 0.5) if mask.any() else np.full(image.shape[2], (peak + 1) // 2)
+    if image.dtype.kind == "f":     # float planes in [0,1]
+        fill = image[mask].mean(axis=0) if mask.any() else np.full(image.shape[2], 0.5)
+    else:
+        peak = sample_peak(header)
+        fill = np.floor(image[mask].mean(axis=0) + 0.5) if mask.any() else np.full(image.shape[2], (peak + 1) // 2)
     image[~mask] = fill.astype(image.dtype)
 
 

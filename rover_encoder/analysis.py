@@ -106,11 +106,12 @@ def _dir_analyzer(folder: Path, threads: int, precision: str) -> Analyzer:
 
 def rover_model(channels: int, model=None) -> EntropyModel:
     """The model to encode `channels`-channel images with: the shipped one, or `model` (a model
-    directory, `remac-encode --model DIR`), which must code that many channels."""
+    directory, `remac-encode --model DIR`), which must code that many channels (channels None:
+    `model` whatever it codes)."""
     if model is None:
         return modelfile.for_channels(channels)
     model = model if isinstance(model, EntropyModel) else modelfile.load_dir(Path(model))
-    if model.channels != channels:
+    if channels is not None and model.channels != channels:
         raise ModelError(f"model {model.model_id.hex()} in {model.folder} codes {model.channels}-channel images, "
                          f"not {channels}")
     return model

@@ -147,6 +147,13 @@ class Prepared:
 
     def encode(self, quality, keep_tiles: bool = False) -> EncodeResult:
         """Code at `quality` (0..100, in hundredths): h_a, integer entropy model, range coder."""
+        header, words, coded = self.code(quality, keep_tiles)
+        return EncodeResult(container.write(header, words, self.meta), header, self.eref, self.dref,
+                            coded if keep_tiles else None, self.precision)
+
+    def code(self, quality, keep_tiles: bool = False):
+        """-> (header at `quality`, {tile index: range-coder words}, [(z_hat, mu16, idx, y_hat_g)]
+        per tile if keep_tiles): what encode writes, for callers that assemble streams of planes."""
         q100 = spec.quality_steps(quality)
         model = self.model
         header = replace(self.header, quality=q100 // spec.QUALITY_STEPS, quality_frac=q100 % spec.QUALITY_STEPS,
@@ -162,12 +169,23 @@ class Prepared:
             words[index] = entropy.encode_tile(z_hat, symbols, idx, model.z_tables, model.y_tables)
             if keep_tiles:
                 coded.append((z_hat, mu16, idx, entropy.dequantize(symbols, mu16)))
-        return EncodeResult(container.write(header, words, self.meta), header, self.eref, self.dref,
-                            coded if keep_tiles else None, self.precision)
+        return header, words, coded
 
     def fit(self, budget: int, keep_tiles: bool = False) -> EncodeResult:
         """The stream at the highest quality whose whole file is at most `budget` bytes (fit_quality)."""
         return fit_quality(lambda quality: self.encode(quality, keep_tiles), budget)
+
+
+def prepare(img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,
+            threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
+            model=None):
+    """The analysed image, ready to code at any quality (arguments as Prepared's): a colour image
+    with a 1-channel model (the shipped default) is coded as luma + chroma planes
+    (rover_encoder.planar); anything else by one model, as is."""
+    if img.pixels.shape[0] == 3 and (model is None or rover_model(None, model).channels == 1):
+        from rover_encoder.planar import PlanarPrepared
+        return PlanarPrepared(img, library, use_refs, tile, threads, force_refs, precision, context, model)
+    return Prepared(img, library, use_refs, tile, threads, force_refs, precision, context, model)
 
 
 RATE_TOLERANCE = 0.03       # rate control stops once a stream is within 3 % under the budget
@@ -232,5 +250,5 @@ def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = 
     model: a model directory to run instead of the shipped model (remac-encode --model)."""
     if max_bytes is None and not 0 <= quality <= 100:
         raise RemacError(f"quality {quality} is out of range 0..100")
-    prepared = Prepared(img, library, use_refs, tile, threads, force_refs, precision, context, model)
+    prepared = prepare(img, library, use_refs, tile, threads, force_refs, precision, context, model)
     return prepared.encode(quality, keep_tiles) if max_bytes is None else prepared.fit(max_bytes, keep_tiles)

@@ -1,10 +1,11 @@
-"""After re-exporting models: a golden stream for the shipped grey release and the test floors.
+"""After re-exporting models: golden streams of the shipped grey release and the test floors.
 `python scripts/make_golden.py` (models.training.promote runs it).
 
-tests/data/golden/grey_<model ID>.rmc   a small stream made by the shipped grey model and default library
+tests/data/golden/grey_<model ID>.rmc   a small grey stream made by the shipped grey model and default library
 tests/data/golden/grey_<model ID>.json  its model and library IDs and SHA-256s of what the ground must
                                         entropy-decode from it; earlier releases' files stay (they
                                         prove the model store keeps old streams decodable)
+tests/data/golden/planes_<model ID>.*   the same for a small colour stream (format 3.0: Y, Cb, Cr planes)
 tests/data/floors.json                  PSNR floors and rate ceilings of tests/test_roundtrip.py: the
                                         shipped models measured on the test images, less 1 dB, +30 % rate
 The golden test (tests/test_golden.py) catches drift of the format, the tables, the integer network
@@ -54,20 +55,27 @@ def floors(lib) -> dict:
     return out
 
 
-def main():
-    lib = library.load()
-    img = load_image(DATA / "navcam_gray.png")
+def golden(lib, image: str, prefix: str, model=None):
+    """Write tests/data/golden/<prefix>_<model ID>.rmc/.json: a 96x128 crop of `image` at quality 60
+    in 64-px tiles (model: a model to force instead of the shipped choice)."""
+    img = load_image(DATA / image)
     img.pixels = img.pixels[:, :96, :128]
-    data = encode(img, 60, lib, tile=64).data
+    data = encode(img, 60, lib, tile=64, model=model).data
     parsed, model, _, tiles, lost, problems = entropy_decode(data, lib)
     assert not lost and not problems
-    stem = DATA / "golden" / f"grey_{model.model_id.hex()}"
+    stem = DATA / "golden" / f"{prefix}_{model.model_id.hex()}"
     stem.parent.mkdir(exist_ok=True)
     stem.with_suffix(".rmc").write_bytes(data)
     meta = {"model_id": model.model_id.hex(), "library_id": lib.library_id, "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(), "latents": latent_digests(tiles)}
     stem.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
     print(json.dumps(meta))
+
+
+def main():
+    lib = library.load()
+    golden(lib, "navcam_gray.png", "grey")
+    golden(lib, "mastcam_rgb.png", "planes")
     (DATA / "floors.json").write_text(json.dumps(floors(lib), indent=1) + "\n")
 
 

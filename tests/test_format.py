@@ -80,7 +80,7 @@ def _rehdr(data, offset, value: bytes):
 
 
 @pytest.mark.parametrize("offset,value,message", [
-    (0, b"\x03", "unsupported .rmc version 3.0"),
+    (0, b"\x04", "unsupported .rmc version 4.0"),
     (34, struct.pack(">I", 100000), "out of range"),
     (42, b"\x02", "coded_channels 2"),
     (44, b"\x0c", "bit_depth 12 is not one of 8, 16 \\(format 1.x\\)"),     # 12-bit needs 2.0

@@ -28,8 +28,10 @@ def test_golden_stream_decodes_to_the_recorded_integers(meta_path):
     assert not lost and not problems
     assert latent_digests(tiles) == meta["latents"]
     image = decode(data).image
-    assert image.shape == (parsed.header.height, parsed.header.width)
+    assert image.shape[:2] == (parsed.header.height, parsed.header.width)
+    assert image.ndim == (3 if parsed.header.output_channels == 3 else 2)
 
 
-def test_the_shipped_grey_model_has_a_golden_stream():
-    assert f"grey_{modelfile.load('grey').model_id.hex()}" in {p.stem for p in GOLDEN}
+def test_the_shipped_grey_model_has_golden_streams_of_grey_and_colour_planes():
+    grey = modelfile.load('grey').model_id.hex()
+    assert {f"grey_{grey}", f"planes_{grey}"} <= {p.stem for p in GOLDEN}

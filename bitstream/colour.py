@@ -1,0 +1,62 @@
+"""Colour as luma + chroma planes (format 3.0, docs/FORMAT.md "Planes"): the fixed transform.
+
+    rover:  RGB (3,H,W) in [0,1] --to_planes--> [Y (H,W), Cb (h,w), Cr (h,w)], each in [0,1]
+    ground: decoded planes --from_planes--> RGB (3,H,W) float (the caller clips and rounds)
+
+Y, Cb, Cr are full-range BT.601 (JPEG/JFIF's YCbCr) with the chroma offset by 1/2. With
+chroma_shift 1 the chroma planes are 2x2 box means (h, w = ceil(H/2), ceil(W/2); an odd last
+row/column is edge-replicated first) and the ground upsamples them bilinearly with the samples at
+the box centres. None of this feeds the range coder, so it is float: it need not be bit-exact.
+"""
+import numpy as np
+
+YCBCR = np.array([[0.299, 0.587, 0.114],
+                  [-0.168736, -0.331264, 0.5],
+                  [0.5, -0.418688, -0.081312]])
+RGB = np.linalg.inv(YCBCR)
+CHROMA_OFFSET = 0.5
+
+
+def to_planes(rgb: np.ndarray, shift: int) -> list:
+    """(3,H,W) float in [0,1] -> [Y (H,W), Cb, Cr (ceil(H/2^shift), ceil(W/2^shift))] float32."""
+    ycc = np.tensordot(YCBCR, rgb.astype(np.float64), axes=1)
+    ycc[1:] += CHROMA_OFFSET
+    planes = [ycc[0]] + [downsample(c, shift) for c in ycc[1:]]
+    return [np.clip(p, 0, 1).astype(np.float32) for p in planes]
+
+
+def downsample(plane: np.ndarray, shift: int) -> np.ndarray:
+    """(H,W) -> (ceil(H/2^shift), ceil(W/2^shift)) box means (shift 0 or 1)."""
+    if not shift:
+        return plane
+    h, w = plane.shape
+    p = np.pad(plane, ((0, h % 2), (0, w % 2)), mode="edge")
+    return p.reshape(p.shape[0] // 2, 2, p.shape[1] // 2, 2).mean(axis=(1, 3))
+
+
+def upsample(plane: np.ndarray, shift: int, height: int, width: int) -> np.ndarray:
+    """(h,w) chroma -> (height, width): bilinear 2x with samples at the 2x2 box centres (shift 1),
+    edges replicated; shift 0 only crops."""
+    if shift:
+        plane = _double(_double(plane.astype(np.float64), 0), 1)
+    return plane[:height, :width]
+
+
+def _double(a: np.ndarray, axis: int) -> np.ndarray:
+    """Bilinear 2x along `axis`: out[2i] = 3/4 a[i] + 1/4 a[i-1], out[2i+1] = 3/4 a[i] + 1/4 a[i+1]
+    (indices clamped at the edges)."""
+    n = a.shape[axis]
+    i = np.arange(n)
+    before, after = np.take(a, np.maximum(i - 1, 0), axis=axis), np.take(a, np.minimum(i + 1, n - 1), axis=axis)
+    pair = np.stack([0.75 * a + 0.25 * before, 0.75 * a + 0.25 * after], axis=axis + 1)
+    shape = list(a.shape)
+    shape[axis] = 2 * n
+    return pair.reshape(shape)
+
+
+def from_planes(planes: list, shift: int) -> np.ndarray:
+    """[Y (H,W), Cb, Cr] float in [0,1] -> (3,H,W) float64 RGB, not clipped."""
+    height, width = planes[0].shape
+    ycc = np.stack([planes[0].astype(np.float64)] +
+                   [upsample(c, shift, height, width) - CHROMA_OFFSET for c in planes[1:]])
+    return np.tensordot(RGB, ycc, axes=1)

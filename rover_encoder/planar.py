@@ -1,0 +1,62 @@
+"""A colour image coded as luma + chroma planes by a 1-channel model (format 3.0).
+
+    RGB (3,H,W) --bitstream.colour.to_planes--> Y (H,W), Cb, Cr (ceil(H/2), ceil(W/2))
+      Y:      Prepared with the library: the stream's references are the luma plane's
+      Cb, Cr: Prepared without references
+    encode(q): Y at q, Cb and Cr at chroma_quality(q) --> tiles Y | Cb | Cr, one container
+
+The grey model serves all three planes (it is trained on grey frames and on colour frames' luma),
+so colour is coded by the network with the most data behind it and a pipeline's white balance or
+saturation only moves the chroma planes' values, not what the network has learned.
+"""
+from dataclasses import replace
+
+from bitstream import colour, container, metadata, spec
+from rover_encoder.encode import EncodeResult, Prepared, fit_quality
+from rover_encoder.imageio import SourceImage
+
+CHROMA_SHIFT = 1        # chroma at half size in each direction (4:2:0): full-size chroma cost +33 %
+CHROMA_BOOST = 1500     # chroma quality above luma's, in hundredths
+
+
+def chroma_quality(q100: int) -> int:
+    """The chroma planes' quality (hundredths) for luma quality q100: the encoder's choice, carried
+    in the stream (RHDR chroma_q100), so changing it never breaks decoding. Chroma planes are
+    smooth and cheap: on 12 val/color crops, +15 (or +20) gave -1.7 % BD-rate vs JPEG 2000 against
+    chroma at luma's quality, +30 only -0.5 %."""
+    return min(q100 + CHROMA_BOOST, 100 * spec.QUALITY_STEPS)
+
+
+class PlanarPrepared:
+    """An RGB image analysed once as three planes (see the module doc), ready at any quality."""
+
+    def __init__(self, img: SourceImage, library=None, use_refs: bool = True, tile: int = 512, threads: int = 1,
+                 force_refs: tuple = None, precision: str = None, context: int = 64, model=None):
+        planes = colour.to_planes(img.pixels, CHROMA_SHIFT)
+        source = lambda p: SourceImage(p[None], 1, img.bit_depth)
+        self.planes = [Prepared(source(planes[0]), library, use_refs, tile, threads, force_refs, precision, context,
+                                model)]
+        self.planes += [Prepared(source(p), None, False, tile, threads, None, precision, context, model)
+                        for p in planes[1:]]
+        luma = self.planes[0]
+        self.eref, self.dref, self.precision = luma.eref, luma.dref, luma.precision
+        self.header = replace(luma.header, width=img.width, height=img.height, coded_channels=3, output_channels=3,
+                              planes=1, chroma_shift=CHROMA_SHIFT, version=None)
+        self.meta = metadata.pack(img.metadata)
+
+    def encode(self, quality, keep_tiles: bool = False) -> EncodeResult:
+        """Code the three planes (luma at `quality`) into one stream."""
+        q100 = spec.quality_steps(quality)
+        cq100 = chroma_quality(q100)
+        header = replace(self.header, quality=q100 // spec.QUALITY_STEPS, quality_frac=q100 % spec.QUALITY_STEPS,
+                         chroma_q100=cq100, version=None)
+        words, coded = {}, []
+        for (_, offset), plane, q in zip(header.coded_planes(), self.planes, (q100, cq100, cq100)):
+            _, plane_words, plane_coded = plane.code(q / spec.QUALITY_STEPS, keep_tiles)
+            words.update({offset + i: w for i, w in plane_words.items()})
+            coded += plane_coded
+        return EncodeResult(container.write(header, words, self.meta), header, self.eref, self.dref,
+                            coded if keep_tiles else None, self.precision)
+
+    def fit(self, budget: int, keep_tiles: bool = False) -> EncodeResult:
+        return fit_quality(lambda quality: self.encode(quality, keep_tiles), budget)

@@ -1,0 +1,100 @@
+"""Colour as luma + chroma planes (format 3.0): the stream layout, the transform and decoding,
+including a damaged chroma tile."""
+import struct
+
+import numpy as np
+import pytest
+
+from bitstream import colour, container
+from bitstream.container import Header
+from bitstream.errors import FormatError, RemacError
+from ground_decoder.decode import decode
+from rover_encoder.encode import encode
+from rover_encoder.imageio import load_image
+from rover_encoder.planar import CHROMA_SHIFT, chroma_quality
+from tests.conftest import COLOUR, pixels, psnr
+
+
+@pytest.fixture(scope="module")
+def stream(default_library):
+    return encode(load_image(COLOUR), 60, default_library, tile=128)
+
+
+def test_colour_is_coded_as_three_planes_of_the_grey_model(stream):
+    from bitstream import modelfile
+    h = stream.header
+    assert h.version == (3, 0) and h.planes == 1 and h.chroma_shift == CHROMA_SHIFT == 1
+    assert h.model_id == modelfile.load("grey").model_id and h.coded_channels == h.output_channels == 3
+    assert h.chroma_q100 == chroma_quality(6000) > 6000
+    # 256x256 in 128-px tiles: 4 luma tiles, then one 128x128 tile for each chroma plane
+    assert [(p.width, p.height, off) for p, off in h.coded_planes()] == [(256, 256, 0), (128, 128, 4), (128, 128, 5)]
+    assert h.tile_count == 6 and h.plane(1).entropy_ref_id == container.ZERO_ID
+    assert h.plane(0).entropy_ref_id == h.entropy_ref_id != container.ZERO_ID     # references serve luma
+
+
+def test_rhdr_3_0_is_56_bytes_then_planes_shift_and_chroma_quality(stream):
+    payload = stream.data[16:16 + 60]
+    assert struct.unpack(">I", stream.data[8:12])[0] == 60 and stream.data[12:16] == b"RHDR"
+    assert payload[:2] == b"\x03\x00"
+    assert struct.unpack(">I", payload[50:54])[0] == 6                 # tile_count over all planes
+    assert payload[56:60] == struct.pack(">BBH", 1, 1, chroma_quality(6000))
+    assert Header.unpack(payload) == stream.header
+
+
+@pytest.mark.parametrize("field,message", [
+    (dict(planes=2), "planes 2"),
+    (dict(planes=1, coded_channels=1, output_channels=1), "8-bit RGB"),
+    (dict(chroma_shift=2), "chroma_shift 2"),
+    (dict(chroma_q100=10001), "chroma_q100 10001"),
+    (dict(planes=0, chroma_shift=1), "chroma_shift 1"),
+])
+def test_bad_plane_fields_are_refused_by_name(stream, field, message):
+    bad = Header(**{**stream.header.__dict__, **field})
+    with pytest.raises(FormatError, match=message):
+        bad.validate()
+
+
+def test_a_two_dot_zero_header_cannot_carry_planes(stream):
+    with pytest.raises(FormatError, match="needs format 3"):
+        Header(**{**stream.header.__dict__, "version": (2, 0)}).validate()
+
+
+def test_colour_round_trip_quality_and_geometry(stream, default_library):
+    a = pixels(COLOUR)
+    out = decode(stream.data, default_library).image
+    assert out.shape == a.shape and out.dtype == np.uint8
+    assert psnr(a, out) > 29.0
+
+
+@pytest.mark.parametrize("h,w", [(97, 131), (64, 65)])
+def test_odd_colour_sizes_keep_their_geometry(h, w, default_library):
+    img = load_image(COLOUR)
+    img.pixels = img.pixels[:, :h, :w]
+    out = decode(encode(img, 70, default_library, tile=64).data, default_library).image
+    assert out.shape == (h, w, 3)
+    assert psnr(np.round(img.pixels.transpose(1, 2, 0) * 255), out) > 27.0
+
+
+def test_a_damaged_chroma_tile_is_concealed_and_reported(stream, default_library):
+    data = bytearray(stream.data)
+    at = [i for i in range(len(data)) if data[i:i + 4] == b"TILE"]
+    assert len(at) == 6
+    data[at[4] + 12] ^= 0xFF                # Cb's only tile fails its CRC: lost
+    data = bytes(data)
+    result = decode(data, default_library)
+    assert result.lost_tiles == [4] and result.problems
+    a, out = pixels(COLOUR).astype(float), result.image.astype(float)
+    luma = lambda x: x @ [0.299, 0.587, 0.114]
+    assert psnr(luma(a), luma(out)) > 25.0                  # luma intact: the picture survives
+    with pytest.raises(RemacError, match="damaged stream"):
+        decode(data, default_library, strict=True)
+
+
+def test_planes_transform_is_exact_on_smooth_colour():
+    ramp = np.linspace(0.1, 0.9, 40)
+    rgb = np.stack([np.add.outer(ramp, ramp) / 2, np.add.outer(ramp, 1 - ramp) / 2, np.full((40, 40), 0.3)])
+    planes = colour.to_planes(rgb, 1)
+    assert [p.shape for p in planes] == [(40, 40), (20, 20), (20, 20)]
+    back = colour.from_planes(planes, 1)
+    assert np.abs(back - rgb)[:, 1:-1, 1:-1].max() < 1e-6          # linear: bilinear upsampling is exact
+    assert np.abs(colour.from_planes(colour.to_planes(rgb, 0), 0) - rgb).max() < 1e-6
