@@ -265,7 +265,7 @@ def version_text(prog: str, describe_model=None) -> str:
     reads = " and ".join(f"{major}.x" for major in container.BIT_DEPTHS)
     lines = [f"{prog} {pkg} (writes .rmc 1.0, or {'.'.join(map(str, container.VERSION))} where a stream needs it; "
              f"reads {reads})"]
-    for name in modelfile.NAME_FOR_CHANNELS.values():
+    for name in modelfile.SHIPPED:
         try:
             lines.append(f"  model {name}: {modelfile.load(name).model_id.hex()}"
                          + (describe_model(name) if describe_model else ""))

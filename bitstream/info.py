@@ -6,7 +6,7 @@ import click
 from bitstream import container, metadata
 from bitstream.cli_support import plan_outputs, read_input, run_batch, version_option
 from bitstream.errors import FormatError, RemacError
-from bitstream.modelfile import ASSETS, NAME_FOR_CHANNELS
+from bitstream.modelfile import ASSETS, SHIPPED
 
 INFO_HELP = """Show what .rmc FILE(s) hold: format version, model, reference library and
 references, geometry, bit depth, quality, metadata (the PDS product ID of an
@@ -28,7 +28,7 @@ or other damage), the rest of its report still shown.
 def _shipped_models() -> dict:
     """{model_id hex: name} from the shipped model.json files (cheap: no tables are loaded)."""
     out = {}
-    for name in NAME_FOR_CHANNELS.values():
+    for name in SHIPPED:
         try:
             out[json.loads((ASSETS / name / "model.json").read_text())["model_id"]] = name
         except (OSError, ValueError, KeyError):

@@ -25,7 +25,7 @@ from bitstream.entropy import TableSet
 from bitstream.errors import ModelError
 
 ASSETS = Path(__file__).parent / "assets"
-NAME_FOR_CHANNELS = {1: "grey", 3: "colour"}
+SHIPPED = ("grey",)      # the shipped models; colour images are coded as planes by grey (format 3.0)
 _PARTS = ("trunk", "ref", "fuse", "out")
 
 
@@ -113,13 +113,17 @@ def load_dir(folder: Path) -> EntropyModel:
 
 
 def for_channels(channels: int) -> EntropyModel:
-    return load(NAME_FOR_CHANNELS[channels])
+    """The shipped model that codes `channels`-channel images: grey for both (colour as Y, Cb, Cr
+    planes; the colour model of releases up to 3cfa6a5f's era lives in the model store)."""
+    if channels not in (1, 3):
+        raise ModelError(f"no model codes {channels}-channel images")
+    return load("grey")
 
 
 def by_id(model_id: bytes, stores=()) -> EntropyModel:
     """The model a stream names: a shipped one, else a released one in one of `stores` (directories
     of model directories named by model ID, bitstream.store). Unknown: ModelError naming it."""
-    for name in NAME_FOR_CHANNELS.values():
+    for name in SHIPPED:
         model = load(name)
         if model.model_id == model_id:
             return model
@@ -129,7 +133,7 @@ def by_id(model_id: bytes, stores=()) -> EntropyModel:
         model = load_dir(folder)
         if model.model_id == model_id:
             return model
-    have = ", ".join(load(n).model_id.hex() + " (" + n + ")" for n in NAME_FOR_CHANNELS.values())
+    have = ", ".join(load(n).model_id.hex() + " (" + n + ")" for n in SHIPPED)
     searched = "".join(f", {s}" for s in stores)
     raise ModelError(f"stream needs model {model_id.hex()}, which this installation does not have "
                      f"(shipped: {have}; stores searched: {len(stores)}{searched}); add its store with --models DIR")

@@ -71,5 +71,4 @@ def rover_complexity(name: str) -> dict:
 
 if __name__ == "__main__":
     import json
-    for n in ("grey", "colour"):
-        print(json.dumps(rover_complexity(n)))
+    print(json.dumps(rover_complexity("grey")))    # colour: the same model on Y + 2 quarter-size planes (x1.5)

@@ -35,9 +35,9 @@ class RemacCodec:
 
     def supports(self, channels):
         if self.precision:      # the default analysis is plain "REMAC": do not run it twice
-            from bitstream.modelfile import NAME_FOR_CHANNELS
+            from bitstream.modelfile import for_channels
             from rover_encoder.analysis import default_precision
-            return channels in (1, 3) and default_precision(NAME_FOR_CHANNELS[channels]) != self.precision
+            return channels in (1, 3) and default_precision(for_channels(channels).name) != self.precision
         return channels in (1, 3)
 
     def _forced(self, img):

@@ -21,9 +21,8 @@ from rover_encoder import onnx_graph
 
 ASSETS = Path(__file__).parent / "assets"
 ENCODER_FILES = {"float": "encoder.onnx", "int8": "encoder.int8.onnx"}
-# int8 where its BD-rate cost vs float measured <= 1% (docs/BENCHMARKS.md, 8 images each): session 3
-# colour -0.51%, grey -0.16% (session 2's grey int8, calibrated on fewer folders, cost +1.8%)
-DEFAULT_PRECISION = {"grey": "int8", "colour": "int8"}
+# int8 where its BD-rate cost vs float measured <= 1% (docs/BENCHMARKS.md, 8 images): klt grey -1.07%
+DEFAULT_PRECISION = {"grey": "int8"}
 
 
 def pad_to_64(x: np.ndarray) -> np.ndarray:
@@ -88,7 +87,7 @@ class Analyzer:
 
 @lru_cache(maxsize=8)
 def analyzer(name: str, threads: int = 1, precision: str = None) -> Analyzer:
-    """Cached session for shipped model `name` ('grey' or 'colour'); precision None = the default."""
+    """Cached session for shipped model `name` ('grey'); precision None = the default."""
     return Analyzer(modelfile.load(name), threads, precision=precision or default_precision(name))
 
 

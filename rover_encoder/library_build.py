@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bitstream import library as lib, modelfile
+from bitstream import colour, library as lib, modelfile
 from bitstream.container import Header
 from bitstream.errors import LibraryError
 from rover_encoder.analysis import analyzer, gain_for_quality, stats16
@@ -54,6 +54,9 @@ def _build_into(images, out: Path, threads, progress) -> str:
         # the reference is stored as 8-bit pixels; describe exactly what is stored
         data = _png_bytes(img)
         img = load_image(data, name=str(path))
+        channels = img.pixels.shape[0]
+        if channels == 3:        # colour images serve colour streams' luma plane (format 3.0)
+            img.pixels = colour.to_planes(img.pixels, 0)[0][None]
         entry_id = hashlib.sha256(data).hexdigest()[:16]
         if entry_id in latents:
             continue
@@ -68,7 +71,7 @@ def _build_into(images, out: Path, threads, progress) -> str:
         models[model.name] = model.model_id.hex()
         entries.append({"id": entry_id, "sha256": hashlib.sha256(data).hexdigest(), "name": Path(str(path)).name,
                         "modality": model.name, "width": img.width, "height": img.height,
-                        "channels": img.pixels.shape[0]})
+                        "channels": channels})
         if progress:
             progress()
     if not entries:

