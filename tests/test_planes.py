@@ -98,3 +98,18 @@ def test_planes_transform_is_exact_on_smooth_colour():
     back = colour.from_planes(planes, 1)
     assert np.abs(back - rgb)[:, 1:-1, 1:-1].max() < 1e-6          # linear: bilinear upsampling is exact
     assert np.abs(colour.from_planes(colour.to_planes(rgb, 0), 0) - rgb).max() < 1e-6
+
+
+def test_the_promotion_ranking_codes_colour_exactly_as_the_rover_does(default_library):
+    """models.training.rank scores colour candidates with its own torch path: its planar stream has
+    the real stream's size to the byte, and the same pixels within a fraction of a dB."""
+    torch = pytest.importorskip("torch")
+    from models.training.rank import code_planes, shipped_model
+    model, em = shipped_model("grey")
+    a = pixels(COLOUR)
+    x = torch.from_numpy(a.transpose(2, 0, 1).copy()).float()[None] / 255
+    size, x_hat = code_planes(model, em, x, 55)
+    real = encode(load_image(COLOUR), 55, default_library, use_refs=False, precision="float")
+    assert size == len(real.data)
+    ranked = np.round(x_hat[0].numpy().transpose(1, 2, 0) * 255)
+    assert abs(psnr(a, ranked) - psnr(a, decode(real.data, default_library).image)) < 0.1

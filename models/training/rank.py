@@ -32,12 +32,35 @@ from models.training.compare import image_tensor
 from models.training.export import checkpoint_path, export, load_model
 
 QUALITIES = (5, 20, 35, 50, 65, 80, 95, 100)
-VAL_SETS = {"grey": ("val/gray", "val/gray_native"), "colour": ("val/color",)}
+VAL_SETS = {"grey": ("val/gray", "val/gray_native", "val/color")}     # colour: as Y, Cb, Cr planes (format 3.0)
+PLANES_OVERHEAD = 2 * (8 + 12 + 56 + 12) - 4     # two more signatures, RHDRs and RENDs; RHDR 3.0 is 4 bytes longer
+
+
+def set_channels(folder: str) -> int:
+    """Channels of a val set's images: 3 for the colour sets (coded as planes), else 1."""
+    return 3 if "color" in Path(folder).name else 1
 
 
 @torch.no_grad()
-def code_image(model, em, x: torch.Tensor, q: float):
-    """x (1,C,H,W) in [0,1] -> (stream bytes, x_hat (1,C,H,W) 8-bit-rounded in [0,1])."""
+def code_planes(model, em, x: torch.Tensor, q: float):
+    """x (1,3,H,W) RGB in [0,1] -> (bytes of the one planar stream, x_hat (1,3,H,W) 8-bit-rounded):
+    Y at q and Cb, Cr at the encoder's chroma quality, each as rover_encoder.planar codes them."""
+    from bitstream import colour
+    from rover_encoder.planar import CHROMA_SHIFT, chroma_quality
+    planes = colour.to_planes(x[0].numpy(), CHROMA_SHIFT)
+    cq = chroma_quality(spec.quality_steps(q)) / spec.QUALITY_STEPS
+    size, decoded = -PLANES_OVERHEAD, []
+    for plane, quality in zip(planes, (q, cq, cq)):
+        data, p_hat = code_image(model, em, torch.from_numpy(plane)[None, None], quality, rounded=False)
+        size += len(data)
+        decoded.append(p_hat[0, 0].numpy())
+    rgb = np.clip(colour.from_planes(decoded, CHROMA_SHIFT), 0, 1)
+    return size, torch.from_numpy(np.round(rgb * 255) / 255).float()[None]
+
+
+@torch.no_grad()
+def code_image(model, em, x: torch.Tensor, q: float, rounded: bool = True):
+    """x (1,C,H,W) in [0,1] -> (stream bytes, x_hat (1,C,H,W) in [0,1], 8-bit-rounded unless not rounded)."""
     _, c, h, w = x.shape
     xp = F.pad(x, (0, -w % 64, 0, -h % 64), mode="replicate")
     q100 = spec.quality_steps(q)
@@ -54,7 +77,8 @@ def code_image(model, em, x: torch.Tensor, q: float):
     _, inv_gain = model.gains_for_quality(torch.tensor([q100 / spec.QUALITY_STEPS]))
     y_hat = torch.from_numpy(entropy.dequantize(symbols, mu16))[None] * inv_gain[:, :, None, None]
     x_hat = model.decoder(y_hat, torch.zeros(1, c, 64, 64))[:, :, :h, :w]
-    return data, torch.round(x_hat.clamp(0, 1) * 255) / 255
+    x_hat = x_hat.clamp(0, 1)
+    return data, (torch.round(x_hat * 255) / 255 if rounded else x_hat)
 
 
 def jpeg2000_curve(paths, channels: int) -> np.ndarray:
@@ -82,15 +106,19 @@ def bd(anchor: np.ndarray, test: np.ndarray):
     return bd_rate(triples(anchor), triples(test))
 
 
-def rd_curve(model, em, paths, qualities=QUALITIES) -> np.ndarray:
-    """-> (Q, 2) mean (bpp, PSNR dB) over the images, real bytes."""
+def rd_curve(model, em, paths, qualities=QUALITIES, channels: int = 1) -> np.ndarray:
+    """-> (Q, 2) mean (bpp, PSNR dB) over the images, real bytes (channels 3: RGB as planes)."""
     points = []
     for q in qualities:
         bpp, psnr = [], []
         for path in paths:
-            x = image_tensor(path, model.channels)[None]
-            data, x_hat = code_image(model, em, x, q)
-            bpp.append(8 * len(data) / (x.shape[2] * x.shape[3]))
+            x = image_tensor(path, channels)[None]
+            if channels == 3 and model.channels == 1:
+                size, x_hat = code_planes(model, em, x, q)
+            else:
+                data, x_hat = code_image(model, em, x, q)
+                size = len(data)
+            bpp.append(8 * size / (x.shape[2] * x.shape[3]))
             psnr.append(metrics.psnr((x * 255).round().numpy(), (x_hat * 255).numpy()))
         points.append((np.mean(bpp), np.mean(psnr)))
     return np.array(points)
@@ -120,8 +148,9 @@ def rank(name: str, candidate: Path, data=DATA, limit: int = None, qualities=QUA
         models = {"shipped": shipped_model(name), "candidate": candidate_model(name, candidate, Path(tmp))}
         for folder in VAL_SETS[name]:
             paths = sorted(p for p in (Path(data) / folder).iterdir() if p.is_file())[:limit]
-            res = {k: rd_curve(m, em, paths, qualities) for k, (m, em) in models.items()}
-            res["jpeg2000"] = jpeg2000_curve(paths, models["shipped"][0].channels)
+            channels = set_channels(folder)
+            res = {k: rd_curve(m, em, paths, qualities, channels) for k, (m, em) in models.items()}
+            res["jpeg2000"] = jpeg2000_curve(paths, channels)
             res["shipped_vs_j2k"] = bd(res["jpeg2000"], res["shipped"])
             res["candidate_vs_j2k"] = bd(res["jpeg2000"], res["candidate"])
             res["candidate_vs_shipped"] = bd(res["shipped"], res["candidate"])
