@@ -14,7 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=$1 RUN=$2 MINUTES=$3 OUT=$4
-INIT=()
+# a promoted run has no checkpoint of its own: it goes on from the shipped one (models.training.promote)
+NAME=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["name"])' "$CONFIG")
+INIT=(--init "models/weights/$NAME.safetensors")
 [ -f "models/weights/$RUN.safetensors" ] && INIT=(--init "models/weights/$RUN.safetensors")
 python -m models.training.train "$CONFIG" --run-name "$RUN" --pack ".pack/$RUN.npz" --out "$OUT" \
   --minutes "$MINUTES" --batch "${BATCH:-32}" --crop "${CROP:-256}" --threads "${THREADS:-8}" "${INIT[@]}"

@@ -46,3 +46,27 @@ def test_twenty_step_dry_run_from_a_pack(tmp_path):
     assert state["step"] == 20
     train.main(args[:-6] + ["--steps", "5", "--threads", "1", "--precision", "fp32"])   # resumes from --out
     assert torch.load(out / "dry.opt.pt")["step"] == 25
+
+
+def test_a_promoted_run_goes_on_from_the_shipped_checkpoint(tmp_path, capsys):
+    """promote installs a run's checkpoint as the shipped one and deletes the run's copy; the next
+    chunk of the run (its log still there) starts from the shipped weights, not from scratch."""
+    from safetensors.torch import load_file
+    images = _images()
+    path = pack.write(str(tmp_path / "grey.npz"), images, [(0, 0), (0, 0), (1, 0), (1, 0)], images[:2])
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps(CONFIG))
+    out = tmp_path / "out"
+    args = [str(config), "--run-name", "dry", "--pack", path, "--out", str(out), "--threads", "1",
+            "--precision", "fp32", "--minutes", "10", "--steps"]
+    train.main(args + ["10"])
+    (out / "dry.safetensors").rename(out / "grey.safetensors")          # what promote leaves behind
+    (out / "dry.opt.pt").unlink()                                       # a fresh machine: no Adam state
+    shipped = load_file(str(out / "grey.safetensors"))
+    capsys.readouterr()
+    train.main(args + ["1"])
+    assert "from the promoted" in capsys.readouterr().out
+    # the step count goes on from the shipped checkpoint's (10), where a fresh run would be at 1
+    assert torch.load(out / "dry.opt.pt")["step"] == 11
+    resumed = load_file(str(out / "dry.safetensors"))
+    assert all((resumed[k].float() - v.float()).abs().max() < 1e-2 for k, v in shipped.items() if k in resumed)

@@ -48,9 +48,16 @@ def release_shipped(name: str) -> Path:
                           "decoder.safetensors": ground_weights_path(name)}, library=lib.DEFAULT)
 
 
-def install(name: str, calibrated: Path, data: Path):
+def install(name: str, calibrated: Path, data: Path, candidate: Path = None):
+    """Make `calibrated` the shipped `name` model (the old one goes to the store) and rebuild every
+    artifact. A run's own checkpoint (models/weights/<run>.safetensors) is then removed: the run goes
+    on from the shipped checkpoint (models.training.train), so the tree holds one copy of it."""
     release_shipped(name)
     shutil.copyfile(calibrated, checkpoint_path(name))
+    if candidate is not None and candidate.resolve().parent == checkpoint_path(name).resolve().parent \
+            and candidate.resolve() != checkpoint_path(name).resolve():
+        candidate.unlink()
+        print(f"removed {candidate}: run {candidate.stem} resumes from {checkpoint_path(name)}")
     subprocess.run(["bash", "scripts/make_artifacts.sh"], cwd=ROOT, check=True, env={**os.environ, "DATA": str(data)})
     subprocess.run([sys.executable, "scripts/make_golden.py"], cwd=ROOT, check=True)
 
@@ -78,7 +85,7 @@ def main(argv=None):
         elif better or args.force:
             print(f"promoting {args.candidate} as the shipped {args.name} model"
                   + (" (forced)" if args.force and not better else ""))
-            install(args.name, calibrated, args.data)
+            install(args.name, calibrated, args.data, args.candidate)
         else:
             print(f"not promoted: the shipped {args.name} model is better on "
                   + ", ".join(k for k, r in results.items() if not improves(r)))

@@ -154,10 +154,16 @@ def main(argv=None):
                   arch=cfg.get("arch", "gdn"), m=cfg.get("m"), decoder_width=tuple(cfg.get("decoder_width", (128, 96, 64, 32))),
                   lambdas=cfg.get("lambdas"))
     weights = os.path.join(weights_dir, f"{run_name}.safetensors")
-    if model.arch == "klt" and not os.path.exists(weights) and not args.init:
+    # a promoted run: models.training.promote installs the run's checkpoint as the shipped one and
+    # removes the run's copy (one copy in the tree); a run with a log but no checkpoint goes on from it
+    shipped = os.path.join(weights_dir, f"{cfg['name']}.safetensors")
+    promoted = (not os.path.exists(weights) and not args.init and run_name != cfg["name"]
+                and os.path.exists(os.path.join(args.log_dir, f"{run_name}.csv")) and os.path.exists(shipped))
+    source = weights if os.path.exists(weights) else shipped if promoted else None
+    if model.arch == "klt" and source is None and not args.init:
         model.init_basis(klt_basis(images, patches=cfg.get("klt_patches", 200_000)))     # a fresh klt run starts as the linear block codec
     model = model.to(device).to(memory_format=torch.channels_last)
-    if not os.path.exists(weights):
+    if source is None:
         for path in args.init:      # missing keys (extra decoder blocks) keep their identity init
             missing, unexpected = load_weights(model, read_checkpoint(path), strict=False)
             print(f"initialised from {path} ({len(missing)} tensors not in it, {len(unexpected)} unused)", flush=True)
@@ -180,17 +186,18 @@ def main(argv=None):
     os.makedirs(args.log_dir, exist_ok=True)
     opt_path = os.path.join(args.ckpt_dir, f"{run_name}.opt.pt")
     step, elapsed_before = 0, 0.0
-    if os.path.exists(weights):
-        load_weights(model, read_checkpoint(weights), strict=args.stage == "joint")
+    if source is not None:
+        load_weights(model, read_checkpoint(source), strict=args.stage == "joint")
         if os.path.exists(opt_path):
             state = torch.load(opt_path)
             opt.load_state_dict(regroup(state["opt"], opt, order, [n for n, p in params.items() if p.requires_grad]))
             step, elapsed_before = state["step"], state["elapsed"]
         else:   # a fresh clone ships the weights but not the optimizer state: warm-start Adam
             from safetensors import safe_open
-            with safe_open(weights, framework="pt") as f:
+            with safe_open(source, framework="pt") as f:
                 step = int(f.metadata().get("step", 0))
-        print(f"resumed at step {step} ({elapsed_before / 60:.1f} min trained before)", flush=True)
+        print(f"resumed at step {step} ({elapsed_before / 60:.1f} min trained before)"
+              + (f" from the promoted {shipped}" if promoted else ""), flush=True)
     # references: "group" = another image of the same sol / source frame; "descriptor" = one of the
     # 4 nearest images by the rover's own latent descriptor, recomputed once per run (the model's
     # current encoder), as the rover's library selection would choose
