@@ -63,15 +63,40 @@ def run(layers, x):
 def hyper_synthesis(net: dict, z_hat: np.ndarray, r: np.ndarray):
     """z_hat: (Z,h,w) int; r: (2M+1,) int (gained ref stats + flag; zeros = no reference).
 
-    Returns (mu16, idx), each (M, 4h, 4w) int64.
+    Returns (mu16, idx), each (M, 4h, 4w) int64: every channel's, from the hyperprior alone.
     """
+    return hyper_features(net, z_hat, r)[1:]
+
+
+def hyper_features(net: dict, z_hat: np.ndarray, r: np.ndarray):
+    """-> (F (192, 4h, 4w) fused hidden features, mu16, idx (M, 4h, 4w)): hyper_synthesis plus the
+    features the channel-context slices read."""
     h = run(net["trunk"], z_hat.astype(np.int64))
     g = run(net["ref"], r.astype(np.int64).reshape(-1, 1, 1))
     g = np.broadcast_to(g, (g.shape[0],) + h.shape[1:])
-    out = conv(np.concatenate([h, g], axis=0), net["fuse"])
-    out = conv(out, net["out"])
+    features = conv(np.concatenate([h, g], axis=0), net["fuse"])
+    out = conv(features, net["out"])
     m = out.shape[0] // 2
-    return out[:m], out[m:]
+    return features, out[:m], out[m:]
+
+
+def context_input(decoded16: np.ndarray) -> np.ndarray:
+    """16 * y_hat_g of the decoded channels (ints) -> the context nets' input min(|v| >> CTX_SHIFT, 255)."""
+    return np.minimum(np.abs(decoded16) >> spec.CTX_SHIFT, spec.ACT_MAX)
+
+
+def slice_params(net: dict, k: int, features: np.ndarray, decoded16: np.ndarray, mu16: np.ndarray,
+                 idx: np.ndarray):
+    """Slice k >= 1 of a model with channel context: (mu16, idx) of channels slices[k]..slices[k+1]
+    = the hyperprior's (mu16, idx of those channels) + corrections from ctx<k>(features, decoded
+    channels 0..slices[k]), clipped to the hyperprior's per-channel output range."""
+    lo, hi = net["out"]["lo"], net["out"]["hi"]
+    s0, s1 = net["slices"][k], net["slices"][k + 1]
+    m, mk = lo.shape[0] // 2, s1 - s0
+    d = run(net[f"ctx{k}"], np.concatenate([features, context_input(decoded16)], axis=0))
+    mu = np.clip(mu16 + d[:mk], lo[s0:s1, None, None], hi[s0:s1, None, None])
+    ix = np.clip(idx + d[mk:], lo[m + s0:m + s1, None, None], hi[m + s0:m + s1, None, None])
+    return mu, ix
 
 
 def check_exact(net: dict) -> None:
@@ -89,3 +114,5 @@ def check_exact(net: dict) -> None:
     hidden = walk(net["trunk"], spec.Z_CLIP)
     ref = walk(net["ref"], spec.REF_CLIP)
     walk([net["fuse"], net["out"]], max(hidden, ref))
+    for k in range(1, len(net.get("slices", ())) - 1):
+        walk(net[f"ctx{k}"], spec.ACT_MAX)

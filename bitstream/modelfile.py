@@ -61,9 +61,18 @@ def _tables(arrays, prefix):
                     arrays[f"{prefix}/sizes"].astype(np.int64))
 
 
+def _slices_ok(slices, m: int) -> bool:
+    return slices[0] == 0 and slices[-1] == m and all(a < b for a, b in zip(slices, slices[1:]))
+
+
 def _net(arrays, layers):
+    """The integer network's layers; a model with channel context (bitstream.latent) also has
+    layers["slices"] (channel boundaries) and one part ctx<k> per slice k >= 1."""
     net = {}
-    for part in _PARTS:
+    slices = layers.get("slices")
+    if slices is not None:
+        net["slices"] = [int(v) for v in slices]
+    for part in _PARTS + tuple(f"ctx{k}" for k in range(1, len(slices or ()) - 1)):
         kinds = layers[part] if isinstance(layers[part], list) else [layers[part]]
         built = []
         for i, kind in enumerate(kinds):
@@ -103,7 +112,8 @@ def load_dir(folder: Path) -> EntropyModel:
     m, idx_lo, idx_hi = meta["m"], net["out"]["lo"][meta["m"]:], net["out"]["hi"][meta["m"]:]
     checks = [(gain.shape == (spec.QUALITY_LEVELS, m), f"gain table has shape {gain.shape}"),
               (len(z_tables.sizes) == meta["nz"], "z tables do not match the hyper-latent channels"),
-              (idx_lo.min() >= 0 and idx_hi.max() < len(y_tables.sizes), "scale indices exceed the y tables")]
+              (idx_lo.min() >= 0 and idx_hi.max() < len(y_tables.sizes), "scale indices exceed the y tables"),
+              (_slices_ok(net.get("slices", [0, m]), m), f"channel slices {net.get('slices')} do not split 0..{m}")]
     for ok, message in checks:
         if not ok:
             raise ModelError(f"model '{name}': {message}")

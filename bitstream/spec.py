@@ -33,6 +33,7 @@ SCALE_MAX = 64.0
 PROB_BITS = 16              # integer PMF tables sum to 2**PROB_BITS
 QUALITY_LEVELS = 101        # quality 0..100: rows of a model's integer gain table
 QUALITY_STEPS = 100         # quality is coded in 1/100 (format 2.0; 1.0 streams carry whole numbers)
+CTX_SHIFT = 4               # channel context input: min(|16 * y_hat_g| >> CTX_SHIFT, ACT_MAX) = |y_hat_g|, capped
 
 
 def scale_table() -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bitstream import colour, container, entropy, intnet, modelfile, spec, store
+from bitstream import colour, container, entropy, latent, modelfile, spec, store
 from bitstream.container import ZERO_ID
 from bitstream.errors import LibraryError, RemacError, TileError
 from bitstream.library import DEFAULT as DEFAULT_LIBRARY, Library, load as load_library
@@ -90,8 +90,7 @@ def decode_tile(model, header, words, index, r, local: int = None):
     z_hat = dec.z((model.nz, ph // 64, pw // 64), model.z_tables)
     if np.abs(z_hat).max(initial=0) > spec.Z_CLIP:
         raise TileError(index, f"tile {index}: hyper-latent out of range (damaged)")
-    mu16, idx = intnet.hyper_synthesis(model.net, z_hat, r)
-    s = dec.y(idx, model.y_tables)
+    mu16, idx, s = latent.decode(dec, model.net, z_hat, r, model.m, model.y_tables)
     return z_hat, mu16, idx, entropy.dequantize(s, mu16)
 
 

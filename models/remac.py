@@ -125,7 +125,8 @@ class HyperSynthesis(nn.Module):
     both integer-valued float tensors.
     """
 
-    def __init__(self, m=128, nz=64, hidden=96, ref_hidden=32):
+    def __init__(self, m=128, nz=64, hidden=96, ref_hidden=32, slices=None, ctx_hidden=96):
+        """slices: channel boundaries (0, ..., M) for channel context (bitstream.latent), None: none."""
         super().__init__()
         a = spec.ACT_SCALE
         self.trunk = nn.ModuleList([
@@ -143,8 +144,12 @@ class HyperSynthesis(nn.Module):
         with torch.no_grad():   # start scale indices at 20 (sigma ~ 0.5): small latents early on
             self.out.bias[m:] = 20.0
         self.m = m
+        self.slices = tuple(slices) if slices else None
+        self.ctx = nn.ModuleList(context_net(192, ctx_hidden, s0, s1 - s0)
+                                 for s0, s1 in zip(self.slices[1:-1], self.slices[2:])) if slices else None
 
-    def forward(self, z_hat, r):
+    def features(self, z_hat, r):
+        """-> (F (B,192,4h,4w) fused features, mu16, idx (B,M,4h,4w)) from the hyperprior alone."""
         h = z_hat
         for layer in self.trunk:
             h = layer(h)
@@ -153,11 +158,50 @@ class HyperSynthesis(nn.Module):
             g = layer(g)
         h = self.fuse(torch.cat([h, g.expand(-1, -1, h.shape[2], h.shape[3])], dim=1))
         out = self.out(h)
-        return out[:, :self.m], out[:, self.m:]
+        return h, out[:, :self.m], out[:, self.m:]
+
+    def forward(self, z_hat, r):
+        return self.features(z_hat, r)[1:]
+
+    def params(self, z_hat, r, y_g):
+        """(mu16, idx) (B,M,4h,4w) the coder uses: the hyperprior's, with each context slice k >= 1
+        corrected from the rounded latents of the slices before it (bitstream.latent; y_g (B,M,4h,4w)
+        the gained latent, whose rounding the ground decodes first)."""
+        feats, mu16, idx = self.features(z_hat, r)
+        if self.ctx is None:
+            return mu16, idx
+        s, m = self.slices, self.m
+        mus, idxs = [mu16[:, :s[1]]], [idx[:, :s[1]]]
+        decoded = (16 * round_half_up(y_g[:, :s[1]] - mus[0] / 16) + mus[0]).detach()
+        for k, net in enumerate(self.ctx, start=1):
+            d = net(torch.cat([feats, torch.clamp(torch.floor(decoded.abs() / 2 ** spec.CTX_SHIFT), 0, spec.ACT_MAX)], 1))
+            mk, lo, hi = s[k + 1] - s[k], self.out.lo[None, :, None, None], self.out.hi[None, :, None, None]
+            mu_k = revive_clip(mu16[:, s[k]:s[k + 1]] + d[:, :mk], lo[:, s[k]:s[k + 1]], hi[:, s[k]:s[k + 1]])
+            idx_k = revive_clip(idx[:, s[k]:s[k + 1]] + d[:, mk:], lo[:, m + s[k]:m + s[k + 1]], hi[:, m + s[k]:m + s[k + 1]])
+            mus.append(mu_k)
+            idxs.append(idx_k)
+            decoded = torch.cat([decoded, (16 * round_half_up(y_g[:, s[k]:s[k + 1]] - mu_k / 16) + mu_k).detach()], 1)
+        return torch.cat(mus, 1), torch.cat(idxs, 1)
 
     def export(self) -> dict:
-        return {"trunk": [l.export() for l in self.trunk], "ref": [l.export() for l in self.ref],
-                "fuse": self.fuse.export(), "out": self.out.export()}
+        parts = {"trunk": [l.export() for l in self.trunk], "ref": [l.export() for l in self.ref],
+                 "fuse": self.fuse.export(), "out": self.out.export()}
+        for k, net in enumerate(self.ctx or (), start=1):
+            parts[f"ctx{k}"] = [l.export() for l in net]
+        return parts
+
+
+def context_net(features: int, hidden: int, decoded: int, channels: int) -> nn.Sequential:
+    """Slice corrections: (F, |decoded latents|) -> (mu16, idx) corrections of `channels` channels,
+    one 3x3 integer conv and one 1x1; the last layer starts near zero (the hyperprior as it is)."""
+    a = spec.ACT_SCALE
+    limit = spec.SCALE_LEVELS - 1
+    out = QConv(hidden, 2 * channels, 1, s_in=a, s_out=[1.0 / 2 ** spec.MEAN_FRAC_BITS] * channels + [1.0] * channels,
+                lo=[-spec.MEAN_CLIP] * channels + [-limit] * channels,
+                hi=[spec.MEAN_CLIP] * channels + [limit] * channels, revive=True)
+    with torch.no_grad():
+        out.weight.mul_(0.01)
+    return nn.Sequential(QConv(features + decoded, hidden, 3, s_in=a, s_out=a), out)
 
 
 class LogisticMixturePrior(nn.Module):
@@ -287,9 +331,14 @@ def decoder_layout(state, prefix="decoder.") -> dict:
 
 
 def architecture(state) -> dict:
-    """Every REMAC keyword argument a checkpoint's tensors imply (encoder kind, M, decoder layout)."""
-    return {"arch": "klt" if "encoder.proj.weight" in state else "gdn",
-            "m": int(state["log_gain"].shape[1]), **decoder_layout(state)}
+    """Every REMAC keyword argument a checkpoint's tensors imply (encoder kind, M, decoder layout,
+    channel-context slices: each ctx net reads 192 features plus the channels before its slice)."""
+    m = int(state["log_gain"].shape[1])
+    firsts = sorted((int(k.split(".")[2]), v.shape[1] - 192) for k, v in state.items()
+                    if k.startswith("hyper.ctx.") and k.endswith(".0.weight"))
+    slices = (0, *(d for _, d in firsts), m) if firsts else None
+    return {"arch": "klt" if "encoder.proj.weight" in state else "gdn", "m": m, "slices": slices,
+            **decoder_layout(state)}
 
 
 def latent_digest(state: dict) -> str:
@@ -332,7 +381,7 @@ class REMAC(nn.Module):
 
     def __init__(self, channels, n=64, m=None, nz=64, decoder_extra=(0, 0, 0, 0), rate_proxy="noise",
                  decoder_wide=(0, 0, 0, 0), arch="gdn", decoder_width=(128, 96, 64, 32), decoder_skip=None,
-                 lambdas=None):
+                 lambdas=None, slices=None):
         """rate_proxy: "noise" (additive uniform noise, Balle et al.) or "ste" (the rounded latents the
         coder sees, straight-through): "ste" prices each latent as the range coder will."""
         super().__init__()
@@ -346,7 +395,7 @@ class REMAC(nn.Module):
         self.lambdas = tuple(lambdas or (KLT_LAMBDAS if klt else LAMBDAS))
         self.channels, self.m, self.nz = channels, m, nz
         self.encoder = ENCODERS[arch](channels, n, m, nz)
-        self.hyper = HyperSynthesis(m, nz)
+        self.hyper = HyperSynthesis(m, nz, slices=slices)
         self.z_prior = LogisticMixturePrior(nz)
         skip = klt if decoder_skip is None else decoder_skip
         self.decoder = RefDecoder(channels, m, width=decoder_width, extra=decoder_extra, wide=decoder_wide, skip=skip)
@@ -430,7 +479,7 @@ class REMAC(nn.Module):
         ste = noisy and self.rate_proxy == "ste"
         z_tilde = z_hat if not noisy or ste else z + torch.empty_like(z).uniform_(-0.5, 0.5)
         bits_z = -torch.log2(self.z_prior.likelihood(z_tilde)).sum((1, 2, 3))
-        mu16, idx = self.hyper(z_hat, r)
+        mu16, idx = self.hyper.params(z_hat, r, y_g)
         mu = mu16 / 2 ** spec.MEAN_FRAC_BITS
         sigma = torch.exp(self.log_scales[0] + idx * (self.log_scales[1] - self.log_scales[0]))
         y_hat_g = round_half_up(y_g - mu) + mu

@@ -82,7 +82,7 @@ def histogram(model, images: torch.Tensor, qualities=QUALITIES, batch=16) -> np.
             hist_z += np.bincount(flat_z.flatten().numpy(), minlength=hist_z.size).reshape(hist_z.shape)
             for on in (False, True):
                 r = model.ref_vector(model.latent_stats16(ref_y), g_int, torch.full((len(x),), on))
-                mu16, idx = model.hyper(z_hat, r)
+                mu16, idx = model.hyper.params(z_hat, r, y_g)
                 s = torch.floor(y_g - mu16 / 2 ** spec.MEAN_FRAC_BITS + 0.5).clamp(-S_RANGE, S_RANGE)
                 ch = torch.arange(m)[None, :, None, None].expand_as(s)
                 flat = (ch * t_levels + idx.long()) * (2 * S_RANGE + 1) + (s.long() + S_RANGE)

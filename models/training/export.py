@@ -182,7 +182,7 @@ def export(name: str, weights: Path = None, out: Path = None) -> str:
     onnx_path = Path(out) / "encoder.onnx" if out else ROVER_ASSETS / name / "encoder.onnx"
     export_onnx(model, onnx_path)
     arrays = {"gain_int": gain_table(model)}
-    layers = {}
+    layers = {"slices": list(model.hyper.slices)} if model.hyper.slices else {}
     for part, exported in model.hyper.export().items():
         items = exported if isinstance(exported, list) else [exported]
         layers[part] = [l["kind"] for l in items] if isinstance(exported, list) else exported["kind"]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bitstream import container, entropy, intnet, modelfile, spec
+from bitstream import container, entropy, latent, modelfile, spec
 from bitstream.container import Header
 from evaluation import metrics
 from models.training import DATA
@@ -68,9 +68,8 @@ def code_image(model, em, x: torch.Tensor, q: float, rounded: bool = True):
     gain = torch.from_numpy((gain_int / 2 ** spec.GAIN_FRAC_BITS).astype(np.float32))
     y, z, _ = model.encoder(xp, gain[None, :, None, None])
     z_hat = np.clip(np.floor(z[0].double().numpy() + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
-    mu16, idx = intnet.hyper_synthesis(em.net, z_hat, spec.ref_input(None, gain_int))
-    symbols = entropy.symbols_for(y[0].numpy() * gain.numpy()[:, None, None], mu16)
-    words = entropy.encode_tile(z_hat, symbols, idx, em.z_tables, em.y_tables)
+    words, mu16, _, symbols = latent.encode(em.net, z_hat, spec.ref_input(None, gain_int),
+                                            y[0].numpy() * gain.numpy()[:, None, None], em.z_tables, em.y_tables)
     header = Header(em.model_id, w, h, c, c, 8, q100 // spec.QUALITY_STEPS, xp.shape[3], xp.shape[2],
                     quality_frac=q100 % spec.QUALITY_STEPS)
     data = container.write(header, {0: words})

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from models.precision import CANDIDATES, autocast, choose_by_timing, cpu_info
-from models.remac import REMAC, LAMBDAS, latent_digest, load_weights
+from models.remac import REMAC, LAMBDAS, architecture, latent_digest, load_weights
 from models.training import CKPT, DATA, LOGS, WEIGHTS
 from models.training.checkpoint import read_checkpoint
 from models.training.data import klt_basis, load_set, PairSampler, rover_descriptors
@@ -150,9 +150,6 @@ def main(argv=None):
     extra = args.decoder_extra or cfg.get("decoder_extra", "2,2,2,2" if args.stage == "decoder" else "0,0,0,0")
     extra = tuple(int(v) for v in extra.split(","))
     wide = tuple(int(v) for v in cfg.get("decoder_wide", "0,0,0,0").split(","))
-    model = REMAC(cfg["channels"], decoder_extra=extra, decoder_wide=wide, rate_proxy=cfg.get("rate_proxy", "noise"),
-                  arch=cfg.get("arch", "gdn"), m=cfg.get("m"), decoder_width=tuple(cfg.get("decoder_width", (128, 96, 64, 32))),
-                  lambdas=cfg.get("lambdas"))
     weights = os.path.join(weights_dir, f"{run_name}.safetensors")
     # a promoted run: models.training.promote installs the run's checkpoint as the shipped one and
     # removes the run's copy (one copy in the tree); a run with a log but no checkpoint goes on from it
@@ -160,6 +157,12 @@ def main(argv=None):
     promoted = (not os.path.exists(weights) and not args.init and run_name != cfg["name"]
                 and os.path.exists(os.path.join(args.log_dir, f"{run_name}.csv")) and os.path.exists(shipped))
     source = weights if os.path.exists(weights) else shipped if promoted else None
+    # channel-context slices (models.training.context adds them): the checkpoint's, else the config's
+    start = source or (args.init[0] if args.init else None)
+    slices = architecture(read_checkpoint(start))["slices"] if start else cfg.get("slices")
+    model = REMAC(cfg["channels"], decoder_extra=extra, decoder_wide=wide, rate_proxy=cfg.get("rate_proxy", "noise"),
+                  arch=cfg.get("arch", "gdn"), m=cfg.get("m"), decoder_width=tuple(cfg.get("decoder_width", (128, 96, 64, 32))),
+                  lambdas=cfg.get("lambdas"), slices=slices)
     if model.arch == "klt" and source is None and not args.init:
         model.init_basis(klt_basis(images, patches=cfg.get("klt_patches", 200_000)))     # a fresh klt run starts as the linear block codec
     model = model.to(device).to(memory_format=torch.channels_last)

@@ -1,0 +1,50 @@
+"""One tile's latent through the entropy model: the same steps on the rover and on the ground.
+
+    z_hat --intnet.hyper_features--> F, and (mu16, idx) of every channel from the hyperprior
+    slice 0 = channels slices[0]..slices[1]: the hyperprior's (mu16, idx)
+    slice k >= 1: intnet.slice_params(F, 16 * y_hat_g of the channels before it)   (channel context)
+    range coder: z by channel, then each slice in turn, its symbols grouped by scale index
+
+A model without channel context has one slice (0, M): z, then all of y by scale index, as formats
+1.0 to 3.0 always coded it. The ground can only compute slice k's tables after decoding slices < k,
+so both sides run the slices in order.
+"""
+import numpy as np
+
+from bitstream import entropy, intnet
+
+
+def slices_of(net: dict, m: int) -> list:
+    return list(net.get("slices", (0, m)))
+
+
+def encode(net: dict, z_hat: np.ndarray, r: np.ndarray, y_g: np.ndarray, z_tables, y_tables):
+    """Rover: z_hat (Z,h,w) int, r (2M+1,) int, y_g (M,4h,4w) gained latent -> (words (n,) uint32,
+    mu16, idx, symbols, each (M,4h,4w) int64)."""
+    features, mu16, idx = intnet.hyper_features(net, z_hat, r)
+    bounds = slices_of(net, y_g.shape[0])
+    symbols = np.empty(y_g.shape, np.int64)
+    for k, (s0, s1) in enumerate(zip(bounds, bounds[1:])):
+        if k:
+            mu16[s0:s1], idx[s0:s1] = intnet.slice_params(net, k, features, _decoded16(symbols, mu16, s0),
+                                                           mu16[s0:s1], idx[s0:s1])
+        symbols[s0:s1] = entropy.symbols_for(y_g[s0:s1], mu16[s0:s1])
+    return entropy.encode_tile(z_hat, symbols, idx, z_tables, y_tables, bounds), mu16, idx, symbols
+
+
+def decode(decoder: "entropy.TileDecoder", net: dict, z_hat: np.ndarray, r: np.ndarray, m: int, y_tables):
+    """Ground: the tile decoder after its z -> (mu16, idx, symbols), each (M,4h,4w) int64."""
+    features, mu16, idx = intnet.hyper_features(net, z_hat, r)
+    bounds = slices_of(net, m)
+    symbols = np.empty(mu16.shape, np.int64)
+    for k, (s0, s1) in enumerate(zip(bounds, bounds[1:])):
+        if k:
+            mu16[s0:s1], idx[s0:s1] = intnet.slice_params(net, k, features, _decoded16(symbols, mu16, s0),
+                                                           mu16[s0:s1], idx[s0:s1])
+        symbols[s0:s1] = decoder.y(idx[s0:s1], y_tables)
+    return mu16, idx, symbols
+
+
+def _decoded16(symbols: np.ndarray, mu16: np.ndarray, upto: int) -> np.ndarray:
+    """16 * y_hat_g = 16 s + mu16 of channels 0..upto (exact integers)."""
+    return 16 * symbols[:upto] + mu16[:upto]

@@ -1,0 +1,136 @@
+"""Channel context for a trained model: rate-only training of the slice nets, transforms frozen.
+
+    python -m models.training.context CHECKPOINT --slices 0,16,64,256 --minutes 15 [-o OUT]
+
+Adds (or goes on training) HyperSynthesis.ctx of CHECKPOINT (default: in place): the encoder,
+hyperprior and decoder stay as they are, so y, z and the hyperprior's (mu16, idx) do not move;
+only the corrections of slices k >= 1 learn, from the fused hyperprior features and the rounded
+latents of the slices before them (models.remac.context_net, bitstream.latent). The objective is
+the rate of y alone (uniform-noise proxy) at random qualities; the latents of a few hundred
+training crops are computed once, so a step costs h_a, h_s and the slice nets only.
+
+Prints and logs (models/training/logs/<stem>_context.csv) the rate change on validation crops at
+q 10/50/90 with rounded latents: what the context saves, before the real coder confirms it
+(models.training.rank / promote, which re-fit the tables with the slices in place).
+"""
+import argparse
+import csv
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from bitstream import spec
+from models.intnet import round_half_up
+from models.remac import REMAC, architecture, gaussian_likelihood, load_weights
+from models.training import DATA, LOGS
+from models.training.checkpoint import read_checkpoint
+from models.training.data import load_set
+
+CROPS = 800             # training crops whose latents are cached
+PATCH = 8               # latent px per side of a training patch (128 image px)
+
+
+def y_bits(model, y, q, noisy: bool) -> torch.Tensor:
+    """(B,) bits of y (with the model's context, if any) at qualities q (B,)."""
+    y_g, z, _, _ = model.gained_latents(y, q)
+    z_hat = round_half_up(z).clamp(-spec.Z_CLIP, spec.Z_CLIP)
+    r = torch.zeros(y.shape[0], 2 * model.m + 1)
+    mu16, idx = model.hyper.params(z_hat, r, y_g)
+    mu = mu16 / 2 ** spec.MEAN_FRAC_BITS
+    sigma = torch.exp(model.log_scales[0] + idx * (model.log_scales[1] - model.log_scales[0]))
+    y_t = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5) if noisy else round_half_up(y_g - mu) + mu
+    return -torch.log2(gaussian_likelihood(y_t, mu, sigma)).sum((1, 2, 3))
+
+
+def with_context(state: dict, slices) -> REMAC:
+    """The checkpoint's model with context slices `slices` (kept where it has them already)."""
+    arch = architecture(state)
+    if arch["slices"] is None:
+        arch["slices"] = tuple(slices)
+    model = REMAC(1, **arch)
+    missing, _ = load_weights(model, state, strict=False)
+    assert all(k.startswith("hyper.ctx.") for k in missing), missing
+    return model
+
+
+def latents(model, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model.encoder.analysis(images[i:i + batch].float() / 255)[0]
+                          for i in range(0, len(images), batch)])
+
+
+def saving(model, val_y, qualities=(10, 50, 90)) -> dict:
+    """{q: % rate change of y on the validation latents, context on vs off (rounded latents)}."""
+    out = {}
+    with torch.no_grad():
+        for q in qualities:
+            qq = torch.full((len(val_y),), float(q))
+            on = y_bits(model, val_y, qq, noisy=False).sum().item()
+            ctx, model.hyper.ctx = model.hyper.ctx, None
+            off = y_bits(model, val_y, qq, noisy=False).sum().item()
+            model.hyper.ctx = ctx
+            out[q] = 100 * (on / off - 1)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("--slices", default="0,16,64,256")
+    ap.add_argument("--minutes", type=float, default=15)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("-o", "--out", type=Path, help="default: CHECKPOINT, in place")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    state = read_checkpoint(args.checkpoint)
+    model = with_context(state, [int(v) for v in args.slices.split(",")])
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("hyper.ctx."))
+    cfg_folders = ["train/gray", "train/gray_native", "train/color"]
+    images, _ = load_set(args.data, cfg_folders, 1)
+    pick = torch.from_numpy(np.random.default_rng(0).choice(len(images), min(CROPS, len(images)), replace=False))
+    train_y = latents(model, images[pick])
+    val_y = latents(model, load_set(args.data, ["val/gray", "val/gray_native"], 1)[0])
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr)
+    log_path = LOGS / f"{args.checkpoint.stem}_context.csv"
+    with open(log_path, "a", newline="") as f:
+        log = csv.writer(f)
+        before = saving(model, val_y)
+        log.writerow(["val", 0, 0.0, *[round(v, 3) for v in before.values()]])
+        print(f"slices {model.hyper.slices}: rate change on val at q10/50/90 " + " ".join(f"{v:+.2f}%" for v in before.values()))
+        start, step, rng = time.time(), 0, np.random.default_rng(1)
+        while time.time() - start < args.minutes * 60:
+            i = torch.from_numpy(rng.integers(0, len(train_y), 16))
+            r0, c0 = rng.integers(0, train_y.shape[2] - PATCH + 1), rng.integers(0, train_y.shape[3] - PATCH + 1)
+            y = train_y[i][:, :, r0:r0 + PATCH, c0:c0 + PATCH]
+            loss = y_bits(model, y, torch.rand(16) * 100, noisy=True).mean() / (16 * PATCH) ** 2
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % 500 == 0:
+                now = saving(model, val_y)
+                log.writerow(["val", step, round(time.time() - start, 1), *[round(v, 3) for v in now.values()]])
+                f.flush()
+                print(f"step {step}: {loss.item():.4f} bpp (y, training patches); val q10/50/90 "
+                      + " ".join(f"{v:+.2f}%" for v in now.values()), flush=True)
+    out = args.out or args.checkpoint
+    with safe_open(str(args.checkpoint), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(args.checkpoint))
+    tensors.update({k: v.detach().contiguous() for k, v in model.state_dict().items() if k.startswith("hyper.ctx.")})
+    save_file(tensors, str(out) + ".tmp", metadata={**meta, "context_slices": ",".join(map(str, model.hyper.slices)),
+                                                     "context_steps": str(step)})
+    os.replace(str(out) + ".tmp", out)
+    print(f"wrote {out}: slices {model.hyper.slices}, {step} steps")
+
+
+if __name__ == "__main__":
+    main()
