@@ -1,5 +1,5 @@
 """Fit the preview heads of the shipped ground decoders (remac-decode --reduce N):
-`python -m models.training.preview grey colour` (after models.training.export; needs ../shared/data).
+`python -m models.training.preview grey` (after models.training.export; needs ../shared/data).
 
 A preview must cost a fraction of a full decode, so it runs only the ref-decoder's 1/16 trunk (the
 cheapest ~15 % of its work) and maps the trunk's features to pixels with one 3x3 convolution: to

@@ -4,7 +4,7 @@
 
 The float analysis does not touch decodability (only z_hat and the integer entropy path do), so an
 int8 encoder only moves rate-distortion and speed; `remac-eval --encoder int8` measures the first,
-`evaluation.timing` the second. `python -m models.training.quantize grey colour` (run after models.training.export, which rewrites model.json).
+`evaluation.timing` the second. `python -m models.training.quantize grey` (run after models.training.export, which rewrites model.json).
 """
 import argparse
 import hashlib
