@@ -110,6 +110,9 @@ def main(argv=None):
             i = torch.from_numpy(rng.integers(0, len(train_y), 16))
             r0, c0 = rng.integers(0, train_y.shape[2] - PATCH + 1), rng.integers(0, train_y.shape[3] - PATCH + 1)
             y = train_y[i][:, :, r0:r0 + PATCH, c0:c0 + PATCH]
+            frac = (time.time() - start) / (args.minutes * 60)
+            for group in opt.param_groups:      # the last 40 % at a tenth: the estimates settle
+                group["lr"] = args.lr * (1.0 if frac < 0.6 else 0.1)
             loss = y_bits(model, y, torch.rand(16) * 100, noisy=True).mean() / (16 * PATCH) ** 2
             opt.zero_grad()
             loss.backward()
