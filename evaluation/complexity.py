@@ -15,7 +15,8 @@ def torch_kmac_per_px(module: torch.nn.Module, inputs: tuple, pixels: int) -> fl
 
 
 def intnet_kmac_per_px(name: str) -> float:
-    """MACs of the integer h_s per image pixel (y is 1/16 of the image in each dimension)."""
+    """MACs of the integer h_s (and channel-context slices) per image pixel (y is 1/16 of the image
+    in each dimension)."""
     net = modelfile.load(name).net
     macs, scale = 0.0, 1.0 / 64 ** 2        # trunk starts at z resolution
     for layer in net["trunk"]:
@@ -24,7 +25,8 @@ def intnet_kmac_per_px(name: str) -> float:
             continue
         cout, cin, k, _ = layer["weight"].shape
         macs += cout * cin * k * k * scale
-    for layer in (net["fuse"], net["out"]):
+    ctx = [layer for k in range(1, len(net.get("slices", ())) - 1) for layer in net[f"ctx{k}"]]
+    for layer in [net["fuse"], net["out"], *ctx]:      # channel-context slices run at y resolution too
         cout, cin, k, _ = layer["weight"].shape
         macs += cout * cin * k * k * scale
     return macs / 1e3
