@@ -29,7 +29,7 @@ from bitstream.container import Header
 from evaluation import metrics
 from models.training import DATA
 from models.training.compare import image_tensor
-from models.training.export import checkpoint_path, export, load_model
+from models.training.export import export, load_model
 
 QUALITIES = (5, 20, 35, 50, 65, 80, 95, 100)
 VAL_SETS = {"grey": ("val/gray", "val/gray_native", "val/color")}     # colour: as Y, Cb, Cr planes (format 3.0)
