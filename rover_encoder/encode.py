@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bitstream import container, entropy, intnet, metadata, spec
+from bitstream import container, entropy, latent, metadata, spec
 from bitstream.container import Header
 from bitstream.errors import FormatError, RemacError
 from bitstream.library import Library, nearest
@@ -164,9 +164,8 @@ class Prepared:
         for index, window in enumerate(self.windows):
             z = window.crop_z(self.analyzer.hyper(window.y_window, gain))
             z_hat = np.clip(np.floor(z.astype(np.float64) + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
-            mu16, idx = intnet.hyper_synthesis(model.net, z_hat, r)
-            symbols = entropy.symbols_for(window.y * gain[:, None, None], mu16)
-            words[index] = entropy.encode_tile(z_hat, symbols, idx, model.z_tables, model.y_tables)
+            words[index], mu16, idx, symbols = latent.encode(model.net, z_hat, r, window.y * gain[:, None, None],
+                                                             model.z_tables, model.y_tables)
             if keep_tiles:
                 coded.append((z_hat, mu16, idx, entropy.dequantize(symbols, mu16)))
         return header, words, coded

@@ -7,7 +7,6 @@ and an evaluation row (rounded latents, estimated bpp, PSNR) every `eval_every` 
 import argparse
 import csv
 import json
-import math
 import os
 import time
 
