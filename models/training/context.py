@@ -9,9 +9,15 @@ latents of the slices before them (models.remac.context_net, bitstream.latent). 
 the rate of y alone (uniform-noise proxy) at random qualities; the latents of a few hundred
 training crops are computed once, so a step costs h_a, h_s and the slice nets only.
 
-Prints and logs (models/training/logs/<stem>_context.csv) the rate change on validation crops at
-q 10/50/90 with rounded latents: what the context saves, before the real coder confirms it
-(models.training.rank / promote, which re-fit the tables with the slices in place).
+Prints and logs (models/training/logs/<stem>_context.csv: kind, step, seconds, % at q10, q50, q90)
+the rate change on validation crops at q 10/50/90 with rounded latents: what the context saves,
+before the real coder confirms it.
+
+    python -m models.training.context CHECKPOINT --ablate 6
+
+measures that with the real coder instead (no training): the checkpoint with and without its
+slices, each calibrated and exported, coded by models.training.rank's path on the first N images
+of each val set; prints the BD-rate of context vs none per set.
 """
 import argparse
 import csv
@@ -78,6 +84,35 @@ def saving(model, val_y, qualities=(10, 50, 90)) -> dict:
     return out
 
 
+def ablate(checkpoint: Path, limit: int, data=DATA):
+    """Real-coder BD-rate (%) of `checkpoint` with vs without its context slices, per val set."""
+    import shutil
+    import tempfile
+    from models.training.calibrate import calibrate
+    from models.training.rank import QUALITIES, VAL_SETS, bd, candidate_model, rd_curve, set_channels
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        variants = {"with": tmp / "with.safetensors", "without": tmp / "without.safetensors"}
+        shutil.copyfile(checkpoint, variants["with"])
+        with safe_open(str(checkpoint), framework="pt") as f:
+            meta = f.metadata()
+        save_file({k: v for k, v in load_file(str(checkpoint)).items() if not k.startswith("hyper.ctx.")},
+                  str(variants["without"]), metadata=meta)
+        models = {}
+        for k, path in variants.items():
+            calibrate("grey", str(data), weights=str(path))
+            models[k] = candidate_model("grey", path, tmp / k)
+        out = {}
+        for folder in VAL_SETS["grey"]:
+            paths = sorted(p for p in (Path(data) / folder).iterdir() if p.is_file())[:limit]
+            curves = {k: rd_curve(m, em, paths, QUALITIES, set_channels(folder)) for k, (m, em) in models.items()}
+            out[folder] = bd(curves["without"], curves["with"])
+            print(f"{folder}: context vs none {out[folder]:+.2f}% | with: "
+                  + " ".join(f"{r:.3f}/{p:.2f}" for r, p in curves["with"]) + " | without: "
+                  + " ".join(f"{r:.3f}/{p:.2f}" for r, p in curves["without"]), flush=True)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", type=Path)
@@ -87,8 +122,12 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("-o", "--out", type=Path, help="default: CHECKPOINT, in place")
+    ap.add_argument("--ablate", type=int, metavar="N", help="measure with the real coder on N images per val set")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.ablate:
+        ablate(args.checkpoint, args.ablate, args.data)
+        return
     state = read_checkpoint(args.checkpoint)
     model = with_context(state, [int(v) for v in args.slices.split(",")])
     for name, p in model.named_parameters():
