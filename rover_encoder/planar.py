@@ -12,7 +12,7 @@ saturation only moves the chroma planes' values, not what the network has learne
 from dataclasses import replace
 
 from bitstream import colour, container, metadata, spec
-from rover_encoder.encode import EncodeResult, Prepared, fit_quality
+from rover_encoder.encode import DEFAULT_TILE, TILE_CONTEXT, EncodeResult, Prepared, fit_quality
 from rover_encoder.imageio import SourceImage
 
 CHROMA_SHIFT = 1        # chroma at half size in each direction (4:2:0): full-size chroma cost +33 %
@@ -30,8 +30,9 @@ def chroma_quality(q100: int) -> int:
 class PlanarPrepared:
     """An RGB image analysed once as three planes (see the module doc), ready at any quality."""
 
-    def __init__(self, img: SourceImage, library=None, use_refs: bool = True, tile: int = 512, threads: int = 1,
-                 force_refs: tuple = None, precision: str = None, context: int = 64, model=None):
+    def __init__(self, img: SourceImage, library=None, use_refs: bool = True, tile: int = DEFAULT_TILE,
+                 threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
+                 model=None):
         planes = colour.to_planes(img.pixels, CHROMA_SHIFT)
         source = lambda p: SourceImage(p[None], 1, img.bit_depth)
         self.planes = [Prepared(source(planes[0]), library, use_refs, tile, threads, force_refs, precision, context,

@@ -32,6 +32,14 @@ def test_colour_is_coded_as_three_planes_of_the_grey_model(stream):
     assert h.plane(0).entropy_ref_id == h.entropy_ref_id != container.ZERO_ID     # references serve luma
 
 
+def test_remac_info_names_each_tiles_plane(stream):
+    from bitstream.info import describe
+    d = describe(stream.data)
+    assert d["version"] == "3.0" and d["planes"] == {"chroma_shift": 1, "chroma_quality": chroma_quality(6000) / 100}
+    assert [t["plane"] for t in d["tiles"]] == ["Y"] * 4 + ["Cb", "Cr"]
+    assert d["tiles"][4]["width"] == d["tiles"][4]["height"] == 128 and d["intact"]
+
+
 def test_rhdr_3_0_is_56_bytes_then_planes_shift_and_chroma_quality(stream):
     payload = stream.data[16:16 + 60]
     assert struct.unpack(">I", stream.data[8:12])[0] == 60 and stream.data[12:16] == b"RHDR"
