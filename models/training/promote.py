@@ -32,11 +32,21 @@ from models.training.export import checkpoint_path
 from models.training.rank import rank
 
 
+CEILING_SLACK = 0.5     # dB: the candidate's top PSNR may not fall further below the shipped model's
+
+
 def improves(result: dict) -> bool:
-    """The candidate's BD-rate vs JPEG 2000 is lower than the shipped model's on this val set (a
-    curve with no overlap at all with JPEG 2000 counts as not better)."""
-    cand, ship = result["candidate_vs_j2k"], result["shipped_vs_j2k"]
-    return cand is not None and (ship is None or cand < ship)
+    """The candidate needs less rate than the shipped model at the same PSNR on this val set
+    (head-to-head BD-rate < 0 over their overlap) and reaches as high a PSNR (within CEILING_SLACK):
+    no saving bought with a new ceiling. Each model's BD-rate vs JPEG 2000 over its *own* range is
+    reported but not the rule: a candidate that also reaches lower rates is judged there against
+    JPEG 2000's very efficient low end, so it can look worse vs the anchor while needing less rate
+    at every PSNR the two share (session 5: native frames -2.7 % head to head, +21.8 vs +17.8 %)."""
+    head, cand, ship = result["candidate_vs_shipped"], result["candidate"], result["shipped"]
+    if head is None:        # no overlap at all: fall back on the anchor
+        return result["candidate_vs_j2k"] is not None and (result["shipped_vs_j2k"] is None
+                                                            or result["candidate_vs_j2k"] < result["shipped_vs_j2k"])
+    return head < 0 and max(p[1] for p in cand) >= max(p[1] for p in ship) - CEILING_SLACK
 
 
 def release_shipped(name: str) -> Path:
