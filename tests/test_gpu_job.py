@@ -70,3 +70,14 @@ def test_a_promoted_run_goes_on_from_the_shipped_checkpoint(tmp_path, capsys):
     assert torch.load(out / "dry.opt.pt")["step"] == 11
     resumed = load_file(str(out / "dry.safetensors"))
     assert all((resumed[k].float() - v.float()).abs().max() < 1e-2 for k, v in shipped.items() if k in resumed)
+
+
+def test_promotion_rule_wants_less_rate_at_equal_psnr_and_no_new_ceiling():
+    from models.training.promote import improves
+    curve = lambda top: [(0.1, 30.0), (0.5, 35.0), (1.5, top)]
+    better = {"candidate_vs_shipped": -2.7, "candidate": curve(41.6), "shipped": curve(41.7),
+              "candidate_vs_j2k": 21.8, "shipped_vs_j2k": 17.8}      # session 5's native frames
+    assert improves(better)
+    assert not improves({**better, "candidate_vs_shipped": 0.4})
+    assert not improves({**better, "candidate": curve(38.0)})       # cheaper, but stops 3.7 dB lower
+    assert improves({**better, "candidate_vs_shipped": None, "candidate_vs_j2k": 10.0})   # no overlap: the anchor
