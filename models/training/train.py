@@ -192,7 +192,10 @@ def main(argv=None):
         load_weights(model, read_checkpoint(source), strict=args.stage == "joint")
         if os.path.exists(opt_path):
             state = torch.load(opt_path)
-            opt.load_state_dict(regroup(state["opt"], opt, order, [n for n, p in params.items() if p.requires_grad]))
+            try:
+                opt.load_state_dict(regroup(state["opt"], opt, order, [n for n, p in params.items() if p.requires_grad]))
+            except (ValueError, KeyError):      # other parameters (e.g. context slices added): start Adam afresh
+                print("optimizer state does not match this model's parameters: Adam warm-starts", flush=True)
             step, elapsed_before = state["step"], state["elapsed"]
         else:   # a fresh clone ships the weights but not the optimizer state: warm-start Adam
             from safetensors import safe_open
