@@ -228,7 +228,6 @@ def main(argv=None):
           flush=True)
     start = time.time()
     budget = args.minutes * 60
-    total_budget = elapsed_before + budget
 
     def save():
         """Joint: the whole model. Decoder stage: only what it trains (decoder, inverse gains);
@@ -249,7 +248,7 @@ def main(argv=None):
     acc, last_save = [], time.time()
     first_step = step
     while time.time() - start < budget and (args.steps is None or step - first_step < args.steps):
-        frac = (elapsed_before + time.time() - start) / total_budget
+        frac = (time.time() - start) / budget     # each chunk: lr, then its last final_fraction at lr_final
         lr = cfg["lr"] if frac < 1 - cfg["final_fraction"] else cfg["lr_final"]
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_scale"]
