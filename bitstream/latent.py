@@ -21,30 +21,27 @@ def slices_of(net: dict, m: int) -> list:
 def encode(net: dict, z_hat: np.ndarray, r: np.ndarray, y_g: np.ndarray, z_tables, y_tables):
     """Rover: z_hat (Z,h,w) int, r (2M+1,) int, y_g (M,4h,4w) gained latent -> (words (n,) uint32,
     mu16, idx, symbols, each (M,4h,4w) int64)."""
-    features, mu16, idx = intnet.hyper_features(net, z_hat, r)
+    mu16, idx, symbols = _slices(net, z_hat, r, y_g.shape[0],
+                                 lambda s0, s1, mu16, idx: entropy.symbols_for(y_g[s0:s1], mu16))
     bounds = slices_of(net, y_g.shape[0])
-    symbols = np.empty(y_g.shape, np.int64)
-    for k, (s0, s1) in enumerate(zip(bounds, bounds[1:])):
-        if k:
-            mu16[s0:s1], idx[s0:s1] = intnet.slice_params(net, k, features, _decoded16(symbols, mu16, s0),
-                                                           mu16[s0:s1], idx[s0:s1])
-        symbols[s0:s1] = entropy.symbols_for(y_g[s0:s1], mu16[s0:s1])
     return entropy.encode_tile(z_hat, symbols, idx, z_tables, y_tables, bounds), mu16, idx, symbols
 
 
 def decode(decoder: "entropy.TileDecoder", net: dict, z_hat: np.ndarray, r: np.ndarray, m: int, y_tables):
     """Ground: the tile decoder after its z -> (mu16, idx, symbols), each (M,4h,4w) int64."""
+    return _slices(net, z_hat, r, m, lambda s0, s1, mu16, idx: decoder.y(idx, y_tables))
+
+
+def _slices(net: dict, z_hat: np.ndarray, r: np.ndarray, m: int, symbols_of):
+    """The slices in order, on either side: symbols_of(s0, s1, mu16, idx of channels s0..s1) gives
+    their symbols (the rover rounds its latent, the ground decodes them), which the next slice's
+    parameters read. -> (mu16, idx, symbols), each (M,4h,4w) int64."""
     features, mu16, idx = intnet.hyper_features(net, z_hat, r)
     bounds = slices_of(net, m)
     symbols = np.empty(mu16.shape, np.int64)
     for k, (s0, s1) in enumerate(zip(bounds, bounds[1:])):
-        if k:
-            mu16[s0:s1], idx[s0:s1] = intnet.slice_params(net, k, features, _decoded16(symbols, mu16, s0),
-                                                           mu16[s0:s1], idx[s0:s1])
-        symbols[s0:s1] = decoder.y(idx[s0:s1], y_tables)
+        if k:       # 16 * y_hat_g = 16 s + mu16 of every channel decoded so far (exact integers)
+            decoded16 = 16 * symbols[:s0] + mu16[:s0]
+            mu16[s0:s1], idx[s0:s1] = intnet.slice_params(net, k, features, decoded16, mu16[s0:s1], idx[s0:s1])
+        symbols[s0:s1] = symbols_of(s0, s1, mu16[s0:s1], idx[s0:s1])
     return mu16, idx, symbols
-
-
-def _decoded16(symbols: np.ndarray, mu16: np.ndarray, upto: int) -> np.ndarray:
-    """16 * y_hat_g = 16 s + mu16 of channels 0..upto (exact integers)."""
-    return 16 * symbols[:upto] + mu16[:upto]
