@@ -474,17 +474,22 @@ class REMAC(nn.Module):
         with torch.autocast(x.device.type, enabled=False):     # the integer path trains in fp32
             return self._entropy_and_synthesis(x_ref, y_g, z, r, inv_gain, noisy, decoder_ref_on, amp)
 
+    def latent_bits(self, y_g, mu16, idx, noisy: bool):
+        """-> (bits (B,) of the gained latent y_g (B,M,h,w) under the Gaussians of (mu16, idx),
+        y_hat_g = round(y_g - mu) + mu): priced at y_hat_g, or with uniform noise when noisy."""
+        mu = mu16 / 2 ** spec.MEAN_FRAC_BITS
+        sigma = torch.exp(self.log_scales[0] + idx * (self.log_scales[1] - self.log_scales[0]))
+        y_hat_g = round_half_up(y_g - mu) + mu
+        y_tilde = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5) if noisy else y_hat_g
+        return -torch.log2(gaussian_likelihood(y_tilde, mu, sigma)).sum((1, 2, 3)), y_hat_g
+
     def _entropy_and_synthesis(self, x_ref, y_g, z, r, inv_gain, noisy, decoder_ref_on, amp=False):
         z_hat = round_half_up(z).clamp(-spec.Z_CLIP, spec.Z_CLIP)
         ste = noisy and self.rate_proxy == "ste"
         z_tilde = z_hat if not noisy or ste else z + torch.empty_like(z).uniform_(-0.5, 0.5)
         bits_z = -torch.log2(self.z_prior.likelihood(z_tilde)).sum((1, 2, 3))
         mu16, idx = self.hyper.params(z_hat, r, y_g)
-        mu = mu16 / 2 ** spec.MEAN_FRAC_BITS
-        sigma = torch.exp(self.log_scales[0] + idx * (self.log_scales[1] - self.log_scales[0]))
-        y_hat_g = round_half_up(y_g - mu) + mu
-        y_tilde = y_hat_g if not noisy or ste else y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5)
-        bits_y = -torch.log2(gaussian_likelihood(y_tilde, mu, sigma)).sum((1, 2, 3))
+        bits_y, y_hat_g = self.latent_bits(y_g, mu16, idx, noisy and not ste)
         y_hat = y_hat_g * inv_gain[:, :, None, None]
         dec_ref = x_ref if decoder_ref_on is None else x_ref * decoder_ref_on[:, None, None, None].float()
         with torch.autocast(y_hat.device.type, dtype=torch.bfloat16, enabled=amp):   # float decoder: bf16 ok

@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from bitstream import spec
 from models.intnet import round_half_up
-from models.remac import REMAC, architecture, gaussian_likelihood, load_weights
+from models.remac import REMAC, architecture, load_weights
 from models.training import DATA, LOGS
 from models.training.checkpoint import read_checkpoint
 from models.training.data import load_set
@@ -47,10 +47,7 @@ def y_bits(model, y, q, noisy: bool) -> torch.Tensor:
     z_hat = round_half_up(z).clamp(-spec.Z_CLIP, spec.Z_CLIP)
     r = torch.zeros(y.shape[0], 2 * model.m + 1)
     mu16, idx = model.hyper.params(z_hat, r, y_g)
-    mu = mu16 / 2 ** spec.MEAN_FRAC_BITS
-    sigma = torch.exp(model.log_scales[0] + idx * (model.log_scales[1] - model.log_scales[0]))
-    y_t = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5) if noisy else round_half_up(y_g - mu) + mu
-    return -torch.log2(gaussian_likelihood(y_t, mu, sigma)).sum((1, 2, 3))
+    return model.latent_bits(y_g, mu16, idx, noisy)[0]
 
 
 def with_context(state: dict, slices) -> REMAC:
