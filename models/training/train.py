@@ -158,7 +158,8 @@ def main(argv=None):
     source = weights if os.path.exists(weights) else shipped if promoted else None
     # channel-context slices (models.training.context adds them): the checkpoint's, else the config's
     start = source or (args.init[0] if args.init else None)
-    slices = architecture(read_checkpoint(start))["slices"] if start else cfg.get("slices")
+    start_state = read_checkpoint(start) if start else None
+    slices = architecture(start_state)["slices"] if start else cfg.get("slices")
     model = REMAC(cfg["channels"], decoder_extra=extra, decoder_wide=wide, rate_proxy=cfg.get("rate_proxy", "noise"),
                   arch=cfg.get("arch", "gdn"), m=cfg.get("m"), decoder_width=tuple(cfg.get("decoder_width", (128, 96, 64, 32))),
                   lambdas=cfg.get("lambdas"), slices=slices)
@@ -167,7 +168,8 @@ def main(argv=None):
     model = model.to(device).to(memory_format=torch.channels_last)
     if source is None:
         for path in args.init:      # missing keys (extra decoder blocks) keep their identity init
-            missing, unexpected = load_weights(model, read_checkpoint(path), strict=False)
+            state = start_state if path == start else read_checkpoint(path)
+            missing, unexpected = load_weights(model, state, strict=False)
             print(f"initialised from {path} ({len(missing)} tensors not in it, {len(unexpected)} unused)", flush=True)
     if args.stage == "decoder":
         load_weights(model, read_checkpoint(base_weights), strict=False)
@@ -189,7 +191,7 @@ def main(argv=None):
     opt_path = os.path.join(args.ckpt_dir, f"{run_name}.opt.pt")
     step, elapsed_before = 0, 0.0
     if source is not None:
-        load_weights(model, read_checkpoint(source), strict=args.stage == "joint")
+        load_weights(model, start_state, strict=args.stage == "joint")
         if os.path.exists(opt_path):
             state = torch.load(opt_path)
             try:
