@@ -30,14 +30,19 @@ def test_pack_round_trips_images_and_groups(tmp_path):
     assert groups[0] == groups[1] != groups[2]
 
 
-def test_twenty_step_dry_run_from_a_pack(tmp_path):
+def _dry_run(tmp_path):
+    """-> (train.main arguments of a run "dry" from a pack of the test image, its --out folder)."""
     images = _images()
     path = pack.write(str(tmp_path / "grey.npz"), images, [(0, 0), (0, 0), (1, 0), (1, 0)], images[:2])
     config = tmp_path / "cfg.json"
     config.write_text(json.dumps(CONFIG))
     out = tmp_path / "out"
-    args = [str(config), "--run-name", "dry", "--pack", path, "--out", str(out), "--steps", "20",
-            "--threads", "1", "--precision", "fp32", "--minutes", "10"]
+    return [str(config), "--run-name", "dry", "--pack", path, "--out", str(out)], out
+
+
+def test_twenty_step_dry_run_from_a_pack(tmp_path):
+    run, out = _dry_run(tmp_path)
+    args = run + ["--steps", "20", "--threads", "1", "--precision", "fp32", "--minutes", "10"]
     train.main(args)
     log = (out / "dry.csv").read_text().splitlines()
     assert log[0].startswith("info,0,") and ",precision,fp32," in log[0]
@@ -52,13 +57,8 @@ def test_a_promoted_run_goes_on_from_the_shipped_checkpoint(tmp_path, capsys):
     """promote installs a run's checkpoint as the shipped one and deletes the run's copy; the next
     chunk of the run (its log still there) starts from the shipped weights, not from scratch."""
     from safetensors.torch import load_file
-    images = _images()
-    path = pack.write(str(tmp_path / "grey.npz"), images, [(0, 0), (0, 0), (1, 0), (1, 0)], images[:2])
-    config = tmp_path / "cfg.json"
-    config.write_text(json.dumps(CONFIG))
-    out = tmp_path / "out"
-    args = [str(config), "--run-name", "dry", "--pack", path, "--out", str(out), "--threads", "1",
-            "--precision", "fp32", "--minutes", "10", "--steps"]
+    run, out = _dry_run(tmp_path)
+    args = run + ["--threads", "1", "--precision", "fp32", "--minutes", "10", "--steps"]
     train.main(args + ["10"])
     (out / "dry.safetensors").rename(out / "grey.safetensors")          # what promote leaves behind
     (out / "dry.opt.pt").unlink()                                       # a fresh machine: no Adam state
