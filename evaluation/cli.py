@@ -67,7 +67,8 @@ def plot(curves: dict, title: str, path: Path, metric=1):
               help="Comma list of codecs to run (REMAC,JPEG,JPEG 2000,WebP,AVIF,JPEG XL,ICER,ICER 1seg) or 'all'.")
 @click.option("--reuse", type=click.Path(exists=True, file_okay=False),
               help="Merge records of codecs not run now from an earlier --out directory.")
-@click.option("--ref-experiments", is_flag=True, help="Also REMAC with refs off / random / worst reference.")
+@click.option("--ref-experiments", is_flag=True,
+              help="Also REMAC with refs always kept / off / a random / the worst reference.")
 @click.option("--encoder-experiment", is_flag=True,
               help="Also REMAC with the rover analysis (int8 / float) that is not the modality's default.")
 @click.option("--limit", type=int, help="At most N images per directory.")
@@ -101,7 +102,7 @@ def main(image_dirs, ref_lib, out_dir, codecs, reuse, ref_experiments, encoder_e
     if wanted is None or "REMAC" in wanted:
         contenders.append(rd.RemacCodec(library, "best", qs))
         if ref_experiments:
-            contenders += [rd.RemacCodec(library, mode, qs) for mode in ("off", "random", "worst")]
+            contenders += [rd.RemacCodec(library, mode, qs) for mode in ("kept", "off", "random", "worst")]
         if encoder_experiment:
             contenders += [rd.RemacCodec(library, "best", qs, precision=p) for p in ("int8", "float")]
     contenders += [c for c in baselines.available() if wanted is None or c.name in wanted]
@@ -129,6 +130,9 @@ def main(image_dirs, ref_lib, out_dir, codecs, reuse, ref_experiments, encoder_e
         }
         if "REMAC refs=off" in curves:
             summary[set_name]["bd_rate_refs_on_vs_off"] = rd.bd_rate(curves["REMAC refs=off"], curves["REMAC"])
+            if "REMAC refs=kept" in curves:     # the references alone, without the rover's fallback
+                summary[set_name]["bd_rate_refs_kept_vs_off"] = rd.bd_rate(curves["REMAC refs=off"],
+                                                                           curves["REMAC refs=kept"])
         if encoder_experiment and "REMAC" in curves:     # the default analysis is plain "REMAC"
             by = {p: curves.get(f"REMAC encoder={p}", curves["REMAC"]) for p in ("int8", "float")}
             summary[set_name]["bd_rate_int8_vs_float"] = rd.bd_rate(by["float"], by["int8"])

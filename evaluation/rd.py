@@ -21,8 +21,10 @@ REMAC_QUALITIES = (5, 20, 35, 50, 65, 80, 95)
 class RemacCodec:
     """REMAC behind the same interface as evaluation.codecs adapters.
 
-    refs: 'best' (the rover's selection), 'off', 'random' (a random library entry of the same
-    modality), 'worst' (the entry farthest from the image in descriptor space: a deliberate mismatch).
+    refs: 'best' (the rover's selection, kept where it makes the stream smaller: the shipped
+    behaviour), 'kept' (the rover's selection, always kept), 'off', 'random' (a random library entry
+    of the same modality), 'worst' (the entry farthest from the image in descriptor space: a
+    deliberate mismatch); 'random' and 'worst' are always kept.
     """
 
     def __init__(self, library, refs="best", qualities=REMAC_QUALITIES, seed=0, precision=None):
@@ -57,7 +59,7 @@ class RemacCodec:
         """bit_depth: the samples' true depth when a uint16 image holds fewer bits (12: 0..4095)."""
         img = from_pil(Image.fromarray(image), bit_depth=bit_depth)
         return encode(img, quality, self.library, use_refs=self.refs != "off", force_refs=self._forced(img),
-                      precision=self.precision).data
+                      precision=self.precision, keep_refs=self.refs == "kept").data
 
     def decode(self, data, shape):
         return decode(data, self.library).image.reshape(shape)

@@ -54,12 +54,13 @@ def budget(img: SourceImage, target_bytes: int = None, bpp: float = None):
 
 def encode_source(img: SourceImage, quality=DEFAULT_QUALITY, target_bytes: int = None, bpp: float = None,
                   library=None, use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1,
-                  precision: str = None, model=None) -> codec.EncodeResult:
+                  precision: str = None, model=None, keep_refs: bool = False) -> codec.EncodeResult:
     """A loaded image -> EncodeResult, at `quality` or, with target_bytes / bpp, at the highest
     quality whose whole file fits (never over; within 3 % under where the quality range allows).
-    model: a model directory to run instead of the shipped model."""
+    model: a model directory to run instead of the shipped model; keep_refs: keep the chosen
+    references even where coding without them is smaller (rover_encoder.encode.Prepared)."""
     return codec.encode(img, quality, _library(library, use_refs), use_refs, tile, threads, precision=precision,
-                        max_bytes=budget(img, target_bytes, bpp), model=model)
+                        max_bytes=budget(img, target_bytes, bpp), model=model, keep_refs=keep_refs)
 
 
 def to_source(image, bit_depth: int = None) -> SourceImage:
@@ -79,14 +80,15 @@ def to_source(image, bit_depth: int = None) -> SourceImage:
 
 def encode(image, quality=DEFAULT_QUALITY, *, target_bytes: int = None, bpp: float = None, library=None,
            use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1, precision: str = None,
-           bit_depth: int = None, model=None) -> bytes:
+           bit_depth: int = None, model=None, keep_refs: bool = False) -> bytes:
     """An image (see to_source) -> .rmc bytes. library: None for the shipped one, a Library or a
     directory; use_refs=False codes without references. Warnings (alpha dropped, ...) are
     issued with warnings.warn."""
     img = to_source(image, bit_depth)
     for w in img.warnings:
         warnings.warn(w, stacklevel=2)
-    return encode_source(img, quality, target_bytes, bpp, library, use_refs, tile, threads, precision, model).data
+    return encode_source(img, quality, target_bytes, bpp, library, use_refs, tile, threads, precision, model,
+                         keep_refs).data
 
 
 def load_source(inp: str, bit_depth: int = None) -> SourceImage:
@@ -106,7 +108,8 @@ def load_source(inp: str, bit_depth: int = None) -> SourceImage:
 
 def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = None, bpp: float = None,
                 library=None, use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1,
-                precision: str = None, bit_depth: int = None, strip: bool = False, model=None) -> dict:
+                precision: str = None, bit_depth: int = None, strip: bool = False, model=None,
+                keep_refs: bool = False) -> dict:
     """Encode the image file `path` ('-': stdin) to `out` (default: beside it, .rmc; '-': stdout),
     written atomically. -> what remac-encode --json reports: output, bytes, bpp, quality, refs,
     width, height, ..., warnings (a list of lines)."""
@@ -116,7 +119,8 @@ def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = 
     if strip:
         img.metadata = Metadata()
     try:
-        result = encode_source(img, quality, target_bytes, bpp, library, use_refs, tile, threads, precision, model)
+        result = encode_source(img, quality, target_bytes, bpp, library, use_refs, tile, threads, precision, model,
+                               keep_refs)
     except RemacError as exc:
         raise RemacError(f"{inp}: {exc}") from None
     atomic_write(out, result.data)

@@ -20,6 +20,8 @@ ENCODE_HELP = """Compress IMAGE(s) (PNG, JPEG, TIFF, ..., PDS3/PDS4 products; gr
 \b
 Runs the rover side of REMAC: a light ONNX analysis transform, reference
 selection from the on-board library, integer entropy model, range coder.
+The chosen reference is kept only if the stream is smaller with it (--keep-refs
+always keeps it; --no-refs never looks); --json reports which were kept.
 \b
 Examples:
   remac-encode navcam.png                   # -> navcam.rmc beside it, quality 75
@@ -68,6 +70,9 @@ def is_image_name(path: Path) -> bool:
 @click.option("--strip", is_flag=True, help="Drop metadata (text chunks, EXIF, XMP) instead of carrying it.")
 @click.option("--ref-lib", type=click.Path(), help="Reference library directory [default: the shipped one].")
 @click.option("--no-refs", is_flag=True, help="Code without references (library not needed to decode).")
+@click.option("--keep-refs", is_flag=True,
+              help="Keep the chosen references even where coding without them is smaller [default: the "
+                   "smaller stream is written].")
 @click.option("--tile", type=int, default=DEFAULT_TILE, show_default=True, help="Tile side, multiple of 64.")
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--encoder", "precision", type=click.Choice(["int8", "float"]),
@@ -82,10 +87,12 @@ def is_image_name(path: Path) -> bool:
               help="Rate control: at most X bits per pixel per file, whole file (instead of -q).")
 @jobs_option("images")
 @version_option("remac-encode")
-def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, tile, threads, precision, model_dir,
+def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, keep_refs, tile, threads, precision, model_dir,
                 as_json, quiet, target_bytes, bpp, workers):
     if target_bytes is not None and bpp is not None:
         raise click.UsageError("give --target-bytes or --bpp, not both")
+    if no_refs and keep_refs:
+        raise click.UsageError("--no-refs and --keep-refs exclude each other")
     if (target_bytes is not None or bpp is not None) and given("quality"):
         raise click.UsageError("-q and --target-bytes/--bpp exclude each other (rate control picks the quality)")
     jobs = plan_outputs("remac-encode", list(images), output, ".rmc", as_json, is_image_name, "image files")
@@ -99,7 +106,7 @@ def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, til
     quiet = quiet or output == STDIO
     work = partial(encode_file, quality=quality, target_bytes=target_bytes, bpp=bpp, library=library,
                    use_refs=not no_refs, tile=tile, threads=threads, precision=precision,
-                   bit_depth=bit_depth and int(bit_depth), strip=strip, model=model_dir)
+                   bit_depth=bit_depth and int(bit_depth), strip=strip, model=model_dir, keep_refs=keep_refs)
     run_batch("remac-encode", jobs, work, as_json, quiet, workers)
 
 

@@ -5,6 +5,7 @@
     at a quality: per tile: z = h_a(y*gain) (ONNX); z_hat = round(z);               Prepared.encode
                   (mu16, idx) = intnet(z_hat, gained ref stats)
                   s = round(y*gain - mu) --> range coder (z by channel, y by scale index)
+                  ... and again without the references: the smaller set of tiles is kept
     --> container.write(header, tiles)
 Rate control (max_bytes / Prepared.fit) codes the one analysis at the qualities fit_quality tries.
 """
@@ -112,12 +113,21 @@ def analyse_windows(img: SourceImage, analyse, header: Header, context: int = TI
 
 class Prepared:
     """An image analysed once (g_a on every tile, references chosen), ready to be coded at any
-    quality: y does not depend on the quality, only h_a, the entropy model and the coder do."""
+    quality: y does not depend on the quality, only h_a, the entropy model and the coder do.
+
+    References are kept only where they pay: at each quality the tiles are entropy-coded with the
+    chosen reference and without, and the smaller whole is written (a stream without references
+    names none, exactly as --no-refs writes it). A library entry that resembles the image only in
+    its descriptor then costs nothing: measured with all images of each val set (docs/BENCHMARKS.md,
+    session 6), always keeping the rover's choice cost val/gray_native 2.6 % and val/color 1.4 %
+    against this rule. The second pass repeats only the integer entropy model and the range coder
+    (no analysis)."""
 
     def __init__(self, img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,
                  threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
-                 model=None):
-        """model: None (the shipped model for the image's channels) or a model directory."""
+                 model=None, keep_refs: bool = False):
+        """model: None (the shipped model for the image's channels) or a model directory; keep_refs:
+        code with the chosen references even where they cost bytes (always so with force_refs)."""
         if tile % 64 or not 64 <= tile <= 4096:
             raise RemacError(f"tile size {tile} must be a multiple of 64 in 64..4096")
         if context % 64 or context < 0:
@@ -134,6 +144,8 @@ class Prepared:
         self.analyzer = analyzer_for(model, threads, self.precision)
         self.windows, deep, shallow = analyse_windows(img, self.analyzer.analyse, self.header, context)
         self.stats, self.eref, self.dref = None, None, None
+        self.plain_header = replace(self.header)        # the header of the stream without references
+        self.keep_refs = keep_refs or force_refs is not None
         candidates = library.ids_for(model.name) if (library is not None and use_refs) else []
         if candidates:
             library.check_model(model.name, model.model_id, model.m)
@@ -148,43 +160,59 @@ class Prepared:
     def encode(self, quality, keep_tiles: bool = False) -> EncodeResult:
         """Code at `quality` (0..100, in hundredths): h_a, integer entropy model, range coder."""
         header, words, coded = self.code(quality, keep_tiles)
-        return EncodeResult(container.write(header, words, self.meta), header, self.eref, self.dref,
+        eref, dref = referenced(header)
+        return EncodeResult(container.write(header, words, self.meta), header, eref, dref,
                             coded if keep_tiles else None, self.precision)
 
     def code(self, quality, keep_tiles: bool = False):
         """-> (header at `quality`, {tile index: range-coder words}, [(z_hat, mu16, idx, y_hat_g)]
-        per tile if keep_tiles): what encode writes, for callers that assemble streams of planes."""
+        per tile if keep_tiles): what encode writes, for callers that assemble streams of planes.
+        The header names the references only when they were kept (see the class doc)."""
         q100 = spec.quality_steps(quality)
         model = self.model
-        header = replace(self.header, quality=q100 // spec.QUALITY_STEPS, quality_frac=q100 % spec.QUALITY_STEPS,
-                         version=None)
         gain = gain_for_quality(model, q100 / spec.QUALITY_STEPS)
-        r = spec.ref_input(self.stats, spec.gain_int_at(model.gain_int, q100))
-        words, coded = {}, []
+        gain_int = spec.gain_int_at(model.gain_int, q100)
+        ref_inputs = [spec.ref_input(self.stats, gain_int)]
+        if self.stats is not None and not self.keep_refs:
+            ref_inputs.append(spec.ref_input(None, gain_int))
+        passes = [({}, []) for _ in ref_inputs]         # per reference input: words, coded tiles
         for index, window in enumerate(self.windows):
             z = window.crop_z(self.analyzer.hyper(window.y_window, gain))
             z_hat = np.clip(np.floor(z.astype(np.float64) + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
-            words[index], mu16, idx, symbols = latent.encode(model.net, z_hat, r, window.y * gain[:, None, None],
-                                                             model.z_tables, model.y_tables)
-            if keep_tiles:
-                coded.append((z_hat, mu16, idx, entropy.dequantize(symbols, mu16)))
-        return header, words, coded
+            for r, (words, coded) in zip(ref_inputs, passes):
+                words[index], mu16, idx, symbols = latent.encode(model.net, z_hat, r, window.y * gain[:, None, None],
+                                                                 model.z_tables, model.y_tables)
+                if keep_tiles:
+                    coded.append((z_hat, mu16, idx, entropy.dequantize(symbols, mu16)))
+        size = lambda p: sum(w.size for w in p[0].values())
+        kept = min(range(len(passes)), key=lambda k: (size(passes[k]), k))     # ties keep the references
+        header = replace(self.header if kept == 0 else self.plain_header, quality=q100 // spec.QUALITY_STEPS,
+                         quality_frac=q100 % spec.QUALITY_STEPS, version=None)
+        return (header, *passes[kept])
 
     def fit(self, budget: int, keep_tiles: bool = False) -> EncodeResult:
         """The stream at the highest quality whose whole file is at most `budget` bytes (fit_quality)."""
         return fit_quality(lambda quality: self.encode(quality, keep_tiles), budget)
 
 
+def referenced(header: Header) -> tuple:
+    """-> (entropy reference ID, decoder reference ID) hex a stream's header names, (None, None) if none."""
+    if header.library_id == container.ZERO_ID:
+        return None, None
+    return header.entropy_ref_id.hex(), header.decoder_ref_id.hex()
+
+
 def prepare(img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,
             threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
-            model=None):
+            model=None, keep_refs: bool = False):
     """The analysed image, ready to code at any quality (arguments as Prepared's): a colour image
     with a 1-channel model (the shipped default) is coded as luma + chroma planes
     (rover_encoder.planar); anything else by one model, as is."""
     if img.pixels.shape[0] == 3 and (model is None or rover_model(None, model).channels == 1):
         from rover_encoder.planar import PlanarPrepared
-        return PlanarPrepared(img, library, use_refs, tile, threads, force_refs, precision, context, model)
-    return Prepared(img, library, use_refs, tile, threads, force_refs, precision, context, model)
+        return PlanarPrepared(img, library, use_refs, tile, threads, force_refs, precision, context, model,
+                              keep_refs=keep_refs)
+    return Prepared(img, library, use_refs, tile, threads, force_refs, precision, context, model, keep_refs)
 
 
 RATE_TOLERANCE = 0.03       # rate control stops once a stream is within 3 % under the budget
@@ -237,7 +265,7 @@ def fit_quality(encode_at, budget: int) -> EncodeResult:
 def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = None, use_refs: bool = True,
            tile: int = DEFAULT_TILE, threads: int = 1, force_refs: tuple = None,
            keep_tiles: bool = False, precision: str = None, context: int = TILE_CONTEXT,
-           max_bytes: int = None, model=None) -> EncodeResult:
+           max_bytes: int = None, model=None, keep_refs: bool = False) -> EncodeResult:
     """Encode one image. force_refs=(entropy_ref_id, decoder_ref_id) overrides the selection
     (reference experiments only); keep_tiles keeps what the coder saw per tile (for checks);
     precision: rover analysis "int8" or "float" (None: the model's default); context: pixels of
@@ -246,8 +274,9 @@ def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = 
     exactly (spec.gain_int_at). img.metadata, if any, travels in a `meta` segment.
     max_bytes: rate control instead of `quality`: the highest quality whose whole file fits
     (Prepared.fit); the stream is the one `quality` = its header's quality would give.
-    model: a model directory to run instead of the shipped model (remac-encode --model)."""
+    model: a model directory to run instead of the shipped model (remac-encode --model).
+    keep_refs: keep the chosen references even where coding without them is smaller (experiments)."""
     if max_bytes is None and not 0 <= quality <= 100:
         raise RemacError(f"quality {quality} is out of range 0..100")
-    prepared = prepare(img, library, use_refs, tile, threads, force_refs, precision, context, model)
+    prepared = prepare(img, library, use_refs, tile, threads, force_refs, precision, context, model, keep_refs)
     return prepared.encode(quality, keep_tiles) if max_bytes is None else prepared.fit(max_bytes, keep_tiles)

@@ -71,7 +71,7 @@ def encoded(tmp_path_factory):
     results = {}
     for jobs in (1, 2):
         out = tmp / f"j{jobs}"
-        results[jobs] = out, run(encode_main, [src, "-o", str(out) + "/", "-j", jobs, "-q", 40, "--json"])
+        results[jobs] = out, run(encode_main, [src, "-o", str(out) + "/", "-j", jobs, "-q", 40, "--json", "--keep-refs"])
     return tmp, results
 
 

@@ -73,12 +73,13 @@ def test_encode_user_errors_are_one_line(args, message, tmp_path):
 
 def test_quality_out_of_range_is_a_usage_error():
     assert run(encode_main, [GREY, "-q", "101"]).exit_code == 2
+    assert run(encode_main, [GREY, "--no-refs", "--keep-refs"]).exit_code == 2
 
 
 def test_decode_against_wrong_library_names_it(tmp_path):
     lib = tmp_path / "lib"
     assert run(lib_main, ["build", RGB3, "-o", lib]).exit_code == 0
-    run(encode_main, [GREY, "-o", tmp_path / "a.rmc"])            # default library
+    run(encode_main, [GREY, "--keep-refs", "-o", tmp_path / "a.rmc"])       # names a default-library entry
     r = run(decode_main, [tmp_path / "a.rmc", "--ref-lib", lib, "-o", tmp_path / "a.png"])
     assert r.exit_code == 1 and "needs reference library" in r.stderr
     assert not (tmp_path / "a.png").exists()
@@ -118,7 +119,7 @@ def test_library_build_info_and_rover_export(tmp_path):
     assert rinfo["library_id"] == info["library_id"] and rinfo["rover_export"]
     assert not (rover / "images").exists()
     # the rover encodes against its export; the ground needs the full library
-    assert run(encode_main, [GREY, "-o", tmp_path / "g.rmc", "--ref-lib", rover]).exit_code == 0
+    assert run(encode_main, [GREY, "--keep-refs", "-o", tmp_path / "g.rmc", "--ref-lib", rover]).exit_code == 0
     r = run(decode_main, [tmp_path / "g.rmc", "--ref-lib", rover])
     assert r.exit_code == 1 and "rover export" in r.stderr
     assert run(decode_main, [tmp_path / "g.rmc", "--ref-lib", lib]).exit_code == 0

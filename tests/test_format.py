@@ -17,7 +17,7 @@ from tests.conftest import GREY
 def stream(default_library):
     img = load_image(GREY)
     img.pixels = img.pixels[:, :100, :150]          # 100x150 -> 2x3 tiles of 64
-    return encode(img, 60, default_library, tile=64)
+    return encode(img, 60, default_library, tile=64, keep_refs=True)     # the layout with references
 
 
 def segments(data):

@@ -16,7 +16,7 @@ def two_tiles(default_library):
     img = load_image(GREY)
     img.pixels = img.pixels[:, :64, :128]           # two 64x64 tiles
     img.metadata.text["Title"] = "sol 1234"
-    return encode(img, 40.5, default_library, tile=64)
+    return encode(img, 40.5, default_library, tile=64, keep_refs=True)
 
 
 def invoke(args):

@@ -17,7 +17,7 @@ from tests.conftest import COLOUR, pixels, psnr
 
 @pytest.fixture(scope="module")
 def stream(default_library):
-    return encode(load_image(COLOUR), 60, default_library, tile=128)
+    return encode(load_image(COLOUR), 60, default_library, tile=128, keep_refs=True)
 
 
 def test_colour_is_coded_as_three_planes_of_the_grey_model(stream):

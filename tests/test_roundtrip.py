@@ -128,7 +128,7 @@ def test_tile_context_must_be_a_multiple_of_64(default_library):
 def test_references_on_and_off_both_decode(default_library, capsys):
     a = pixels(GREY)
     img = load_image(GREY)
-    on = encode(img, 50, default_library)
+    on = encode(img, 50, default_library, keep_refs=True)
     off = encode(img, 50, default_library, use_refs=False)
     assert on.header.flags == 1 and off.header.flags == 0 and off.header.library_id == bytes(8)
     p_on = psnr(a, decode(on.data, default_library).image)
@@ -136,6 +136,24 @@ def test_references_on_and_off_both_decode(default_library, capsys):
     with capsys.disabled():
         print(f"\nrefs on: {on.bpp:.4f} bpp {p_on:.2f} dB; refs off: {off.bpp:.4f} bpp {p_off:.2f} dB")
     assert p_on > 24 and p_off > 24
+
+
+def test_references_are_kept_only_where_they_make_the_stream_smaller(default_library):
+    """At each quality the rover codes the tiles with its chosen reference and without, and writes
+    the smaller: byte for byte the --no-refs stream when that wins, else the stream with references."""
+    outcomes = set()
+    for path, quality in [(GREY, 20), (GREY, 50), (COLOUR, 50), (COLOUR, 90)]:
+        img = load_image(path)
+        auto = encode(img, quality, default_library)
+        kept = encode(img, quality, default_library, keep_refs=True)
+        off = encode(img, quality, default_library, use_refs=False)
+        assert kept.header.flags == 1 and kept.entropy_ref and off.entropy_ref is None
+        dropped = len(off.data) < len(kept.data)
+        assert auto.data == (off.data if dropped else kept.data)
+        assert auto.entropy_ref == (None if dropped else kept.entropy_ref)
+        assert decode(auto.data, default_library).image.shape == pixels(path).shape
+        outcomes.add(dropped)
+    assert outcomes == {True, False}        # both branches ran
 
 
 def test_int8_and_float_rover_analysis_decode_alike(default_library):
