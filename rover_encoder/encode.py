@@ -172,6 +172,7 @@ class Prepared:
         model = self.model
         gain = gain_for_quality(model, q100 / spec.QUALITY_STEPS)
         gain_int = spec.gain_int_at(model.gain_int, q100)
+        floors = model.floors_at(q100)
         ref_inputs = [spec.ref_input(self.stats, gain_int)]
         if self.stats is not None and not self.keep_refs:
             ref_inputs.append(spec.ref_input(None, gain_int))
@@ -181,7 +182,7 @@ class Prepared:
             z_hat = np.clip(np.floor(z.astype(np.float64) + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
             for r, (words, coded) in zip(ref_inputs, passes):
                 words[index], mu16, idx, symbols = latent.encode(model.net, z_hat, r, window.y * gain[:, None, None],
-                                                                 model.z_tables, model.y_tables)
+                                                                 model.z_tables, model.y_tables, floors)
                 if keep_tiles:
                     coded.append((z_hat, mu16, idx, entropy.dequantize(symbols, mu16)))
         size = lambda p: sum(w.size for w in p[0].values())

@@ -193,6 +193,9 @@ def export(name: str, weights: Path = None, out: Path = None) -> str:
     for prefix, (counts, offsets, sizes) in (("y", y_tables(state.get("coder.y_counts"))),
                                              ("z", z_tables(model, state.get("coder.z_counts")))):
         arrays[f"{prefix}/counts"], arrays[f"{prefix}/offsets"], arrays[f"{prefix}/sizes"] = counts, offsets, sizes
+    if "coder.idx_floors" in state:     # per-quality-band scale-index floors (models.training.calibrate)
+        arrays["floors/idx"] = state["coder.idx_floors"].numpy().astype(np.int64)
+        arrays["floors/edges"] = state["coder.floor_edges"].numpy().astype(np.int64)
     enc = hashlib.sha256()
     for k, v in sorted(model.encoder.state_dict().items()):
         enc.update(k.encode() + v.detach().float().contiguous().numpy().tobytes())

@@ -27,7 +27,7 @@ from bitstream import library as lib
 from bitstream import modelfile, store
 from models.ground import STORE, ground_weights_path
 from models.training import DATA, ROOT
-from models.training.calibrate import calibrate
+from models.training.calibrate import FLOOR_MODES, calibrate
 from models.training.export import checkpoint_path
 from models.training.rank import rank
 
@@ -80,11 +80,13 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, help="first N images of each val set (quick look; never promotes)")
     ap.add_argument("--force", action="store_true", help="promote even if it is not better")
     ap.add_argument("--report", type=Path, help="also write the numbers here as JSON")
+    ap.add_argument("--floors", choices=FLOOR_MODES, default="pooled",
+                    help="scale-floor rule of the calibration (models.training.calibrate.choose_floors)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         calibrated = Path(tmp) / f"{args.name}.safetensors"
         shutil.copyfile(args.candidate, calibrated)
-        calibrate(args.name, str(args.data), weights=str(calibrated))
+        calibrate(args.name, str(args.data), weights=str(calibrated), mode=args.floors)
         results = rank(args.name, calibrated, args.data, args.limit)
         better = all(improves(r) for r in results.values())
         if args.report:
