@@ -224,3 +224,19 @@ def test_colour_augmentation_changes_colour_not_structure():
         assert (out.mean((1, 2)) - x.mean((1, 2))).abs().max() > 1e-3                 # colour moved
         a, b = out.mean(0).flatten(), x.mean(0).flatten()
         assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.8                        # structure kept
+
+
+def test_some_training_steps_take_larger_crops_with_the_same_pixels():
+    """large_crop / large_every: every k-th step trains on crops of the larger side, batch scaled so
+    the pixels per step stay the same; the sampler cuts them (at most the stored 256 px)."""
+    import torch
+    from models.training.data import PairSampler
+    from models.training.train import batch_shape
+    cfg = {"batch": 8, "crop": 128, "large_crop": 256, "large_every": 4}
+    assert [batch_shape(cfg, s) for s in range(5)] == [(2, 256), (8, 128), (8, 128), (8, 128), (2, 256)]
+    assert batch_shape({"batch": 8, "crop": 128}, 4) == (8, 128)
+    images = torch.randint(0, 255, (3, 1, 256, 256), dtype=torch.uint8)
+    sampler = PairSampler(images, [0, 0, 0], 128, augment=False, ref_crop=64)
+    x, ref = sampler.batch(*batch_shape(cfg, 0))
+    assert x.shape == (2, 1, 256, 256) and ref.shape == (2, 1, 64, 64)
+    assert sampler.batch(1, crop=512)[0].shape == (1, 1, 256, 256)

@@ -156,13 +156,16 @@ class PairSampler:
             x = x + r.uniform(0.3, 1.0) * (x - F.avg_pool2d(x[None], 3, 1, 1, count_include_pad=False)[0])
         return x.clamp(0, 1)
 
-    def batch(self, size):
+    def batch(self, size, crop=None):
+        """-> (size crops (size,C,crop,crop), their references); crop: this batch's side (default the
+        sampler's; at most the images' 256)."""
         xs, refs = [], []
         n, _, h, w = self.images.shape
+        crop = min(crop or self.crop, h, w)
         for _ in range(size):
             i = self.rng.randrange(n)
-            top, left = self.rng.randrange(h - self.crop + 1), self.rng.randrange(w - self.crop + 1)
-            x = self.images[i, :, top:top + self.crop, left:left + self.crop].float() / 255
+            top, left = self.rng.randrange(h - crop + 1), self.rng.randrange(w - crop + 1)
+            x = self.images[i, :, top:top + crop, left:left + crop].float() / 255
             xs.append(self._photometric(self._flip(x)))
             rt, rl = self.rng.randrange(h - self.ref_crop + 1), self.rng.randrange(w - self.ref_crop + 1)
             ref = self.images[self.reference_of(i), :, rt:rt + self.ref_crop, rl:rl + self.ref_crop]
