@@ -240,3 +240,17 @@ def test_some_training_steps_take_larger_crops_with_the_same_pixels():
     x, ref = sampler.batch(*batch_shape(cfg, 0))
     assert x.shape == (2, 1, 256, 256) and ref.shape == (2, 1, 64, 64)
     assert sampler.batch(1, crop=512)[0].shape == (1, 1, 256, 256)
+
+
+def test_whole_frame_check_reads_frames_at_their_own_size(tmp_path):
+    """load_frames: the top-left side x side of each frame at native size (edge-padded when smaller)."""
+    import numpy as np
+    from PIL import Image
+    from models.training.data import load_frames
+    (tmp_path / "f").mkdir()
+    a = (np.arange(600 * 300) % 251).astype(np.uint8).reshape(300, 600)
+    Image.fromarray(a).save(tmp_path / "f" / "a.png")
+    frames = load_frames(tmp_path, "f", 1, side=512)
+    assert frames.shape == (1, 1, 512, 512)
+    assert np.allclose(frames[0, 0, :300, :512].numpy(), a[:, :512] / 255)
+    assert np.allclose(frames[0, 0, 300:, :].numpy(), frames[0, 0, 299:300, :].numpy())

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,6 +29,22 @@ def train_folders(name: str) -> list:
     path = CONFIGS / f"{name}.json"
     with open(path) as f:
         return json.load(f)["train_folders"]
+
+
+def load_frames(data_dir, folder, channels, side=512, limit=2):
+    """The first `limit` images of `folder` at their own size, cut to their top-left side x side ->
+    (N,C,side,side) float in [0,1]: the training log's whole-frame check (the 256-px validation
+    crops are too small to show a decoder that only works on training-sized latents)."""
+    from PIL import Image
+    paths = sorted(p for p in (Path(data_dir) / folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".webp"))
+    mode = "L" if channels == 1 else "RGB"
+    arrays = []
+    for path in paths[:limit]:
+        a = np.asarray(Image.open(path).convert(mode), dtype=np.float32).reshape(*Image.open(path).size[::-1], -1)
+        a = a[:side, :side]
+        a = np.pad(a, ((0, side - a.shape[0]), (0, side - a.shape[1]), (0, 0)), mode="edge")
+        arrays.append(a.transpose(2, 0, 1) / 255)
+    return torch.from_numpy(np.stack(arrays))
 
 
 def load_set(data_dir, folders, channels, limit=None):

@@ -17,7 +17,7 @@ from models.precision import CANDIDATES, autocast, choose_by_timing, cpu_info
 from models.remac import REMAC, LAMBDAS, architecture, latent_digest, load_weights
 from models.training import CKPT, DATA, LOGS, WEIGHTS
 from models.training.checkpoint import read_checkpoint
-from models.training.data import klt_basis, load_set, PairSampler, rover_descriptors
+from models.training.data import klt_basis, load_frames, load_set, PairSampler, rover_descriptors
 from models.training.pack import load_pack
 
 CHECKPOINT_MINUTES = 5      # also checkpoint at least this often (a chunk may be cut short)
@@ -58,6 +58,9 @@ def evaluate(model, val, device, qualities=(10, 50, 90)):
         rows.append((q, bpp.mean().item(), psnr))
     model.train()
     return rows
+
+
+FRAME_QUALITIES = (5, 20)   # where chunk 5's decoder collapsed on whole frames (docs/TRAINING.md, session 6)
 
 
 def batch_shape(cfg: dict, step: int) -> tuple:
@@ -152,6 +155,8 @@ def main(argv=None):
         images, groups = load_set(args.data, cfg["train_folders"], cfg["channels"])
         val, _ = load_set(args.data, cfg["val_folders"], cfg["channels"], limit=8)
     val = val.float()[:, :, :256, :256] / 255
+    frames = None if args.pack or not cfg.get("frame_check") else \
+        load_frames(args.data, cfg["frame_check"], cfg["channels"])
     print(f"{cfg['name']}: {len(images)} training images, {len(set(groups))} groups", flush=True)
 
     base_weights = os.path.join(WEIGHTS, f"{cfg['name']}.safetensors")
@@ -291,6 +296,9 @@ def main(argv=None):
             for q, b, p in evaluate(model, val, device):
                 writer.writerow(["val", step, round(elapsed_before + time.time() - start, 1), q, "", b, p])
                 print(f"step {step} q{q}: {b:.3f} bpp {p:.2f} dB", flush=True)
+            for q, b, p in (evaluate(model, frames, device, FRAME_QUALITIES) if frames is not None else ()):
+                writer.writerow(["frame", step, round(elapsed_before + time.time() - start, 1), q, "", b, p])
+                print(f"step {step} whole-frame q{q}: {b:.3f} bpp {p:.2f} dB", flush=True)
             log.flush()
     save()
     print(f"stopped at step {step}", flush=True)
