@@ -54,16 +54,15 @@ class PlanarPrepared:
         """Code the three planes (luma at `quality`) into one stream."""
         q100 = spec.quality_steps(quality)
         cq100 = chroma_quality(q100)
+        planes = [plane.code(q / spec.QUALITY_STEPS, keep_tiles)
+                  for plane, q in zip(self.planes, (q100, cq100, cq100))]
+        luma = planes[0][0]         # the luma plane's references (or none) are the stream's
+        header = replace(self.header, library_id=luma.library_id, entropy_ref_id=luma.entropy_ref_id,
+                         decoder_ref_id=luma.decoder_ref_id, flags=luma.flags, quality=q100 // spec.QUALITY_STEPS,
+                         quality_frac=q100 % spec.QUALITY_STEPS, chroma_q100=cq100, version=None)
         words, coded = {}, []
-        for k, plane in enumerate(self.planes):
-            plane_header, plane_words, plane_coded = plane.code((q100 if k == 0 else cq100) / spec.QUALITY_STEPS,
-                                                                keep_tiles)
-            if k == 0:      # the luma plane's references (or none) are the stream's
-                refs = {f: getattr(plane_header, f) for f in ("library_id", "entropy_ref_id", "decoder_ref_id", "flags")}
-                header = replace(self.header, **refs, quality=q100 // spec.QUALITY_STEPS,
-                                 quality_frac=q100 % spec.QUALITY_STEPS, chroma_q100=cq100, version=None)
-                offsets = [offset for _, offset in header.coded_planes()]
-            words.update({offsets[k] + i: w for i, w in plane_words.items()})
+        for (_, offset), (_, plane_words, plane_coded) in zip(header.coded_planes(), planes):
+            words.update({offset + i: w for i, w in plane_words.items()})
             coded += plane_coded
         eref, dref = referenced(header)
         return EncodeResult(container.write(header, words, self.meta), header, eref, dref,

@@ -5,17 +5,23 @@ its predicted mean when the predicted scale is tiny: rounding sends it to +-1, w
 ~17 bits for (count 1 of 2^16). Session 1's grey model predicted the smallest scale for two whole
 channels that are non-zero half the time (about 0.04 bpp of such symbols at quality 5).
 
-Each channel c gets a floor per quality band b (session 6; before, one floor for all qualities),
-the value that minimises the exact table cost over training crops at that band's quality:
+Each channel c gets a scale-index floor k minimising the exact table cost on training crops,
+from the network's indices without any floor (`choose_floors`, --floors):
 
-    bits_cb(k) = sum over (crop, position) at quality QUALITIES[b] of cost[max(idx, k), s]
+    pooled (default, the rule up to session 5): one floor for all qualities, never below the
+            checkpoint's: bits_c(k) = sum over (crop, quality, position) of cost[max(idx, k), s]
+    banded: one floor per quality band b, the optimum at QUALITIES[b] alone
+            (entropy.npz floors/idx, floors/edges, applied on both sides by bitstream.latent)
+    low:    banded up to quality LOW_BANDS_UP_TO, pooled above
 
-(cost = -log2 of the integer table count, escapes included), computed from the network's indices
-without any floor (floors are chosen afresh each time, never ratcheted). One floor for all
-qualities was dominated by the high qualities' bits: at quality 0 it made the almost always zero
-channels cost 22 % more y rate than their own optimum (10 % at quality 10, 3 % at 40-55). Only
-probabilities change, never the symbols, so reconstruction is untouched; rover and ground read the
-floors from the same integer arrays (entropy.npz floors/idx, floors/edges: bitstream.latent).
+(cost = -log2 of the integer table count, escapes included). The pooled floor is dominated by the
+high qualities' bits: at quality 0 it makes the almost always zero channels cost 22 % more y rate
+than their own optimum (10 % at quality 10, 3 % at 40-55), but with the tables fitted over all
+qualities the banded and low rules lost at the middle qualities on val (docs/BENCHMARKS.md,
+session 6), so pooled stays the default. Banded and low set the network's own clip to the lowest
+band's floors, so a later pooled calibration starts from those. Only probabilities change, never
+the symbols, so reconstruction is untouched; rover and ground read the floors from the same
+integer arrays.
 
 Second step (session 3), the tables themselves: the Gaussian table of scale index t is what the
 noise proxy assumes; the symbols the coder actually sees at index t (pooled over channels, floors
@@ -25,7 +31,7 @@ escape; each z channel's table (from the learned prior) is re-fitted the same wa
 training forward ignores them, and a later training run drops them, as it should: they describe
 one set of weights). Gains are reported on held-out training crops.
 
-`python -m models.training.calibrate grey colour` rewrites hyper.out.lo and coder.y_counts in
+`python -m models.training.calibrate grey` rewrites hyper.out.lo, coder.y_counts (and the floors) in
 models/weights/<name>.safetensors; export afterwards.
 """
 import argparse
@@ -46,6 +52,7 @@ from models.training import DATA
 QUALITIES = (0, 10, 25, 40, 55, 70, 85, 100)
 # quality bands of the floors, in hundredths: band b holds the qualities nearest QUALITIES[b]
 FLOOR_EDGES = tuple((a + b) * 50 for a, b in zip(QUALITIES, QUALITIES[1:]))
+LOW_BANDS_UP_TO = 10    # "low" rule: the bands of these qualities get their own floors
 S_RANGE = 600           # |s| beyond this is counted as an escape at every scale (rare)
 
 
@@ -181,8 +188,6 @@ def choose_floors(hist: np.ndarray, cost: np.ndarray, lo_before: np.ndarray, mod
     return np.where(low[:, None], own, pooled[None])
 
 
-LOW_BANDS_UP_TO = 10
-
 
 def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, weights=None, mode: str = "pooled"):
     """weights: the checkpoint to calibrate (default: the shipped models/weights/<name>.safetensors);
@@ -203,7 +208,7 @@ def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, we
     pixels = hist[0].sum() / m * 256        # one latent per channel per 16x16 pixels, per quality
     rate = lambda f: [float((floored(h, b) * cost[None]).sum() / pixels) for h, b in zip(hist, f)]
     before, after = rate([lo_before] * len(hist)), rate(floors)
-    print(f"{name}: scale floors per quality band; training-crop y rate (refs off and on) at qualities "
+    print(f"{name}: scale floors ({mode}); training-crop y rate (refs off and on) at qualities "
           f"{QUALITIES}: " + ", ".join(f"{a:.4f} ({100 * (a / b - 1):+.1f}%)" for a, b in zip(after, before))
           + " vs the floors it had")
     counts = fit_tables(banded(hist, floors))

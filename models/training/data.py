@@ -40,8 +40,8 @@ def load_frames(data_dir, folder, channels, side=512, limit=2):
     mode = "L" if channels == 1 else "RGB"
     arrays = []
     for path in paths[:limit]:
-        a = np.asarray(Image.open(path).convert(mode), dtype=np.float32).reshape(*Image.open(path).size[::-1], -1)
-        a = a[:side, :side]
+        a = np.asarray(Image.open(path).convert(mode), dtype=np.float32)
+        a = (a[..., None] if a.ndim == 2 else a)[:side, :side]
         a = np.pad(a, ((0, side - a.shape[0]), (0, side - a.shape[1]), (0, 0)), mode="edge")
         arrays.append(a.transpose(2, 0, 1) / 255)
     return torch.from_numpy(np.stack(arrays))
