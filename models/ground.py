@@ -37,6 +37,7 @@ from safetensors import safe_open
 
 from bitstream.errors import ModelError
 from models.precision import autocast, decode_precision
+from models.archive import dequantize
 from models.remac import RefDecoder, decoder_layout
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -194,6 +195,7 @@ class GroundModel:
         self.model_id = bytes.fromhex(meta["model_id"])
         self.decoder_version = meta["decoder_version"]
         self.channels, m = int(meta["channels"]), int(meta["m"])
+        tensors = dequantize(tensors)           # an archived release's int8 weights (models.archive)
         self.inv_gain = tensors.pop("inv_gain").float()
         layout = decoder_layout(tensors)
         self.decoder = RefDecoder(self.channels, m, width=layout["decoder_width"], extra=layout["decoder_extra"],

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bitstream import library as lib
 from bitstream import modelfile, store
+from models.archive import archive_file
 from models.ground import STORE, ground_weights_path
 from models.training import DATA, ROOT
 from models.training.calibrate import FLOOR_MODES, calibrate
@@ -50,12 +51,15 @@ def improves(result: dict) -> bool:
 
 
 def release_shipped(name: str) -> Path:
-    """File the shipped `name` model (and the default library as it built it) into models/store."""
+    """File the shipped `name` model (and the default library as it built it) into models/store,
+    its decoder with int8 weights (models.archive)."""
     model = modelfile.load(name)
     folder = modelfile.ASSETS / name
-    return store.release(STORE, model.model_id.hex(),
-                         {"model.json": folder / "model.json", "entropy.npz": folder / "entropy.npz",
-                          "decoder.safetensors": ground_weights_path(name)}, library=lib.DEFAULT)
+    released = store.release(STORE, model.model_id.hex(),
+                             {"model.json": folder / "model.json", "entropy.npz": folder / "entropy.npz",
+                              "decoder.safetensors": ground_weights_path(name)}, library=lib.DEFAULT)
+    archive_file(released / "decoder.safetensors")
+    return released
 
 
 def install(name: str, calibrated: Path, data: Path, candidate: Path = None):
