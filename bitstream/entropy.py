@@ -85,6 +85,29 @@ def symbols_for(y_g: np.ndarray, mu16: np.ndarray) -> np.ndarray:
     return np.clip(s, -spec.Y_CLIP, spec.Y_CLIP).astype(np.int64)
 
 
+def symbol_bits(values: np.ndarray, table_index: np.ndarray, tables: TableSet) -> np.ndarray:
+    """Bits the coder spends on each value with its table (escapes: the escape symbol + 16 raw
+    bits), same shape as values; a float estimate, never fed to the coder."""
+    rel = values - tables.offsets[table_index]
+    size = tables.sizes[table_index]
+    esc = (rel < 0) | (rel >= size)
+    counts = tables.counts[table_index, np.where(esc, size, rel)]
+    return spec.PROB_BITS - np.log2(counts) + 16.0 * esc
+
+
+def rdo_symbols(y_g: np.ndarray, mu16: np.ndarray, idx: np.ndarray, tables: TableSet, lam: float) -> np.ndarray:
+    """Rover: symbols_for, then each non-zero symbol moves one step towards zero where that
+    lowers (y_g - mu - s)^2 + lam * bits(s) (symbol_bits with its scale index's table). Only the
+    encoder chooses symbols, so this needs nothing from the format or the ground. (M,h,w) -> int64."""
+    s = symbols_for(y_g, mu16)
+    if lam <= 0:
+        return s
+    r = y_g.astype(np.float64) - mu16 / 2 ** spec.MEAN_FRAC_BITS
+    alt = s - np.sign(s)
+    cost = lambda v: (r - v) ** 2 + lam * symbol_bits(v, idx, tables)
+    return np.where((s != 0) & (cost(alt) < cost(s)), alt, s)
+
+
 def dequantize(symbols: np.ndarray, mu16: np.ndarray) -> np.ndarray:
     """Both sides: y_hat_g = s + mu16 / 16, (M,h,w) float32 (exact: small integers and 1/16ths)."""
     return (symbols + mu16 / 2 ** spec.MEAN_FRAC_BITS).astype(np.float32)

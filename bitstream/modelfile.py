@@ -44,13 +44,16 @@ class EntropyModel:
     folder: Path = None             # where model.json / entropy.npz came from
     idx_floors: np.ndarray = None   # (B, M) int64 scale-index floors per quality band, or None
     floor_edges: np.ndarray = None  # (B-1,) int64: band b holds qualities (hundredths) edges[b-1] <= q < edges[b]
+    chroma_floors: np.ndarray = None    # (B, M) int64 floors of chroma planes (Cb, Cr), or None: idx_floors
 
-    def floors_at(self, q100: int):
-        """(M,) scale-index floors at quality q100 (hundredths), or None for a model without them
-        (releases before session 6: the network's own clip is the only floor)."""
+    def floors_at(self, q100: int, chroma: bool = False):
+        """(M,) scale-index floors at quality q100 (hundredths) of a luma / grey plane, or of a
+        chroma plane when `chroma` (its own floors where the model has them), or None for a model
+        without floors (releases before session 6: the network's own clip is the only floor)."""
         if self.idx_floors is None:
             return None
-        return self.idx_floors[int(np.searchsorted(self.floor_edges, q100, side="right"))]
+        floors = self.chroma_floors if chroma and self.chroma_floors is not None else self.idx_floors
+        return floors[int(np.searchsorted(self.floor_edges, q100, side="right"))]
 
 
 def canonical_digest(arrays: dict, meta: dict) -> bytes:
@@ -119,16 +122,19 @@ def load_dir(folder: Path) -> EntropyModel:
     gain = arrays["gain_int"].astype(np.int64)
     y_tables, z_tables = _tables(arrays, "y"), _tables(arrays, "z")
     m, idx_lo, idx_hi = meta["m"], net["out"]["lo"][meta["m"]:], net["out"]["hi"][meta["m"]:]
-    floors, edges = arrays.get("floors/idx"), arrays.get("floors/edges")
-    if (floors is None) != (edges is None):
+    floors, edges, chroma = arrays.get("floors/idx"), arrays.get("floors/edges"), arrays.get("floors/chroma")
+    if (floors is None) != (edges is None) or (chroma is not None and floors is None):
         raise ModelError(f"model '{name}': scale-index floors without their quality bands (or the reverse)")
     if floors is not None:
         floors, edges = floors.astype(np.int64), edges.astype(np.int64)
+        chroma = None if chroma is None else chroma.astype(np.int64)
         fits = (edges.ndim == 1 and floors.shape == (len(edges) + 1, m) and bool(np.all(np.diff(edges) > 0))
-                and floors.min() >= 0 and floors.max() < len(y_tables.sizes))
+                and floors.min() >= 0 and floors.max() < len(y_tables.sizes)
+                and (chroma is None or (chroma.shape == floors.shape and chroma.min() >= 0
+                                        and chroma.max() < len(y_tables.sizes))))
         if not fits:
             raise ModelError(f"model '{name}': scale-index floors {floors.shape} do not fit bands {edges.shape} "
-                             f"and {m} channels")
+                             f"and {m} channels (or the chroma floors do not match them)")
     checks = [(gain.shape == (spec.QUALITY_LEVELS, m), f"gain table has shape {gain.shape}"),
               (len(z_tables.sizes) == meta["nz"], "z tables do not match the hyper-latent channels"),
               (idx_lo.min() >= 0 and idx_hi.max() < len(y_tables.sizes), "scale indices exceed the y tables"),
@@ -139,7 +145,7 @@ def load_dir(folder: Path) -> EntropyModel:
     return EntropyModel(name, meta["channels"], m, meta["nz"], net, y_tables, z_tables, gain,
                         bytes.fromhex(meta["model_id"]),
                         {"float": meta["encoder_sha256"], "int8": meta.get("encoder_int8_sha256")}, folder,
-                        floors, edges)
+                        floors, edges, chroma)
 
 
 def for_channels(channels: int) -> EntropyModel:

@@ -82,15 +82,16 @@ def decoder_reference(header, library, channels) -> torch.Tensor:
     return torch.from_numpy(a.transpose(2, 0, 1).copy())[None]
 
 
-def decode_tile(model, header, words, index, r, local: int = None):
+def decode_tile(model, header, words, index, r, local: int = None, chroma: bool = False):
     """-> (z_hat, mu16, idx, y_hat_g) of tile `index`; y_hat_g (M, ph/16, pw/16) float32. local: the
-    tile's index within its plane, whose header `header` is (a planar stream's; default `index`)."""
+    tile's index within its plane, whose header `header` is (a planar stream's; default `index`);
+    chroma: the plane is Cb or Cr (its own scale-index floors, modelfile.EntropyModel.floors_at)."""
     ph, pw = header.padded_tile(index if local is None else local)
     dec = entropy.TileDecoder(words, index)
     z_hat = dec.z((model.nz, ph // 64, pw // 64), model.z_tables)
     if np.abs(z_hat).max(initial=0) > spec.Z_CLIP:
         raise TileError(index, f"tile {index}: hyper-latent out of range (damaged)")
-    mu16, idx, s = latent.decode(dec, model.net, z_hat, r, model.m, model.y_tables, model.floors_at(header.q100))
+    mu16, idx, s = latent.decode(dec, model.net, z_hat, r, model.m, model.y_tables, model.floors_at(header.q100, chroma))
     return z_hat, mu16, idx, entropy.dequantize(s, mu16)
 
 
@@ -112,14 +113,14 @@ def entropy_decode(data: bytes, library: Library = None, latents_only: bool = Fa
         library.check_model(model.name, model.model_id, model.m)
     problems = [reason for _, reason in parsed.damaged]
     tiles, lost = {}, []
-    for plane, offset in header.coded_planes():
+    for k, (plane, offset) in enumerate(header.coded_planes()):
         stats = library.stats16(plane.entropy_ref_id.hex()) if plane.entropy_ref_used else None
         r = spec.ref_input(stats, spec.gain_int_at(model.gain_int, plane.q100))
         for index in range(offset, offset + plane.tile_count):
             try:
                 if index not in parsed.tiles:
                     raise TileError(index, f"tile {index} is missing")
-                tile = decode_tile(model, plane, parsed.tiles[index], index, r, index - offset)
+                tile = decode_tile(model, plane, parsed.tiles[index], index, r, index - offset, chroma=k > 0)
                 tiles[index] = tile[3] if latents_only else tile
             except TileError as exc:
                 lost.append(index)

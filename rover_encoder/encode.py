@@ -125,9 +125,10 @@ class Prepared:
 
     def __init__(self, img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,
                  threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
-                 model=None, keep_refs: bool = False):
+                 model=None, keep_refs: bool = False, chroma: bool = False):
         """model: None (the shipped model for the image's channels) or a model directory; keep_refs:
-        code with the chosen references even where they cost bytes (always so with force_refs)."""
+        code with the chosen references even where they cost bytes (always so with force_refs);
+        chroma: the image is a Cb or Cr plane (its own scale-index floors, rover_encoder.planar)."""
         if tile % 64 or not 64 <= tile <= 4096:
             raise RemacError(f"tile size {tile} must be a multiple of 64 in 64..4096")
         if context % 64 or context < 0:
@@ -146,6 +147,7 @@ class Prepared:
         self.stats, self.eref, self.dref = None, None, None
         self.plain_header = replace(self.header)        # the header of the stream without references
         self.keep_refs = keep_refs or force_refs is not None
+        self.chroma = chroma
         candidates = library.ids_for(model.name) if (library is not None and use_refs) else []
         if candidates:
             library.check_model(model.name, model.model_id, model.m)
@@ -172,7 +174,7 @@ class Prepared:
         model = self.model
         gain = gain_for_quality(model, q100 / spec.QUALITY_STEPS)
         gain_int = spec.gain_int_at(model.gain_int, q100)
-        floors = model.floors_at(q100)
+        floors = model.floors_at(q100, self.chroma)
         ref_inputs = [spec.ref_input(self.stats, gain_int)]
         if self.stats is not None and not self.keep_refs:
             ref_inputs.append(spec.ref_input(None, gain_int))

@@ -43,7 +43,7 @@ class PlanarPrepared:
         self.planes = [Prepared(source(planes[0]), library, use_refs, tile, threads, force_refs, precision, context,
                                 model, keep_refs)]
         self.planes += [Prepared(source(p), None, False, tile, threads, None, precision or CHROMA_PRECISION,
-                                 context, model) for p in planes[1:]]
+                                 context, model, chroma=True) for p in planes[1:]]
         luma = self.planes[0]
         self.precision = luma.precision
         self.header = replace(luma.header, width=img.width, height=img.height, coded_channels=3, output_channels=3,

@@ -8,7 +8,7 @@
 # models/weights/RUN.safetensors; trains MINUTES in bf16 (the only candidate on CUDA) with large
 # batches and crops; writes RUN.safetensors, RUN.opt.pt and RUN.csv to OUT. The data comes from
 # .pack/RUN.npz, made beforehand on a machine with ../shared/data:
-#   python -m models.training.pack CONFIG -o .pack/RUN.npz --mib 16
+#   python -m models.training.pack CONFIG -o .pack/RUN.npz     (as many MiB as the 64 MiB copy leaves)
 # Afterwards, on the CPU machine: copy OUT/RUN.safetensors to models/weights/, append OUT/RUN.csv to
 # the log, then rank and promote (python -m models.training.promote).
 set -euo pipefail

@@ -2,6 +2,7 @@
 rover and the ground alike after the integer network (bitstream.latent), carried in entropy.npz."""
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,67 @@ def test_floor_modes_pooled_low_and_banded():
     assert (pooled == pooled[0]).all() and pooled[0] > 10
     assert list(low) == [0, 0] + list(pooled[2:])
     assert (choose_floors(hist, cost, np.array([40]), "pooled") == 40).all()     # the pooled rule never drops
+
+
+def test_chroma_planes_have_their_own_floors_where_the_model_has_them():
+    em = modelfile.load("grey")
+    luma, chroma = np.zeros((2, em.m), np.int64), np.full((2, em.m), 7, np.int64)
+    split = replace(em, idx_floors=luma, floor_edges=np.array([500]), chroma_floors=chroma)
+    assert int(split.floors_at(600, chroma=True)[0]) == 7 and int(split.floors_at(600)[0]) == 0
+    assert int(replace(split, chroma_floors=None).floors_at(600, chroma=True)[0]) == 0
+
+
+@pytest.mark.parametrize("chroma,floors,message", [
+    (np.zeros((2, 256), np.int64), np.zeros((3, 256), np.int64), "do not fit"),
+    (np.full((3, 256), -1, np.int64), np.zeros((3, 256), np.int64), "do not fit"),
+    (np.zeros((3, 256), np.int64), None, "without their quality bands"),
+])
+def test_model_files_with_bad_chroma_floors_are_refused(tmp_path, chroma, floors, message):
+    def change(arrays):
+        for key in ("floors/idx", "floors/edges", "floors/chroma"):
+            arrays.pop(key, None)
+        arrays["floors/chroma"] = chroma
+        if floors is not None:
+            arrays["floors/idx"], arrays["floors/edges"] = floors, np.array([500, 1750])
+    with pytest.raises(ModelError, match=message):
+        modelfile.load_dir(_model_dir(tmp_path, change))
+
+
+def test_a_colour_stream_with_chroma_floors_decodes_to_the_rovers_latents(tmp_path):
+    """Rover and ground both give Cb and Cr their own floors (and luma its own)."""
+    from ground_decoder.decode import entropy_decode
+    from tests.conftest import COLOUR
+    em = modelfile.load("grey")
+    store = tmp_path / "store"
+    staging = _model_dir(tmp_path, lambda a: a.update({"floors/idx": np.zeros((2, em.m), np.int64),
+                                                       "floors/edges": np.array([500]),
+                                                       "floors/chroma": np.full((2, em.m), 12, np.int64)}))
+    folder = store / json.loads((staging / "model.json").read_text())["model_id"]
+    folder.mkdir(parents=True)
+    for name in ("model.json", "entropy.npz"):
+        (folder / name).write_bytes((staging / name).read_bytes())
+    for name in ("encoder.onnx", "encoder.int8.onnx"):     # the shipped rover encoder, unchanged
+        (folder / name).symlink_to(Path(__file__).resolve().parent.parent / "rover_encoder/assets/grey" / name)
+    result = prepare(load_image(COLOUR), use_refs=False, tile=128, model=folder).encode(30, keep_tiles=True)
+    parsed, model, _, tiles, lost, problems = entropy_decode(result.data, models=(store,))
+    assert model.chroma_floors is not None and not lost and not problems
+    luma_tiles = parsed.header.plane(0).tile_count
+    assert len(tiles) == len(result.tiles) == sum(parsed.header.plane(k).tile_count for k in range(3))
+    for index, coded in enumerate(result.tiles):
+        idx = tiles[index][2]
+        assert np.array_equal(idx, coded[2]) and np.array_equal(tiles[index][3], coded[3])
+        assert (idx.min() >= 12) == (index >= luma_tiles)       # chroma floors on Cb, Cr only
+
+
+def test_the_split_rule_floors_luma_and_chroma_each_by_its_own_symbols():
+    """Luma: +-1 at every quality at the smallest predicted scale -> floored high in every band;
+    chroma: zeros there -> no floor; both are coded with the tables fitted to the two together."""
+    from models.training.calibrate import QUALITIES, S_RANGE, cost_matrix, split_floors
+    shape = (len(QUALITIES), 1, cost_matrix().shape[0], 2 * S_RANGE + 1)
+    luma, chroma = np.zeros(shape), np.zeros(shape)
+    luma[:, 0, 0, S_RANGE - 1:S_RANGE + 2] = 100
+    chroma[:, 0, 0, S_RANGE] = 1000
+    floors, floors_c, counts = split_floors(luma, chroma)
+    assert (floors > 10).all() and (floors_c == 0).all()
+    k = int(floors[0, 0])               # luma's +-1 fitted into that table: cheaper than the Gaussian's
+    assert cost_matrix(counts)[k, S_RANGE + 1] < cost_matrix()[k, S_RANGE + 1] - 0.2

@@ -81,3 +81,12 @@ def test_promotion_rule_wants_less_rate_at_equal_psnr_and_no_new_ceiling():
     assert not improves({**better, "candidate_vs_shipped": 0.4})
     assert not improves({**better, "candidate": curve(38.0)})       # cheaper, but stops 3.7 dB lower
     assert improves({**better, "candidate_vs_shipped": None, "candidate_vs_j2k": 10.0})   # no overlap: the anchor
+
+
+def test_the_tracked_tree_leaves_room_for_a_useful_data_pack():
+    """The device copy is the tracked tree plus the pack, 64 MiB in all: the default pack size is
+    what the tree leaves, and it must stay big enough to train on (>= 12 MiB, ~1,300 crops)."""
+    from models.training.pack import DEVICE_MIB, room_mib, tracked_bytes
+    room = room_mib()
+    assert room >= 12, f"tracked tree {tracked_bytes() / 2 ** 20:.1f} MiB leaves a {room:.1f} MiB pack"
+    assert tracked_bytes() / 2 ** 20 + room < DEVICE_MIB

@@ -8,17 +8,24 @@ channels that are non-zero half the time (about 0.04 bpp of such symbols at qual
 Each channel c gets a scale-index floor k minimising the exact table cost on training crops,
 from the network's indices without any floor (`choose_floors`, --floors):
 
-    pooled (default, the rule up to session 5): one floor for all qualities, never below the
+    pooled (the rule up to session 6): one floor for all qualities, never below the
             checkpoint's: bits_c(k) = sum over (crop, quality, position) of cost[max(idx, k), s]
     banded: one floor per quality band b, the optimum at QUALITIES[b] alone
             (entropy.npz floors/idx, floors/edges, applied on both sides by bitstream.latent)
     low:    banded up to quality LOW_BANDS_UP_TO, pooled above
+    split (default since session 7):  banded, and the chroma planes (Cb, Cr of colour training images, 4:2:0, as the rover
+            codes them) get their own banded floors (entropy.npz floors/chroma); floors and tables
+            are fitted in SPLIT_ROUNDS alternations, each floor choice priced with the tables
+            fitted last (split_floors)
 
 (cost = -log2 of the integer table count, escapes included). The pooled floor is dominated by the
 high qualities' bits: at quality 0 it makes the almost always zero channels cost 22 % more y rate
 than their own optimum (10 % at quality 10, 3 % at 40-55), but with the tables fitted over all
-qualities the banded and low rules lost at the middle qualities on val (docs/BENCHMARKS.md,
-session 6), so pooled stays the default. Banded and low set the network's own clip to the lowest
+qualities the banded and low rules lost at the middle qualities on val/color (docs/BENCHMARKS.md,
+session 6): the chroma planes, absent from the calibration, share the luma floors, and on
+held-out chroma planes the banded luma floors cost +17..+52 % y rate at qualities 40-85 (session
+7). The split rule fixes that: on held-out crops -28 % (luma) / -51 % (chroma) y rate at quality
+0, -1 % / -7 % at 100. Banded and low set the network's own clip to the lowest
 band's floors, so a later pooled calibration starts from those. Only probabilities change, never
 the symbols, so reconstruction is untouched; rover and ground read the floors from the same
 integer arrays.
@@ -54,6 +61,7 @@ QUALITIES = (0, 10, 25, 40, 55, 70, 85, 100)
 FLOOR_EDGES = tuple((a + b) * 50 for a, b in zip(QUALITIES, QUALITIES[1:]))
 LOW_BANDS_UP_TO = 10    # "low" rule: the bands of these qualities get their own floors
 S_RANGE = 600           # |s| beyond this is counted as an escape at every scale (rare)
+SPLIT_ROUNDS = 3        # "split" rule: alternations of floor choice and table fit
 
 
 def table_cost(tables, origin: int) -> np.ndarray:
@@ -169,7 +177,7 @@ def banded(hist: np.ndarray, floors: np.ndarray) -> np.ndarray:
     return sum(floored(h, f) for h, f in zip(hist, floors))
 
 
-FLOOR_MODES = ("pooled", "low", "banded")
+FLOOR_MODES = ("pooled", "low", "banded", "split")
 
 
 def choose_floors(hist: np.ndarray, cost: np.ndarray, lo_before: np.ndarray, mode: str) -> np.ndarray:
@@ -189,9 +197,34 @@ def choose_floors(hist: np.ndarray, cost: np.ndarray, lo_before: np.ndarray, mod
 
 
 
-def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, weights=None, mode: str = "pooled"):
+def chroma_planes(data_dir: str, name: str, count: int) -> torch.Tensor:
+    """-> (2N,1,128,128) uint8: the Cb and Cr planes (rover_encoder.planar's transform and 4:2:0
+    subsampling) of N colour training images, in a fixed random order."""
+    from bitstream import colour
+    from rover_encoder.planar import CHROMA_SHIFT
+    folders = [f for f in train_folders(name) if "color" in f]
+    rgb, _ = load_set(data_dir, folders, 3)
+    pick = np.random.default_rng(1).permutation(len(rgb))[:count]
+    planes = [p for i in pick for p in colour.to_planes(rgb[i].numpy() / 255.0, CHROMA_SHIFT)[1:]]
+    return torch.from_numpy(np.round(np.stack(planes)[:, None] * 255).astype(np.uint8))
+
+
+def split_floors(hist: np.ndarray, hist_c: np.ndarray, rounds: int = SPLIT_ROUNDS) -> tuple:
+    """The "split" rule: luma (Q, M, T, S) and chroma-plane histograms -> (luma floors (Q, M),
+    chroma floors (Q, M), fitted table counts (T, L)). Each plane kind gets each band's own floors,
+    priced with the tables fitted to both kinds' floored symbols; `rounds` alternations of the two
+    fits (the first prices with the Gaussian tables)."""
+    zero, counts = np.zeros(hist.shape[1], dtype=np.int64), None
+    for _ in range(rounds):
+        cost = cost_matrix(counts)
+        floors, floors_c = (np.stack([best_floors(q, cost, zero)[0] for q in h]) for h in (hist, hist_c))
+        counts = fit_tables(banded(hist, floors) + banded(hist_c, floors_c))
+    return floors, floors_c, counts
+
+
+def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, weights=None, mode: str = "split"):
     """weights: the checkpoint to calibrate (default: the shipped models/weights/<name>.safetensors);
-    mode: how the scale-index floors are chosen (choose_floors)."""
+    mode: how the scale-index floors are chosen (choose_floors, or split_floors for "split")."""
     path = weights or checkpoint_path(name)
     model = load_model(name, weights=path)
     images, _ = load_set(data_dir, train_folders(name), CHANNELS[name])
@@ -203,38 +236,46 @@ def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, we
     lo_before = model.hyper.out.lo[m:].long().numpy().copy()
     model.hyper.out.lo[m:] = 0              # the network's own indices, without any floor
     hist, hist_z = histogram(model, images[pick])
-    cost = cost_matrix()
-    floors = choose_floors(hist, cost, lo_before, mode)
-    pixels = hist[0].sum() / m * 256        # one latent per channel per 16x16 pixels, per quality
-    rate = lambda f: [float((floored(h, b) * cost[None]).sum() / pixels) for h, b in zip(hist, f)]
-    before, after = rate([lo_before] * len(hist)), rate(floors)
-    print(f"{name}: scale floors ({mode}); training-crop y rate (refs off and on) at qualities "
-          f"{QUALITIES}: " + ", ".join(f"{a:.4f} ({100 * (a / b - 1):+.1f}%)" for a, b in zip(after, before))
-          + " vs the floors it had")
-    counts = fit_tables(banded(hist, floors))
+    test, test_z = histogram(model, images[check])
+    floors_c = test_c = None
+    if mode == "split":
+        planes = chroma_planes(data_dir, name, count // 2 + held_out // 4)
+        hist_c, _ = histogram(model, planes[:count])
+        test_c, _ = histogram(model, planes[count:])
+        floors, floors_c, counts = split_floors(hist, hist_c)
+    else:
+        floors = choose_floors(hist, cost_matrix(), lo_before, mode)
+        counts = fit_tables(banded(hist, floors))
     prior_z = z_tables(model)
     counts_z = fit_counts(hist_z, prior_z, spec.Z_CLIP)
-    test, test_z = histogram(model, images[check])
-    test = banded(test, floors)
-    px = test.sum() / m * 256 / 2           # refs off and on; bpp below: averaged over the qualities
-    gauss_bits, fitted_bits = table_bits(test) / 2, table_bits(test, counts) / 2
+    # held-out crops, per quality: y bits with the floors it had and Gaussian tables -> new floors, fitted tables
+    gauss, fitted = cost_matrix(), cost_matrix(counts)
+    bits = lambda h, f, cost: np.array([(floored(q, b).sum(0) * cost).sum() for q, b in zip(h, f)])
+    for kind, h, f in (("luma", test, floors), ("chroma", test_c, floors_c)):
+        if h is not None:
+            before, after = bits(h, [lo_before] * len(h), gauss), bits(h, f, fitted)
+            px = h[0].sum() / m * 256 / 2   # one latent per channel per 16x16 pixels; refs off and on
+            print(f"{name}: {mode} floors, fitted tables; held-out {kind} y rate at qualities {QUALITIES}: "
+                  + ", ".join(f"{a / px:.4f} ({100 * (a / b - 1):+.1f}%)" for a, b in zip(after, before)), flush=True)
     z_cost = lambda c: float((test_z * table_cost((c, prior_z[1], prior_z[2]), spec.Z_CLIP)).sum())
-    prior_bits, fitted_z_bits = z_cost(prior_z[0]), z_cost(counts_z)
-    print(f"{name}: fitted tables on {len(pick)} crops; on {held_out} held-out crops the y rate goes "
-          f"{gauss_bits / px:.4f} -> {fitted_bits / px:.4f} bpp ({100 * (fitted_bits / gauss_bits - 1):+.1f}%), "
-          f"z {prior_bits / px:.4f} -> {fitted_z_bits / px:.4f} bpp ({100 * (fitted_z_bits / prior_bits - 1):+.1f}%)")
+    print(f"{name}: z tables fitted: held-out z bits {100 * (z_cost(counts_z) / z_cost(prior_z[0]) - 1):+.1f}%")
     if write:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata()
         state = load_file(str(path))
         lo_all = state["hyper.out.lo"].clone()
-        lo_all[m:] = torch.from_numpy(floors.min(0)).float()    # the network's own clip: the lowest band's
+        lowest = floors.min(0) if floors_c is None else np.minimum(floors.min(0), floors_c.min(0))
+        lo_all[m:] = torch.from_numpy(lowest).float()      # the network's own clip: the lowest floors
         state["hyper.out.lo"] = lo_all
         state["coder.y_counts"] = torch.from_numpy(counts.astype(np.int32))
         state["coder.z_counts"] = torch.from_numpy(counts_z.astype(np.int32))
+        for key in ("coder.idx_floors", "coder.floor_edges", "coder.chroma_floors"):
+            state.pop(key, None)
         if mode != "pooled":        # pooled: the network's own clip is the floor; no floors arrays
             state["coder.idx_floors"] = torch.from_numpy(floors.astype(np.int32))
             state["coder.floor_edges"] = torch.from_numpy(np.array(FLOOR_EDGES, dtype=np.int32))
+        if floors_c is not None:
+            state["coder.chroma_floors"] = torch.from_numpy(floors_c.astype(np.int32))
         save_file(state, str(path) + ".tmp", metadata={**meta, "scale_floors": "calibrated",
                                                         "y_tables": "fitted", "z_tables": "fitted"})
         os.replace(str(path) + ".tmp", path)
@@ -249,7 +290,7 @@ def main(argv=None):
     ap.add_argument("--dry-run", action="store_true", help="report only, leave the checkpoint alone")
     ap.add_argument("--weights", help="checkpoint to calibrate in place (one name only)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--floors", choices=FLOOR_MODES, default="pooled", help="scale-floor rule (choose_floors)")
+    ap.add_argument("--floors", choices=FLOOR_MODES, default="split", help="scale-floor rule (module doc)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     for name in args.names:

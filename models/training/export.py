@@ -196,6 +196,8 @@ def export(name: str, weights: Path = None, out: Path = None) -> str:
     if "coder.idx_floors" in state:     # per-quality-band scale-index floors (models.training.calibrate)
         arrays["floors/idx"] = state["coder.idx_floors"].numpy().astype(np.int64)
         arrays["floors/edges"] = state["coder.floor_edges"].numpy().astype(np.int64)
+        if "coder.chroma_floors" in state:      # chroma planes' own floors ("split" calibration)
+            arrays["floors/chroma"] = state["coder.chroma_floors"].numpy().astype(np.int64)
     enc = hashlib.sha256()
     for k, v in sorted(model.encoder.state_dict().items()):
         enc.update(k.encode() + v.detach().float().contiguous().numpy().tobytes())

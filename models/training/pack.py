@@ -3,7 +3,7 @@
 The GPU machine receives the tracked tree plus named ignored paths, 64 MiB in all, and has no
 ../shared/data. A pack holds a subset of a config's training images (and 8 validation images)
 deflate-compressed (zlib: the GPU machine has numpy and torch but maybe not Pillow), drawn round-robin over the training folders and groups so a small pack
-still spans the data's variety, up to `--mib` MiB:
+still spans the data's variety, up to `--mib` MiB (default: what the tracked tree leaves of the 64 MiB, room_mib):
 
     bytes   (S,) uint8      every image's zlib-compressed (C,256,256) uint8 samples, back to back
     offsets (N+1,) int64    image i is bytes[offsets[i]:offsets[i+1]]
@@ -17,14 +17,30 @@ CONFIG --pack PACK` trains from it instead of ../shared/data.
 import argparse
 import json
 import os
+import subprocess
 import zlib
 from itertools import zip_longest
 
 import numpy as np
 import torch
 
-from models.training import DATA
+from models.training import DATA, ROOT
+
+DEVICE_MIB = 64             # the device tool carries the tracked tree plus named paths, this much in all
+PACK_MARGIN_MIB = 1.0       # npz headers, arrays beside the image bytes, files added before the run
 from models.training.data import load_set
+
+
+def tracked_bytes(root=ROOT) -> int:
+    """Bytes of the files git tracks under `root` (what the device machine receives besides carry)."""
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
+    return sum(os.path.getsize(os.path.join(root, n)) for n in names.decode().split("\0")
+               if n and os.path.isfile(os.path.join(root, n)))
+
+
+def room_mib(root=ROOT) -> float:
+    """MiB a pack may take so the device copy (tracked tree + pack) stays within DEVICE_MIB."""
+    return DEVICE_MIB - PACK_MARGIN_MIB - tracked_bytes(root) / 2 ** 20
 
 
 def _deflate(image: np.ndarray) -> bytes:
@@ -95,9 +111,9 @@ def main(argv=None):
     ap.add_argument("config")
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--data", default=str(DATA))
-    ap.add_argument("--mib", type=float, default=16.0, help="image bytes budget")
+    ap.add_argument("--mib", type=float, help="image bytes budget (default: what the device copy leaves, room_mib)")
     args = ap.parse_args(argv)
-    pack = build(json.load(open(args.config)), args.data, args.mib)
+    pack = build(json.load(open(args.config)), args.data, args.mib or room_mib())
     save(args.output, pack)
     print(f"{args.output}: {len(pack['groups']) - pack['is_val'].sum()} training + {pack['is_val'].sum()} "
           f"validation images, {os.path.getsize(args.output) / 2 ** 20:.1f} MiB")

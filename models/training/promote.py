@@ -84,8 +84,8 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, help="first N images of each val set (quick look; never promotes)")
     ap.add_argument("--force", action="store_true", help="promote even if it is not better")
     ap.add_argument("--report", type=Path, help="also write the numbers here as JSON")
-    ap.add_argument("--floors", choices=FLOOR_MODES, default="pooled",
-                    help="scale-floor rule of the calibration (models.training.calibrate.choose_floors)")
+    ap.add_argument("--floors", choices=FLOOR_MODES, default="split",
+                    help="scale-floor rule of the calibration (models.training.calibrate's module doc)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         calibrated = Path(tmp) / f"{args.name}.safetensors"

@@ -50,8 +50,8 @@ def code_planes(model, em, x: torch.Tensor, q: float):
     planes = colour.to_planes(x[0].numpy(), CHROMA_SHIFT)
     cq = chroma_quality(spec.quality_steps(q)) / spec.QUALITY_STEPS
     size, decoded = -PLANES_OVERHEAD, []
-    for plane, quality in zip(planes, (q, cq, cq)):
-        data, p_hat = code_image(model, em, torch.from_numpy(plane)[None, None], quality, rounded=False)
+    for k, (plane, quality) in enumerate(zip(planes, (q, cq, cq))):
+        data, p_hat = code_image(model, em, torch.from_numpy(plane)[None, None], quality, rounded=False, chroma=k > 0)
         size += len(data)
         decoded.append(p_hat[0, 0].numpy())
     rgb = np.clip(colour.from_planes(decoded, CHROMA_SHIFT), 0, 1)
@@ -59,8 +59,9 @@ def code_planes(model, em, x: torch.Tensor, q: float):
 
 
 @torch.no_grad()
-def code_image(model, em, x: torch.Tensor, q: float, rounded: bool = True):
-    """x (1,C,H,W) in [0,1] -> (stream bytes, x_hat (1,C,H,W) in [0,1], 8-bit-rounded unless not rounded)."""
+def code_image(model, em, x: torch.Tensor, q: float, rounded: bool = True, chroma: bool = False):
+    """x (1,C,H,W) in [0,1] -> (stream bytes, x_hat (1,C,H,W) in [0,1], 8-bit-rounded unless not
+    rounded); chroma: x is a Cb or Cr plane (its scale-index floors)."""
     _, c, h, w = x.shape
     xp = F.pad(x, (0, -w % 64, 0, -h % 64), mode="replicate")
     q100 = spec.quality_steps(q)
@@ -70,7 +71,7 @@ def code_image(model, em, x: torch.Tensor, q: float, rounded: bool = True):
     z_hat = np.clip(np.floor(z[0].double().numpy() + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
     words, mu16, _, symbols = latent.encode(em.net, z_hat, spec.ref_input(None, gain_int),
                                             y[0].numpy() * gain.numpy()[:, None, None], em.z_tables, em.y_tables,
-                                            em.floors_at(q100))
+                                            em.floors_at(q100, chroma))
     header = Header(em.model_id, w, h, c, c, 8, q100 // spec.QUALITY_STEPS, xp.shape[3], xp.shape[2],
                     quality_frac=q100 % spec.QUALITY_STEPS)
     data = container.write(header, {0: words})
