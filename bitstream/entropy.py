@@ -97,10 +97,11 @@ def symbol_bits(values: np.ndarray, table_index: np.ndarray, tables: TableSet) -
 
 def rdo_symbols(y_g: np.ndarray, mu16: np.ndarray, idx: np.ndarray, tables: TableSet, lam: float) -> np.ndarray:
     """Rover: symbols_for, then each non-zero symbol moves one step towards zero where that
-    lowers (y_g - mu - s)^2 + lam * bits(s) (symbol_bits with its scale index's table). Only the
+    lowers (y_g - mu - s)^2 + lam * bits(s) (symbol_bits with its scale index's table; lam a number
+    or broadcastable, e.g. (M,1,1) per channel). Only the
     encoder chooses symbols, so this needs nothing from the format or the ground. (M,h,w) -> int64."""
     s = symbols_for(y_g, mu16)
-    if lam <= 0:
+    if np.all(np.asarray(lam) <= 0):
         return s
     r = y_g.astype(np.float64) - mu16 / 2 ** spec.MEAN_FRAC_BITS
     alt = s - np.sign(s)

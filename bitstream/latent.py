@@ -25,11 +25,12 @@ def slices_of(net: dict, m: int) -> list:
 def encode(net: dict, z_hat: np.ndarray, r: np.ndarray, y_g: np.ndarray, z_tables, y_tables, floors=None,
            rdo: float = 0.0):
     """Rover: z_hat (Z,h,w) int, r (2M+1,) int, y_g (M,4h,4w) gained latent -> (words (n,) uint32,
-    mu16, idx, symbols, each (M,4h,4w) int64). rdo: the rate weight of entropy.rdo_symbols (0:
-    plain rounding)."""
+    mu16, idx, symbols, each (M,4h,4w) int64). rdo: the rate weight of entropy.rdo_symbols, one
+    for all channels or (M,) (0: plain rounding)."""
+    lam = np.broadcast_to(np.asarray(rdo, dtype=np.float64), y_g.shape[:1])[:, None, None]
     mu16, idx, symbols = _slices(net, z_hat, r, y_g.shape[0],
-                                 lambda s0, s1, mu16, idx: entropy.rdo_symbols(y_g[s0:s1], mu16, idx, y_tables, rdo),
-                                 floors)
+                                 lambda s0, s1, mu16, idx: entropy.rdo_symbols(y_g[s0:s1], mu16, idx, y_tables,
+                                                                               lam[s0:s1]), floors)
     bounds = slices_of(net, y_g.shape[0])
     return entropy.encode_tile(z_hat, symbols, idx, z_tables, y_tables, bounds), mu16, idx, symbols
 

@@ -37,13 +37,13 @@ class PlanarPrepared:
 
     def __init__(self, img: SourceImage, library=None, use_refs: bool = True, tile: int = DEFAULT_TILE,
                  threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
-                 model=None, keep_refs: bool = False):
+                 model=None, keep_refs: bool = False, rdo: float = None):
         planes = colour.to_planes(img.pixels, CHROMA_SHIFT)
         source = lambda p: SourceImage(p[None], 1, img.bit_depth)
         self.planes = [Prepared(source(planes[0]), library, use_refs, tile, threads, force_refs, precision, context,
-                                model, keep_refs)]
+                                model, keep_refs, rdo=rdo)]
         self.planes += [Prepared(source(p), None, False, tile, threads, None, precision or CHROMA_PRECISION,
-                                 context, model, chroma=True) for p in planes[1:]]
+                                 context, model, chroma=True, rdo=rdo) for p in planes[1:]]
         luma = self.planes[0]
         self.precision = luma.precision
         self.header = replace(luma.header, width=img.width, height=img.height, coded_channels=3, output_channels=3,

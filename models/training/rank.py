@@ -5,7 +5,7 @@ Both checkpoints go through the same path, image by image and quality by quality
 
     image --edge-pad to 64--> torch analysis (the float ONNX's graph) --> y, z
       z_hat = round(z) --> exported integer h_s (bitstream.intnet) --> mu16, scale index
-      s = round(y*gain - mu) --> exported coder tables --> constriction words --> .rmc container (bytes)
+      s = the rover's symbol choice (round(y*gain - mu), RDO_LAMBDA) --> exported coder tables --> constriction words --> .rmc container (bytes)
       y_hat_g = s + mu16/16 --> the checkpoint's decoder (fp16 weights, as shipped) --> 8-bit PSNR
 
 one tile per image, no references (they move the rate by < 0.5 %; docs/BENCHMARKS.md). The
@@ -30,6 +30,7 @@ from evaluation import metrics
 from models.training import DATA
 from models.training.compare import image_tensor
 from models.training.export import export, load_model
+from rover_encoder.encode import RDO_LAMBDA
 
 QUALITIES = (5, 20, 35, 50, 65, 80, 95, 100)
 VAL_SETS = {"grey": ("val/gray", "val/gray_native", "val/color")}     # colour: as Y, Cb, Cr planes (format 3.0)
@@ -71,7 +72,7 @@ def code_image(model, em, x: torch.Tensor, q: float, rounded: bool = True, chrom
     z_hat = np.clip(np.floor(z[0].double().numpy() + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
     words, mu16, _, symbols = latent.encode(em.net, z_hat, spec.ref_input(None, gain_int),
                                             y[0].numpy() * gain.numpy()[:, None, None], em.z_tables, em.y_tables,
-                                            em.floors_at(q100, chroma))
+                                            em.floors_at(q100, chroma), RDO_LAMBDA)
     header = Header(em.model_id, w, h, c, c, 8, q100 // spec.QUALITY_STEPS, xp.shape[3], xp.shape[2],
                     quality_frac=q100 % spec.QUALITY_STEPS)
     data = container.write(header, {0: words})
