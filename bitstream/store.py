@@ -10,9 +10,13 @@ The ground therefore keeps each earlier release in a store, a directory of model
                                        library.json, latents.npz, descriptors.npz; its images are
                                        the current default library's (content-addressed, checked)
         encoder.onnx, encoder.int8.onnx   optional: what a rover needs to keep running this model
+        release.json                   {"sequence": n}: the order releases were filed in (prune)
 
 The shipped ground store is models/store/ (models.ground.STORE); `remac-decode --models DIR` adds
-more. `release` files the current default model into a store before a promotion replaces it.
+more. `release` files the current default model into a store before a promotion replaces it;
+`prune` keeps the newest releases only (the tracked tree must leave room for a GPU job's data:
+docs/TRAINING.md, session 7) and `scripts/restore_release.sh MODEL_ID` brings a pruned one back
+from the repository's history.
 """
 import json
 import shutil
@@ -48,6 +52,7 @@ def release(store: Path, model_id: str, files: dict, library: Path = None) -> Pa
     STORE_FILES; missing sources are skipped), plus the library's metadata without images.
     Idempotent; -> the model directory."""
     folder = Path(store) / model_id
+    sequence = max((sequence_of(f) for f in Path(store).glob("*/model.json")), default=0) + 1
     unknown = set(files) - set(STORE_FILES)
     if unknown:
         raise ValueError(f"not store files: {sorted(unknown)}")
@@ -59,4 +64,24 @@ def release(store: Path, model_id: str, files: dict, library: Path = None) -> Pa
         (folder / "library").mkdir(exist_ok=True)
         for name in LIBRARY_FILES:
             shutil.copyfile(Path(library) / name, folder / "library" / name)
+    record = folder / "release.json"
+    if not record.is_file():        # a release filed again keeps its place in the order
+        record.write_text(json.dumps({"sequence": sequence}) + "\n")
     return folder
+
+
+def sequence_of(model_json: Path) -> int:
+    """The release sequence number beside a store entry's model.json (0 when it has none)."""
+    try:
+        return int(json.loads((Path(model_json).parent / "release.json").read_text())["sequence"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def prune(store: Path, keep: int) -> list:
+    """Remove all but the `keep` most recently filed releases from `store`. -> removed model IDs (hex)."""
+    entries = sorted(Path(store).glob("*/model.json"), key=sequence_of)
+    removed = [m.parent for m in entries[:max(len(entries) - keep, 0)]]
+    for folder in removed:
+        shutil.rmtree(folder)
+    return [f.name for f in removed]

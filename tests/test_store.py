@@ -71,3 +71,23 @@ def test_a_model_directory_must_code_the_images_channels(tmp_path):
     assert rover_model(1, folder).folder == folder
     with pytest.raises(ModelError, match="codes 1-channel images, not 3"):
         rover_model(3, folder)
+
+
+def test_the_store_files_releases_in_order_and_prunes_the_oldest(tmp_path):
+    from bitstream import store
+    src = tmp_path / "src.json"
+    src.write_text("{}")
+    for model_id in ("aa", "bb", "cc"):
+        store.release(tmp_path / "store", model_id, {"model.json": src})
+    store.release(tmp_path / "store", "aa", {"model.json": src})       # filed again: keeps its place
+    assert [store.sequence_of(tmp_path / "store" / m / "model.json") for m in ("aa", "bb", "cc")] == [1, 2, 3]
+    assert store.prune(tmp_path / "store", 2) == ["aa"]
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["bb", "cc"]
+    assert store.prune(tmp_path / "store", 2) == []
+
+
+def test_every_release_in_the_shipped_store_knows_its_place():
+    from bitstream import store
+    from models.ground import STORE
+    entries = sorted(STORE.glob("*/model.json"))
+    assert entries and sorted(store.sequence_of(m) for m in entries)[0] >= 1

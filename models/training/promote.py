@@ -7,7 +7,9 @@ range: the measure of the project's targets), make it the shipped model in one g
               --rank--> BD-rates vs JPEG 2000 on each val set (models.training.rank, real bytes)
     better everywhere?
       yes: file the shipped release into the model store (models/store/<model ID>/: entropy model,
-           decoder, library metadata: its streams stay decodable), install the calibrated
+           int8 decoder, library metadata: its streams stay decodable), prune the store to the
+           newest STORE_KEEP releases (older ones and their golden streams leave the tree;
+           scripts/restore_release.sh brings one back from history), install the calibrated
            checkpoint as models/weights/<name>.safetensors, re-export every artifact and rebuild the
            default library (scripts/make_artifacts.sh), new golden vector and test floors
            (scripts/make_golden.py)
@@ -34,6 +36,9 @@ from models.training.rank import rank
 
 
 CEILING_SLACK = 0.5     # dB: the candidate's top PSNR may not fall further below the shipped model's
+STORE_KEEP = 2          # releases kept in models/store: each adds ~5 MB to a tree that a GPU job's
+                        # copy (tree + data pack) must fit in 64 MiB (models.training.pack.room_mib)
+GOLDEN = ROOT / "tests" / "data" / "golden"
 
 
 def improves(result: dict) -> bool:
@@ -67,6 +72,11 @@ def install(name: str, calibrated: Path, data: Path, candidate: Path = None):
     artifact. A run's own checkpoint (models/weights/<run>.safetensors) is then removed: the run goes
     on from the shipped checkpoint (models.training.train), so the tree holds one copy of it."""
     release_shipped(name)
+    for model_id in store.prune(STORE, STORE_KEEP):
+        for golden in GOLDEN.glob(f"*_{model_id}.*"):
+            golden.unlink()
+        print(f"release {model_id} pruned from {STORE} (kept: the newest {STORE_KEEP}); "
+              f"bash scripts/restore_release.sh {model_id} brings it back from history")
     shutil.copyfile(calibrated, checkpoint_path(name))
     if candidate is not None and candidate.resolve().parent == checkpoint_path(name).resolve().parent \
             and candidate.resolve() != checkpoint_path(name).resolve():
