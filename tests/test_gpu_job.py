@@ -72,6 +72,21 @@ def test_a_promoted_run_goes_on_from_the_shipped_checkpoint(tmp_path, capsys):
     assert all((resumed[k].float() - v.float()).abs().max() < 1e-2 for k, v in shipped.items() if k in resumed)
 
 
+
+def test_a_run_not_promoted_goes_on_from_the_shipped_weights_with_a_fresh_adam(tmp_path, capsys):
+    """Its checkpoint removed, the run's optimizer state (of its own later step) does not belong to
+    the shipped weights: Adam warm-starts and the step count is the shipped checkpoint's."""
+    run, out = _dry_run(tmp_path)
+    args = run + ["--threads", "1", "--precision", "fp32", "--minutes", "10", "--steps"]
+    train.main(args + ["4"])
+    (out / "dry.safetensors").rename(out / "grey.safetensors")          # the shipped one: step 4
+    train.main(args + ["3"])                                            # the run goes on: step 7
+    (out / "dry.safetensors").unlink()                                  # not promoted: removed
+    capsys.readouterr()
+    train.main(args + ["1"])
+    assert "optimizer state is of step 7, the weights of step 4: Adam warm-starts" in capsys.readouterr().out
+    assert torch.load(out / "dry.opt.pt")["step"] == 5
+
 def test_promotion_rule_wants_less_rate_at_equal_psnr_and_no_new_ceiling():
     from models.training.promote import improves
     curve = lambda top: [(0.1, 30.0), (0.5, 35.0), (1.5, top)]

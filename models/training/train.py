@@ -208,17 +208,25 @@ def main(argv=None):
     step, elapsed_before = 0, 0.0
     if source is not None:
         load_weights(model, start_state, strict=args.stage == "joint")
-        if os.path.exists(opt_path):
-            state = torch.load(opt_path)
+        from safetensors import safe_open
+        with safe_open(source, framework="pt") as f:
+            source_step = int(f.metadata().get("step", 0))
+        state = torch.load(opt_path) if os.path.exists(opt_path) else None
+        if state is not None and state["step"] != source_step:
+            # the optimizer state of another checkpoint: a run that was not promoted, whose own
+            # checkpoint was removed, goes on from the shipped weights (session 7: chunk 6 began
+            # from step 23 721's weights with chunk 5's moments and step counter 39 284)
+            print(f"optimizer state is of step {state['step']}, the weights of step {source_step}: "
+                  f"Adam warm-starts", flush=True)
+            state = None
+        if state is not None:
             try:
                 opt.load_state_dict(regroup(state["opt"], opt, order, [n for n, p in params.items() if p.requires_grad]))
             except (ValueError, KeyError):      # other parameters (e.g. context slices added): start Adam afresh
                 print("optimizer state does not match this model's parameters: Adam warm-starts", flush=True)
             step, elapsed_before = state["step"], state["elapsed"]
         else:   # a fresh clone ships the weights but not the optimizer state: warm-start Adam
-            from safetensors import safe_open
-            with safe_open(source, framework="pt") as f:
-                step = int(f.metadata().get("step", 0))
+            step = source_step
         print(f"resumed at step {step} ({elapsed_before / 60:.1f} min trained before)"
               + (f" from the promoted {shipped}" if promoted else ""), flush=True)
     # references: "group" = another image of the same sol / source frame; "descriptor" = one of the
