@@ -57,10 +57,12 @@ def floors(lib) -> dict:
 
 def golden(lib, image: str, prefix: str, model=None):
     """Write tests/data/golden/<prefix>_<model ID>.rmc/.json: a 96x128 crop of `image` at quality 60
-    in 64-px tiles (model: a model to force instead of the shipped choice)."""
+    in 64-px tiles, coded with the references the rover chooses even where they do not pay (so the
+    golden streams always cover the reference-conditioned entropy model; model: a model to force
+    instead of the shipped choice)."""
     img = load_image(DATA / image)
     img.pixels = img.pixels[:, :96, :128]
-    data = encode(img, 60, lib, tile=64, model=model).data
+    data = encode(img, 60, lib, tile=64, model=model, keep_refs=True).data     # the reference path, always
     parsed, model, _, tiles, lost, problems = entropy_decode(data, lib)
     assert not lost and not problems
     stem = DATA / "golden" / f"{prefix}_{model.model_id.hex()}"

@@ -78,7 +78,8 @@ def _model_dir(tmp_path, change):
 ])
 def test_model_files_with_bad_floors_are_refused(tmp_path, floors, edges, message):
     def change(arrays):
-        arrays.pop("floors/idx", None), arrays.pop("floors/edges", None)
+        for key in ("floors/idx", "floors/edges", "floors/chroma"):
+            arrays.pop(key, None)
         arrays["floors/idx"] = floors
         if edges is not None:
             arrays["floors/edges"] = edges
