@@ -128,10 +128,9 @@ def load_dir(folder: Path) -> EntropyModel:
     if floors is not None:
         floors, edges = floors.astype(np.int64), edges.astype(np.int64)
         chroma = None if chroma is None else chroma.astype(np.int64)
+        indices = lambda a: a.min() >= 0 and a.max() < len(y_tables.sizes)
         fits = (edges.ndim == 1 and floors.shape == (len(edges) + 1, m) and bool(np.all(np.diff(edges) > 0))
-                and floors.min() >= 0 and floors.max() < len(y_tables.sizes)
-                and (chroma is None or (chroma.shape == floors.shape and chroma.min() >= 0
-                                        and chroma.max() < len(y_tables.sizes))))
+                and indices(floors) and (chroma is None or (chroma.shape == floors.shape and indices(chroma))))
         if not fits:
             raise ModelError(f"model '{name}': scale-index floors {floors.shape} do not fit bands {edges.shape} "
                              f"and {m} channels (or the chroma floors do not match them)")

@@ -69,6 +69,16 @@ def _model_dir(tmp_path, change):
     return tmp_path
 
 
+def _floors(idx=None, edges=None, chroma=None):
+    """A _model_dir change: the model's floors arrays replaced by these (None: left out)."""
+    def change(arrays):
+        for key, value in (("floors/idx", idx), ("floors/edges", edges), ("floors/chroma", chroma)):
+            arrays.pop(key, None)
+            if value is not None:
+                arrays[key] = value
+    return change
+
+
 @pytest.mark.parametrize("floors,edges,message", [
     (np.zeros((3, 256), np.int64), np.array([500, 1750]), None),
     (np.zeros((3, 256), np.int64), None, "without their quality bands"),
@@ -77,13 +87,7 @@ def _model_dir(tmp_path, change):
     (np.full((3, 256), 64, np.int64), np.array([500, 1750]), "do not fit"),
 ])
 def test_model_files_with_bad_floors_are_refused(tmp_path, floors, edges, message):
-    def change(arrays):
-        for key in ("floors/idx", "floors/edges", "floors/chroma"):
-            arrays.pop(key, None)
-        arrays["floors/idx"] = floors
-        if edges is not None:
-            arrays["floors/edges"] = edges
-    folder = _model_dir(tmp_path, change)
+    folder = _model_dir(tmp_path, _floors(floors, edges))
     if message is None:
         assert modelfile.load_dir(folder).floors_at(600).shape == (256,)
     else:
@@ -123,14 +127,9 @@ def test_chroma_planes_have_their_own_floors_where_the_model_has_them():
     (np.zeros((3, 256), np.int64), None, "without their quality bands"),
 ])
 def test_model_files_with_bad_chroma_floors_are_refused(tmp_path, chroma, floors, message):
-    def change(arrays):
-        for key in ("floors/idx", "floors/edges", "floors/chroma"):
-            arrays.pop(key, None)
-        arrays["floors/chroma"] = chroma
-        if floors is not None:
-            arrays["floors/idx"], arrays["floors/edges"] = floors, np.array([500, 1750])
+    edges = None if floors is None else np.array([500, 1750])
     with pytest.raises(ModelError, match=message):
-        modelfile.load_dir(_model_dir(tmp_path, change))
+        modelfile.load_dir(_model_dir(tmp_path, _floors(floors, edges, chroma)))
 
 
 def test_a_colour_stream_with_chroma_floors_decodes_to_the_rovers_latents(tmp_path):
@@ -139,9 +138,8 @@ def test_a_colour_stream_with_chroma_floors_decodes_to_the_rovers_latents(tmp_pa
     from tests.conftest import COLOUR
     em = modelfile.load("grey")
     store = tmp_path / "store"
-    staging = _model_dir(tmp_path, lambda a: a.update({"floors/idx": np.zeros((2, em.m), np.int64),
-                                                       "floors/edges": np.array([500]),
-                                                       "floors/chroma": np.full((2, em.m), 12, np.int64)}))
+    staging = _model_dir(tmp_path, _floors(np.zeros((2, em.m), np.int64), np.array([500]),
+                                           np.full((2, em.m), 12, np.int64)))
     folder = store / json.loads((staging / "model.json").read_text())["model_id"]
     folder.mkdir(parents=True)
     for name in ("model.json", "entropy.npz"):

@@ -100,7 +100,7 @@ def test_promotion_rule_wants_less_rate_at_equal_psnr_and_no_new_ceiling():
 
 def test_the_tracked_tree_leaves_room_for_a_useful_data_pack():
     """The device copy is the tracked tree plus the pack, 64 MiB in all: the default pack size is
-    what the tree leaves, and it must stay big enough to train on (>= 12 MiB, ~1,300 crops)."""
+    what the tree leaves, and it must stay big enough to train on (>= 12 MiB: ~300 deflated 256-px crops)."""
     from models.training.pack import DEVICE_MIB, room_mib, tracked_bytes
     room = room_mib()
     assert room >= 12, f"tracked tree {tracked_bytes() / 2 ** 20:.1f} MiB leaves a {room:.1f} MiB pack"

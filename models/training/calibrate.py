@@ -183,7 +183,7 @@ FLOOR_MODES = ("pooled", "low", "banded", "split")
 def choose_floors(hist: np.ndarray, cost: np.ndarray, lo_before: np.ndarray, mode: str) -> np.ndarray:
     """hist (Q, M, T, S) -> floors (Q, M): "banded" each band's own best_floors; "pooled" one floor
     per channel for every band, best on the bits summed over the qualities and never below the
-    floors the checkpoint had (the rule up to session 5); "low" the pooled floors except in the
+    floors the checkpoint had (the default up to session 6); "low" the pooled floors except in the
     bands of qualities <= LOW_BANDS_UP_TO, which get their own (session 6: on val/color the banded
     floors, fitted on luma crops, cost 3-5 % at q35-65 while saving 17 % at q5)."""
     pooled = best_floors(hist.sum(0), cost, lo_before)[0]
@@ -194,7 +194,6 @@ def choose_floors(hist: np.ndarray, cost: np.ndarray, lo_before: np.ndarray, mod
         return own
     low = np.array(QUALITIES) <= LOW_BANDS_UP_TO
     return np.where(low[:, None], own, pooled[None])
-
 
 
 def chroma_planes(data_dir: str, name: str, count: int) -> torch.Tensor:
@@ -214,10 +213,10 @@ def split_floors(hist: np.ndarray, hist_c: np.ndarray, rounds: int = SPLIT_ROUND
     chroma floors (Q, M), fitted table counts (T, L)). Each plane kind gets each band's own floors,
     priced with the tables fitted to both kinds' floored symbols; `rounds` alternations of the two
     fits (the first prices with the Gaussian tables)."""
-    zero, counts = np.zeros(hist.shape[1], dtype=np.int64), None
+    counts = None
     for _ in range(rounds):
         cost = cost_matrix(counts)
-        floors, floors_c = (np.stack([best_floors(q, cost, zero)[0] for q in h]) for h in (hist, hist_c))
+        floors, floors_c = band_floors(hist, cost), band_floors(hist_c, cost)
         counts = fit_tables(banded(hist, floors) + banded(hist_c, floors_c))
     return floors, floors_c, counts
 

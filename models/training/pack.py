@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from models.training import DATA, ROOT
+from models.training.data import load_set
 
 DEVICE_MIB = 64             # the device tool carries the tracked tree plus named paths, this much in all
 PACK_MARGIN_MIB = 1.0       # npz headers, arrays beside the image bytes, files added before the run
-from models.training.data import load_set
 
 
 def tracked_bytes(root=ROOT) -> int:
