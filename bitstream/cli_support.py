@@ -262,8 +262,8 @@ def version_text(prog: str, describe_model=None) -> str:
         pkg = version("remac")
     except PackageNotFoundError:
         pkg = "unknown"
-    reads = " and ".join(f"{major}.x" for major in container.BIT_DEPTHS)
-    lines = [f"{prog} {pkg} (writes .rmc 1.0, or {'.'.join(map(str, container.VERSION))} where a stream needs it; "
+    reads = ", ".join(f"{major}.x" for major in container.BIT_DEPTHS)
+    lines = [f"{prog} {pkg} (writes .rmc {'.'.join(map(str, container.VERSION))}; "
              f"reads {reads})"]
     for name in modelfile.SHIPPED:
         try:

@@ -18,15 +18,20 @@ import numpy as np
 from bitstream.errors import FormatError
 
 SIGNATURE = b"\x89RMC\r\n\x1a\n"
-VERSION = (3, 0)                # the newest version written; streams are written at the lowest that fits
-BIT_DEPTHS = {1: (8, 16), 2: (8, 10, 12, 14, 16), 3: (8, 10, 12, 14, 16)}   # per major version read (any minor)
+VERSION = (4, 0)                # the version written (1.0-3.0 are read, and written only when asked for)
+BIT_DEPTHS = {1: (8, 16), 2: (8, 10, 12, 14, 16), 3: (8, 10, 12, 14, 16), 4: (8, 10, 12, 14, 16)}  # per major read
 METADATA = b"meta"              # ancillary metadata segment (bitstream/metadata.py)
 MAX_SEGMENT = 2 ** 28
 MAX_SIDE = 65535
 MAX_PIXELS = 2 ** 28
 _HDR = struct.Struct(">BB8s8s8s8sIIBBBBHHIBB")
 _PLANES = struct.Struct(">BBH")         # 3.0: planes, chroma_shift, chroma_q100 (RHDR bytes 56..59)
-assert _HDR.size == 56 and _PLANES.size == 4
+# 4.0, the compact layout: version, model_id, width, height, layout, bit_depth, q100, tile sides / 64, flags;
+# then chroma_q100 (planes only) and library_id + reference IDs (flags bit 1 only)
+_HDR4 = struct.Struct(">BB8sHHBBHBBB")
+assert _HDR.size == 56 and _PLANES.size == 4 and _HDR4.size == 21
+COMPACT = 4                     # the first major version with the compact layout (no word_count, no REND)
+REFS_PRESENT = 2                # 4.0 RHDR flags bit 1: library_id and the reference IDs follow
 ZERO_ID = bytes(8)
 
 
@@ -45,7 +50,7 @@ class Header:
     entropy_ref_id: bytes = ZERO_ID
     decoder_ref_id: bytes = ZERO_ID
     flags: int = 0
-    version: tuple = None           # None: the lowest version that can carry these fields
+    version: tuple = None           # None: VERSION (an older one only when asked for, e.g. by tests)
     quality_frac: int = 0           # hundredths added to `quality` (format 2.0)
     planes: int = 0                 # 3.0: 1 = the image is coded as Y, Cb, Cr planes by a 1-channel model
     chroma_shift: int = 0           # 3.0: chroma planes are ceil(width / 2**shift) x ceil(height / 2**shift)
@@ -56,8 +61,13 @@ class Header:
             self.version = self.required_version()
 
     def required_version(self) -> tuple:
-        """1.0 unless the stream needs 2.0 (a bit depth other than 8/16, or a fractional quality)
-        or 3.0 (luma/chroma planes)."""
+        """The version written: 4.0, the compact layout, for every stream (session 8; up to session 7
+        the lowest of 1.0, 2.0, 3.0 that carried the fields, which `lowest_version` still tells)."""
+        return VERSION
+
+    def lowest_version(self) -> tuple:
+        """The lowest version whose layout carries these fields: 1.0 unless the stream needs 2.0 (a
+        bit depth other than 8/16, or a fractional quality) or 3.0 (luma/chroma planes)."""
         if self.planes:
             return (3, 0)
         return (1, 0) if self.bit_depth in BIT_DEPTHS[1] and not self.quality_frac else (2, 0)
@@ -125,8 +135,15 @@ class Header:
         _, _, h, w = self.tile_box(index)
         return -(-h // 64) * 64, -(-w // 64) * 64
 
+    @property
+    def compact(self) -> bool:
+        """4.x: the compact layout (docs/FORMAT.md)."""
+        return self.version[0] >= COMPACT
+
     def pack(self) -> bytes:
         self.validate()
+        if self.compact:
+            return self._pack_compact()
         head = _HDR.pack(*self.version, self.model_id, self.library_id, self.entropy_ref_id,
                          self.decoder_ref_id, self.width, self.height, self.coded_channels,
                          self.output_channels, self.bit_depth, self.quality, self.tile_width,
@@ -135,13 +152,50 @@ class Header:
             return head
         return head + _PLANES.pack(self.planes, self.chroma_shift, self.chroma_q100)
 
+    def _pack_compact(self) -> bytes:
+        layout = self.coded_channels | self.output_channels << 2 | self.planes << 4 | self.chroma_shift << 5
+        refs = self.library_id != ZERO_ID
+        head = _HDR4.pack(*self.version, self.model_id, self.width, self.height, layout, self.bit_depth,
+                          self.q100, self.tile_width // 64, self.tile_height // 64,
+                          self.flags | (REFS_PRESENT if refs else 0))
+        if self.planes:
+            head += struct.pack(">H", self.chroma_q100)
+        return head + (self.library_id + self.entropy_ref_id + self.decoder_ref_id if refs else b"")
+
+    @classmethod
+    def _unpack_compact(cls, payload: bytes) -> "Header":
+        if len(payload) < _HDR4.size:
+            raise FormatError(f"RHDR segment has {len(payload)} bytes, expected at least {_HDR4.size}")
+        major, minor, model_id, width, height, layout, depth, q100, tw, th, flags = _HDR4.unpack_from(payload)
+        if layout & 0xC0 or flags & ~(1 | REFS_PRESENT):
+            raise FormatError(f"RHDR: unknown layout bits 0x{layout & 0xC0:02x} or flags 0x{flags:02x}")
+        planes, refs = layout >> 4 & 1, bool(flags & REFS_PRESENT)
+        size = _HDR4.size + 2 * planes + 24 * refs
+        if len(payload) != size:
+            raise FormatError(f"RHDR segment has {len(payload)} bytes, expected {size}")
+        if q100 > 100 * 100:
+            raise FormatError(f"RHDR: quality {q100 / 100} out of range 0..100")
+        pos, chroma_q100 = _HDR4.size, 0
+        if planes:
+            (chroma_q100,) = struct.unpack_from(">H", payload, pos)
+            pos += 2
+        ids = [payload[pos + 8 * k:pos + 8 * k + 8] for k in range(3)] if refs else [ZERO_ID] * 3
+        if refs and ids[0] == ZERO_ID:
+            raise FormatError("RHDR: reference fields present but library_id is zero")
+        h = cls(model_id, width, height, layout & 3, layout >> 2 & 3, depth, q100 // 100, 64 * tw, 64 * th,
+                *ids, flags & 1, (major, minor), q100 % 100, planes, layout >> 5 & 1, chroma_q100)
+        h.validate()
+        return h
+
     @classmethod
     def unpack(cls, payload: bytes) -> "Header":
         if len(payload) < 2:
             raise FormatError("RHDR segment is too short")
         if payload[0] not in BIT_DEPTHS:
             raise FormatError(f"unsupported .rmc version {payload[0]}.{payload[1]} (this decoder reads "
-                              f"{' and '.join(f'{major}.x' for major in BIT_DEPTHS)})")
+                              f"{', '.join(f'{major}.x' for major in BIT_DEPTHS)})")
+        if payload[0] >= COMPACT:
+            return cls._unpack_compact(payload)
         size = _HDR.size + (_PLANES.size if payload[0] >= 3 else 0)
         if len(payload) != size:
             raise FormatError(f"RHDR segment has {len(payload)} bytes, expected {size}")
@@ -210,8 +264,10 @@ def write(header: Header, tiles: dict, metadata: bytes = b"") -> bytes:
         parts.append(_segment(METADATA, metadata))
     for index in range(header.tile_count):
         words = np.asarray(tiles[index], dtype="<u4")
-        parts.append(_segment(b"TILE", struct.pack(">II", index, len(words)) + words.tobytes()))
-    parts.append(_segment(b"REND", b""))
+        head = struct.pack(">I", index) if header.compact else struct.pack(">II", index, len(words))
+        parts.append(_segment(b"TILE", head + words.tobytes()))
+    if not header.compact:      # 4.x streams end after their last tile
+        parts.append(_segment(b"REND", b""))
     return b"".join(parts)
 
 
@@ -240,19 +296,22 @@ def _segment_at(data: bytes, pos: int):
     return kind, payload, crc == zlib.crc32(kind + payload), pos + 12 + length
 
 
-def _plausible(data: bytes, pos: int) -> bool:
-    """Cheap framing checks before paying for a CRC: REND is empty, TILE's length matches its words."""
+def _plausible(data: bytes, pos: int, compact: bool) -> bool:
+    """Cheap framing checks before paying for a CRC: REND is empty, TILE's length matches its words
+    (4.x: an index and whole words)."""
     (length,) = struct.unpack_from(">I", data, pos)
     kind = data[pos + 4:pos + 8]
     if kind == b"REND":
         return length == 0
+    if compact:
+        return length >= 4 and length % 4 == 0
     if length < 8 or pos + 16 > len(data):
         return False
     (words,) = struct.unpack_from(">I", data, pos + 12)
     return length == 8 + 4 * words
 
 
-def _resync(data: bytes, start: int):
+def _resync(data: bytes, start: int, compact: bool):
     """First offset >= start where a TILE or REND segment with a valid CRC begins (damage recovery).
 
     Candidates must pass _plausible before their CRC is computed, keeping recovery linear-ish."""
@@ -260,7 +319,7 @@ def _resync(data: bytes, start: int):
     for tag in (b"TILE", b"REND"):
         i = data.find(tag, start + 4)
         while i != -1:
-            if i >= 4 and _plausible(data, i - 4):
+            if i >= 4 and _plausible(data, i - 4, compact):
                 seg = _segment_at(data, i - 4)
                 if seg is not None and seg[2]:
                     candidates.append(i - 4)
@@ -284,6 +343,7 @@ def read(data: bytes) -> Parsed:
     if not crc_ok:
         raise FormatError("RHDR segment fails its CRC (header damaged)")
     parsed = Parsed(Header.unpack(payload))
+    compact = parsed.header.compact
     ended = False
     while pos < len(data):
         if ended:
@@ -291,7 +351,10 @@ def read(data: bytes) -> Parsed:
             break
         seg = _segment_at(data, pos)
         if seg is None:
-            nxt = _resync(data, pos + 1)
+            nxt = _resync(data, pos + 1, compact)
+            if nxt is None and compact and not parsed.missing():
+                parsed.damaged.append((None, f"{len(data) - pos} unexpected bytes after the last tile"))
+                break
             parsed.damaged.append((None, f"broken segment at byte {pos}" + ("" if nxt else " (stream truncated)")))
             if nxt is None:
                 break
@@ -300,7 +363,7 @@ def read(data: bytes) -> Parsed:
         kind, payload, crc_ok, nxt = seg
         if not crc_ok:      # its length may be the damaged field: do not trust it, resynchronise
             parsed.damaged.append((_claimed_tile(parsed.header, kind, payload), f"segment at byte {pos} fails its CRC"))
-            nxt = _resync(data, pos + 1)
+            nxt = _resync(data, pos + 1, compact)
             if nxt is None:
                 break
             pos = nxt
@@ -318,7 +381,7 @@ def read(data: bytes) -> Parsed:
         elif kind[0:1].isupper():
             raise FormatError(f"unknown critical segment {kind.decode()} at byte {pos}")
         pos = nxt
-    if not ended:
+    if not ended and not compact:
         parsed.damaged.append((None, "stream truncated before REND"))
     return parsed
 
@@ -332,13 +395,17 @@ def _claimed_tile(header: Header, kind: bytes, payload: bytes):
 
 
 def _read_tile(parsed: Parsed, payload: bytes, pos: int):
-    if len(payload) < 8:
+    head = 4 if parsed.header.compact else 8
+    if len(payload) < head:
         parsed.damaged.append((None, f"TILE at byte {pos} is too short"))
         return
-    index, count = struct.unpack_from(">II", payload)
-    if index >= parsed.header.tile_count or len(payload) != 8 + 4 * count:
+    if parsed.header.compact:
+        (index,), count = struct.unpack_from(">I", payload), (len(payload) - 4) // 4
+    else:
+        index, count = struct.unpack_from(">II", payload)
+    if index >= parsed.header.tile_count or len(payload) != head + 4 * count:
         parsed.damaged.append((None, f"TILE at byte {pos} has inconsistent index/length"))
     elif index in parsed.tiles:
         raise FormatError(f"tile {index} appears twice (second at byte {pos})")
     else:
-        parsed.tiles[index] = np.frombuffer(payload, dtype="<u4", offset=8).astype(np.uint32)
+        parsed.tiles[index] = np.frombuffer(payload, dtype="<u4", offset=head).astype(np.uint32)

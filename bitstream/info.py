@@ -63,7 +63,7 @@ def describe(data: bytes) -> dict:
     for entry in tiles:
         i = entry["index"]
         if i in parsed.tiles:
-            entry.update(bytes=12 + 8 + 4 * len(parsed.tiles[i]), status="ok")
+            entry.update(bytes=12 + (4 if h.compact else 8) + 4 * len(parsed.tiles[i]), status="ok")
         else:
             entry.update(bytes=None, status="CRC error" if i in claimed else "missing")
     meta, meta_problem = None, None

@@ -197,11 +197,12 @@ class Prepared:
                                                                  model.z_tables, model.y_tables, floors, self.rdo)
                 if keep_tiles:
                     coded.append((z_hat, mu16, idx, entropy.dequantize(symbols, mu16)))
-        size = lambda p: sum(w.size for w in p[0].values())
-        kept = min(range(len(passes)), key=lambda k: (size(passes[k]), k))     # ties keep the references
-        header = replace(self.header if kept == 0 else self.plain_header, quality=q100 // spec.QUALITY_STEPS,
-                         quality_frac=q100 % spec.QUALITY_STEPS, version=None)
-        return (header, *passes[kept])
+        headers = [replace(h, quality=q100 // spec.QUALITY_STEPS, quality_frac=q100 % spec.QUALITY_STEPS, version=None)
+                   for h in (self.header, self.plain_header)[:len(passes)]]
+        # bytes that differ between the two: the words, and the 4.0 header's reference fields (24 bytes)
+        size = lambda k: 4 * sum(w.size for w in passes[k][0].values()) + len(headers[k].pack())
+        kept = min(range(len(passes)), key=lambda k: (size(k), k))     # ties keep the references
+        return (headers[kept], *passes[kept])
 
     def fit(self, budget: int, keep_tiles: bool = False) -> EncodeResult:
         """The stream at the highest quality whose whole file is at most `budget` bytes (fit_quality)."""

@@ -1,6 +1,7 @@
 """The command lines as a user meets them: exit codes, messages, files left behind."""
 import json
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -169,7 +170,7 @@ def test_version_names_models_and_decoders():
     assert r.exit_code == 0
     assert modelfile.load("grey").model_id.hex() in r.output and "decoder version" in r.output
     out = run(encode_main, ["--version"]).output
-    assert modelfile.load("grey").model_id.hex() in out and "3.0" in out
+    assert modelfile.load("grey").model_id.hex() in out and "writes .rmc 4.0" in out
 
 
 # ----- exit codes, directories, versions, lossy outputs, metadata, missing torch, output failures ------
@@ -190,7 +191,7 @@ def test_decode_exit_codes_clean_concealed_failed(tmp_path, small_rmc):
     b = bytearray(small_rmc)
     b[-30] ^= 0xFF                                   # inside the last tile
     crc.write_bytes(bytes(b))
-    cut.write_bytes(small_rmc[:-12])                 # only REND lost: every tile intact, still damage
+    cut.write_bytes(small_rmc[:-3])                  # the last tile cut short: lost, concealed
     hopeless.write_bytes(small_rmc[:100])            # no whole tile
     r = run(decode_main, [clean, "-o", tmp_path / "clean.png"])
     assert r.exit_code == 0 and "warning" not in r.stderr
@@ -244,8 +245,8 @@ def test_fractional_quality(tmp_path):
         run(encode_main, [GREY, "-q", q, "-o", tmp_path / f"{q}.rmc"])
         sizes[q] = (tmp_path / f"{q}.rmc").stat().st_size
     assert sizes["50"] < sizes["50.5"] < sizes["51"]
-    assert (tmp_path / "50.5.rmc").read_bytes()[16:18] == b"\x02\x00"      # version 2.0: a finer quality
-    assert (tmp_path / "50.rmc").read_bytes()[16:18] == b"\x01\x00"        # whole quality: still 1.0
+    assert (tmp_path / "50.5.rmc").read_bytes()[16:18] == b"\x04\x00"      # format 4.0, q100 at RHDR 16
+    assert (tmp_path / "50.5.rmc").read_bytes()[32:34] == struct.pack(">H", 5050)
     r = run(decode_main, [tmp_path / "f.rmc", "-o", tmp_path / "f.png", "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["quality"] == 50.5
     assert run(encode_main, [GREY, "-q", "100.5"]).exit_code == 2

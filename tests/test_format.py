@@ -20,6 +20,19 @@ def stream(default_library):
     return encode(img, 60, default_library, tile=64, keep_refs=True)     # the layout with references
 
 
+def rewritten(data: bytes, version: tuple) -> bytes:
+    """The same stream (header fields, tiles) in another version's layout."""
+    parsed = container.read(data)
+    parsed.header.version = version
+    return container.write(parsed.header, parsed.tiles)
+
+
+@pytest.fixture(scope="module")
+def stream_v1(stream):
+    """The fixture stream in the 1.0 layout (what encoders wrote up to session 7)."""
+    return rewritten(stream.data, (1, 0))
+
+
 def segments(data):
     pos, out = 8, []
     while pos < len(data):
@@ -32,18 +45,40 @@ def segments(data):
     return out
 
 
-def test_signature_and_segment_framing(stream):
-    data = stream.data
-    assert data[:8] == b"\x89RMC\r\n\x1a\n"
-    segs = segments(data)
-    assert [k for k, _, _ in segs] == [b"RHDR"] + [b"TILE"] * 6 + [b"REND"]
-    for kind, payload, crc in segs:
-        assert crc == zlib.crc32(kind + payload)
+def test_signature_and_segment_framing(stream, stream_v1):
+    for data, ending in ((stream.data, []), (stream_v1, [b"REND"])):    # 4.0 has no REND
+        assert data[:8] == b"\x89RMC\r\n\x1a\n"
+        segs = segments(data)
+        assert [k for k, _, _ in segs] == [b"RHDR"] + [b"TILE"] * 6 + ending
+        for kind, payload, crc in segs:
+            assert crc == zlib.crc32(kind + payload)
     assert segs[-1][1] == b""
+    assert len(stream_v1) - len(stream.data) == (56 - 45) + 6 * 4 + 12      # RHDR, word counts, REND
 
 
-def test_header_fields_at_documented_offsets(stream, default_library):
+def test_compact_header_fields_at_documented_offsets(stream, default_library):
+    """4.0 (what encoders write): 21 bytes, then the reference fields (flags bit 1)."""
+    from bitstream import modelfile
     payload = segments(stream.data)[0][1]
+    assert len(payload) == 21 + 24
+    assert tuple(payload[0:2]) == (4, 0)
+    assert payload[2:10] == modelfile.load("grey").model_id
+    assert struct.unpack_from(">HH", payload, 10) == (150, 100)
+    assert payload[14] == 1 | 1 << 2 and payload[15] == 8                  # 1 coded, 1 output channel
+    assert struct.unpack_from(">H", payload, 16) == (6000,)
+    assert tuple(payload[18:21]) == (1, 1, 0b11)                            # 64 x 64 tiles; ref used + fields
+    assert payload[21:29] == default_library.id_bytes
+    assert payload[29:37] == bytes.fromhex(stream.entropy_ref)
+    assert payload[37:45] == bytes.fromhex(stream.decoder_ref)
+    plain = Header(b"m" * 8, 64, 64, 1, 1, 8, 42, 64, 64, quality_frac=5).pack()
+    assert len(plain) == 21 and plain[20] == 0 and struct.unpack_from(">H", plain, 16) == (4205,)
+    planar = Header(b"m" * 8, 99, 64, 3, 3, 8, 42, 64, 128, planes=1, chroma_shift=1, chroma_q100=5700).pack()
+    assert len(planar) == 23 and planar[14] == 3 | 3 << 2 | 1 << 4 | 1 << 5
+    assert tuple(planar[18:20]) == (1, 2) and struct.unpack_from(">H", planar, 21) == (5700,)
+
+
+def test_header_fields_at_documented_offsets(stream_v1, stream, default_library):
+    payload = segments(stream_v1)[0][1]
     assert len(payload) == 56
     assert payload[0] == 1 and payload[1] == 0
     from bitstream import modelfile
@@ -57,30 +92,54 @@ def test_header_fields_at_documented_offsets(stream, default_library):
     assert payload[54] == 1 and payload[55] == 0
 
 
-def test_tile_payload_layout(stream):
-    for i, (_, payload, _) in enumerate(segments(stream.data)[1:-1]):
+def test_tile_payload_layout(stream, stream_v1):
+    v4, v1 = segments(stream.data)[1:], segments(stream_v1)[1:-1]
+    for i, ((_, compact, _), (_, payload, _)) in enumerate(zip(v4, v1, strict=True)):
         index, words = struct.unpack_from(">II", payload)
         assert index == i and len(payload) == 8 + 4 * words and words > 0
+        assert struct.unpack_from(">I", compact) == (i,) and compact[4:] == payload[8:]
 
 
 def test_container_round_trip():
-    h = Header(b"m" * 8, 130, 70, 3, 3, 8, 42, 64, 64)
-    tiles = {i: np.arange(i + 1, dtype=np.uint32) for i in range(h.tile_count)}
-    parsed = container.read(container.write(h, tiles))
-    assert parsed.header == h and not parsed.damaged
-    assert all(np.array_equal(parsed.tiles[i], tiles[i]) for i in tiles)
+    ids = {"library_id": b"L" * 8, "entropy_ref_id": b"E" * 8, "decoder_ref_id": b"D" * 8, "flags": 1}
+    for version in ((1, 0), (4, 0)):
+        for extra in ({}, ids, {"decoder_ref_id": b"D" * 8, "library_id": b"L" * 8}):
+            h = Header(b"m" * 8, 130, 70, 3, 3, 8, 42, 64, 64, version=version, **extra)
+            tiles = {i: np.arange(i, dtype=np.uint32) for i in range(h.tile_count)}    # tile 0: no words
+            parsed = container.read(container.write(h, tiles))
+            assert parsed.header == h and not parsed.damaged
+            assert all(np.array_equal(parsed.tiles[i], tiles[i]) for i in tiles)
 
 
 def _rehdr(data, offset, value: bytes):
     """Patch RHDR payload bytes and fix its CRC, so only the field check can object."""
     b = bytearray(data)
+    (length,) = struct.unpack_from(">I", b, 8)
     b[16 + offset:16 + offset + len(value)] = value
-    b[72:76] = struct.pack(">I", zlib.crc32(bytes(b[12:72])))
+    b[16 + length:20 + length] = struct.pack(">I", zlib.crc32(bytes(b[12:16 + length])))
     return bytes(b)
 
 
 @pytest.mark.parametrize("offset,value,message", [
-    (0, b"\x04", "unsupported .rmc version 4.0"),
+    (10, struct.pack(">H", 0), "image size 0x100 out of range"),
+    (14, b"\x45", "unknown layout bits"),
+    (14, b"\x09", "output_channels 2 invalid"),
+    (15, b"\x0b", "bit_depth 11"),
+    (16, struct.pack(">H", 10001), "quality 100.01 out of range"),
+    (18, b"\x00", "not a multiple of 64 in 64..4096"),
+    (19, b"\x41", "not a multiple of 64 in 64..4096"),
+    (20, b"\x07", "unknown layout bits 0x00 or flags 0x07"),
+    (20, b"\x01", "has 45 bytes, expected 21"),                 # reference fields present but not flagged
+    (20, b"\x02", "disagrees with entropy_ref_id"),
+    (21, bytes(8), "library_id is zero"),
+])
+def test_bad_compact_header_fields_are_refused_by_name(stream, offset, value, message):
+    with pytest.raises(FormatError, match=message):
+        container.read(_rehdr(stream.data, offset, value))
+
+
+@pytest.mark.parametrize("offset,value,message", [
+    (0, b"\x05", "unsupported .rmc version 5.0"),
     (34, struct.pack(">I", 100000), "out of range"),
     (42, b"\x02", "coded_channels 2"),
     (44, b"\x0c", "bit_depth 12 is not one of 8, 16 \\(format 1.x\\)"),     # 12-bit needs 2.0
@@ -90,30 +149,39 @@ def _rehdr(data, offset, value: bytes):
     (50, struct.pack(">I", 7), "tile_count 7"),
     (54, b"\x80", "unknown flags"),
 ])
-def test_bad_header_fields_are_refused_by_name(stream, offset, value, message):
+def test_bad_header_fields_are_refused_by_name(stream_v1, offset, value, message):
     with pytest.raises(FormatError, match=message):
-        container.read(_rehdr(stream.data, offset, value))
+        container.read(_rehdr(stream_v1, offset, value))
 
 
-def test_huge_image_refused_before_allocation(stream):
-    bad = _rehdr(stream.data, 34, struct.pack(">II", 60000, 60000))
+def test_huge_image_refused_before_allocation(stream, stream_v1):
     with pytest.raises(FormatError, match="exceeds"):
-        container.read(bad)
+        container.read(_rehdr(stream_v1, 34, struct.pack(">II", 60000, 60000)))
+    with pytest.raises(FormatError, match="exceeds"):
+        container.read(_rehdr(stream.data, 10, struct.pack(">HH", 60000, 60000)))
 
 
-def test_framing_errors(stream):
-    data = stream.data
-    with pytest.raises(FormatError, match="signature"):
-        container.read(b"\x89PNG\r\n\x1a\n" + data[8:])
-    with pytest.raises(FormatError, match="CRC"):
-        container.read(data[:20] + bytes([data[20] ^ 1]) + data[21:])
-    unknown = container._segment(b"ZZZZ", b"x")
-    with pytest.raises(FormatError, match="unknown critical segment ZZZZ"):
-        container.read(data[:76] + unknown + data[76:])
-    ancillary = container._segment(b"zzzz", b"x")
-    assert not container.read(data[:76] + ancillary + data[76:]).damaged
-    truncated = container.read(data[:-12])
+def test_framing_errors(stream, stream_v1):
+    for data in (stream.data, stream_v1):
+        end = 20 + struct.unpack_from(">I", data, 8)[0]     # the end of RHDR
+        with pytest.raises(FormatError, match="signature"):
+            container.read(b"\x89PNG\r\n\x1a\n" + data[8:])
+        with pytest.raises(FormatError, match="CRC"):
+            container.read(data[:20] + bytes([data[20] ^ 1]) + data[21:])
+        unknown = container._segment(b"ZZZZ", b"x")
+        with pytest.raises(FormatError, match="unknown critical segment ZZZZ"):
+            container.read(data[:end] + unknown + data[end:])
+        ancillary = container._segment(b"zzzz", b"x")
+        assert not container.read(data[:end] + ancillary + data[end:]).damaged
+    truncated = container.read(stream_v1[:-12])         # 1.0: only REND lost
     assert truncated.damaged and not truncated.missing()
+    last = len(segments(stream.data)[-1][1]) + 12
+    cut = container.read(stream.data[:-last])           # 4.0, cut at a segment boundary: the tile is missing
+    assert not cut.damaged and cut.missing() == [5]
+    cut = container.read(stream.data[:-3])              # ... inside a segment: damage, and missing
+    assert cut.damaged and cut.missing() == [5]
+    extra = container.read(stream.data + b"\0" * 7)
+    assert extra.damaged == [(None, "7 unexpected bytes after the last tile")] and not extra.missing()
 
 
 def test_version_2_header_layout(default_library):
@@ -122,18 +190,21 @@ def test_version_2_header_layout(default_library):
     img = load_image(GREY, bit_depth=12)
     img.pixels = img.pixels[:, :64, :64]
     r = encode(img, 60.25, default_library, tile=64)
-    payload = segments(r.data)[0][1]
+    data = rewritten(r.data, (2, 0))
+    payload = segments(data)[0][1]
     assert len(payload) == 56 and tuple(payload[0:2]) == (2, 0)
     assert tuple(payload[42:46]) == (1, 1, 12, 60) and payload[55] == 25
-    h = container.read(r.data).header
+    h = container.read(data).header
     assert (h.version, h.bit_depth, h.quality, h.quality_frac, h.quality_value) == ((2, 0), 12, 60, 25, 60.25)
 
 
-def test_streams_are_written_at_the_lowest_version_that_fits():
-    assert Header(b"m" * 8, 64, 64, 1, 1, 8, 60, 64, 64).version == (1, 0)
-    assert Header(b"m" * 8, 64, 64, 1, 1, 16, 60, 64, 64).version == (1, 0)
-    assert Header(b"m" * 8, 64, 64, 1, 1, 10, 60, 64, 64).version == (2, 0)
-    assert Header(b"m" * 8, 64, 64, 1, 1, 8, 60, 64, 64, quality_frac=5).version == (2, 0)
+def test_streams_are_written_as_4_0_and_older_layouts_only_when_asked():
+    assert Header(b"m" * 8, 64, 64, 1, 1, 8, 60, 64, 64).version == (4, 0)
+    assert Header(b"m" * 8, 64, 64, 1, 1, 8, 60, 64, 64).lowest_version() == (1, 0)
+    assert Header(b"m" * 8, 64, 64, 1, 1, 16, 60, 64, 64).lowest_version() == (1, 0)
+    assert Header(b"m" * 8, 64, 64, 1, 1, 10, 60, 64, 64).lowest_version() == (2, 0)
+    assert Header(b"m" * 8, 64, 64, 1, 1, 8, 60, 64, 64, quality_frac=5).lowest_version() == (2, 0)
+    assert Header(b"m" * 8, 64, 64, 3, 3, 8, 60, 64, 64, planes=1).lowest_version() == (3, 0)
 
 
 @pytest.mark.parametrize("fields,message", [
@@ -176,6 +247,6 @@ def test_metadata_segment_layout_and_round_trip():
     h = Header(b"m" * 8, 64, 64, 1, 1, 8, 42, 64, 64)
     data = container.write(h, {0: np.zeros(1, np.uint32)}, payload)
     segs = segments(data)
-    assert [k for k, _, _ in segs] == [b"RHDR", b"meta", b"TILE", b"REND"] and segs[1][1] == payload
+    assert [k for k, _, _ in segs] == [b"RHDR", b"meta", b"TILE"] and segs[1][1] == payload
     parsed = container.read(data)
-    assert parsed.metadata == payload and not parsed.damaged and parsed.header.version == (1, 0)
+    assert parsed.metadata == payload and not parsed.damaged and parsed.header.version == (4, 0)

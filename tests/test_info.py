@@ -30,20 +30,20 @@ def test_intact_stream_human_and_json(tmp_path, two_tiles, default_library):
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
     n = len(two_tiles.data)
-    assert lines[0] == f"{f}: REMAC .rmc 2.0, 128x64 grey, 8-bit, quality 40.5, {n} bytes ({round(n / 1024, 4)} bpp)"
+    assert lines[0] == f"{f}: REMAC .rmc 4.0, 128x64 grey, 8-bit, quality 40.5, {n} bytes ({round(n / 1024, 4)} bpp)"
     grey_id = modelfile.load("grey").model_id.hex()
     assert f"  model       {grey_id} (grey)" in lines
     assert f"  library     {default_library.library_id} (the shipped default)" in lines
     assert f"  entropy ref {two_tiles.entropy_ref}" in lines and "  metadata    text: Title" in lines
     assert sum("CRC ok" in line for line in lines) == 2
     d = json.loads(invoke([f, "--json"]).stdout)
-    assert d["ok"] and d["intact"] and d["version"] == "2.0" and d["quality"] == 40.5
+    assert d["ok"] and d["intact"] and d["version"] == "4.0" and d["quality"] == 40.5
     assert (d["width"], d["height"], d["bit_depth"], d["model"]) == (128, 64, 8, "grey")
     assert d["decoder_ref_id"] == two_tiles.decoder_ref and d["metadata"]["text"] == {"Title": "sol 1234"}
     assert [t["status"] for t in d["tiles"]] == ["ok", "ok"]
-    # tile segment bytes: 12 framing + 8 index/count + 4 per word, adding up with the rest to the file
+    # tile segment bytes: 12 framing + 4 index + 4 per word, adding up with the rest to the file
     meta_segment = 12 + len(b"\x01\x05Title\x00\x00\x00\x08sol 1234")
-    assert 8 + 12 + 56 + meta_segment + sum(t["bytes"] for t in d["tiles"]) + 12 == d["bytes"]
+    assert 8 + 12 + 21 + 24 + meta_segment + sum(t["bytes"] for t in d["tiles"]) == d["bytes"]
 
 
 def test_damaged_stream_names_its_tiles_and_exits_3(tmp_path, two_tiles):

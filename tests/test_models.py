@@ -82,6 +82,33 @@ def test_architecture_is_read_back_from_the_weights():
         assert again.arch == model.arch and again.m == model.m
 
 
+def test_extra_quality_level_keeps_every_old_gain_and_extrapolates_the_top():
+    """A checkpoint with 8 levels read into the 9-level klt model: quality q of the old mapping
+    (t = 7 q / 100) is quality 7 q / 8 of the new one, with the same gains, and the new top level
+    is where the old gains extrapolate to (t = 8); the new row's Adam moments start at zero."""
+    from models.remac import KLT_LAMBDAS, architecture, extend_levels
+    from models.training.train import pad_moments
+    old = REMAC(1, arch="klt", m=32, lambdas=KLT_LAMBDAS[:8]).eval()
+    with torch.no_grad():
+        old.log_gain.add_(torch.randn_like(old.log_gain) * 0.1)
+    new = REMAC(1, arch="klt", m=32).eval()
+    assert len(new.lambdas) == 9
+    new.load_state_dict(extend_levels(old.state_dict(), 9))
+    assert architecture(new.state_dict())["lambdas"] == KLT_LAMBDAS
+    q_old = torch.tensor([0.0, 30.0, 100.0, 800 / 7])      # the last one extrapolated by the old model
+    for got, want in zip(new.gains_for_quality(q_old * 7 / 8), old.gains_for_quality(q_old)):
+        assert torch.allclose(got, want, rtol=1e-5)
+    assert torch.equal(extend_levels(new.state_dict(), 9)["log_gain"], new.log_gain)
+    with pytest.raises(ValueError, match="more than"):
+        extend_levels(new.state_dict(), 8)
+    param = torch.nn.Parameter(torch.zeros(9, 4))
+    opt = torch.optim.Adam([param])
+    opt.state[param] = {"step": torch.tensor(3.0), "exp_avg": torch.ones(8, 4), "exp_avg_sq": torch.ones(8, 4)}
+    pad_moments(opt)
+    assert opt.state[param]["exp_avg"].shape == (9, 4) and opt.state[param]["exp_avg"][8].abs().sum() == 0
+    assert opt.state[param]["exp_avg_sq"][:8].eq(1).all()
+
+
 def test_scale_index_stuck_below_zero_still_learns_to_grow():
     """The entropy-parameter clip passes gradients that point back into range (a plain clip left
     session 1's grey channels 85 and 95 predicting the smallest scale for non-zero latents)."""

@@ -23,7 +23,7 @@ def stream(default_library):
 def test_colour_is_coded_as_three_planes_of_the_grey_model(stream):
     from bitstream import modelfile
     h = stream.header
-    assert h.version == (3, 0) and h.planes == 1 and h.chroma_shift == CHROMA_SHIFT == 1
+    assert h.version == (4, 0) and h.planes == 1 and h.chroma_shift == CHROMA_SHIFT == 1
     assert h.model_id == modelfile.load("grey").model_id and h.coded_channels == h.output_channels == 3
     assert h.chroma_q100 == chroma_quality(6000) > 6000
     # 256x256 in 128-px tiles: 4 luma tiles, then one 128x128 tile for each chroma plane
@@ -35,17 +35,25 @@ def test_colour_is_coded_as_three_planes_of_the_grey_model(stream):
 def test_remac_info_names_each_tiles_plane(stream):
     from bitstream.info import describe
     d = describe(stream.data)
-    assert d["version"] == "3.0" and d["planes"] == {"chroma_shift": 1, "chroma_quality": chroma_quality(6000) / 100}
+    assert d["version"] == "4.0" and d["planes"] == {"chroma_shift": 1, "chroma_quality": chroma_quality(6000) / 100}
     assert [t["plane"] for t in d["tiles"]] == ["Y"] * 4 + ["Cb", "Cr"]
     assert d["tiles"][4]["width"] == d["tiles"][4]["height"] == 128 and d["intact"]
 
 
 def test_rhdr_3_0_is_56_bytes_then_planes_shift_and_chroma_quality(stream):
-    payload = stream.data[16:16 + 60]
-    assert struct.unpack(">I", stream.data[8:12])[0] == 60 and stream.data[12:16] == b"RHDR"
-    assert payload[:2] == b"\x03\x00"
+    from dataclasses import replace
+    payload = replace(stream.header, version=(3, 0)).pack()
+    assert len(payload) == 60 and payload[:2] == b"\x03\x00"
     assert struct.unpack(">I", payload[50:54])[0] == 6                 # tile_count over all planes
     assert payload[56:60] == struct.pack(">BBH", 1, 1, chroma_quality(6000))
+    assert Header.unpack(payload) == replace(stream.header, version=(3, 0))
+
+
+def test_rhdr_4_0_carries_planes_in_layout_and_chroma_quality_after_the_fixed_fields(stream):
+    payload = stream.data[16:16 + 21 + 2 + 24]
+    assert struct.unpack(">I", stream.data[8:12])[0] == 47 and stream.data[12:16] == b"RHDR"
+    assert payload[:2] == b"\x04\x00" and payload[14] == 3 | 3 << 2 | 1 << 4 | 1 << 5
+    assert payload[20] == 0b11 and payload[21:23] == struct.pack(">H", chroma_quality(6000))
     assert Header.unpack(payload) == stream.header
 
 

@@ -23,12 +23,18 @@ def small_stream(default_library):
     return r.data, decode(r.data, default_library)
 
 
+def rhdr_end(data: bytes) -> int:
+    """Offset of the first segment after the signature and RHDR (RHDR's length varies in 4.0)."""
+    import struct
+    return 8 + 12 + struct.unpack_from(">I", data, 8)[0]
+
+
 def test_truncation_at_every_offset(small_stream, default_library):
     """Cut inside the header: refused. Cut after the first whole tile: an image, later tiles lost.
     Cut before any tile is whole: refused ("no tile could be decoded")."""
     import struct
     data, full = small_stream
-    header_end = 8 + 12 + 56
+    header_end = rhdr_end(data)
     first_tile_end = header_end + 12 + struct.unpack_from(">I", data, header_end)[0]
     for n in range(len(data)):
         if n < header_end:
@@ -43,7 +49,7 @@ def test_truncation_at_every_offset(small_stream, default_library):
 
 def test_broken_length_field_loses_one_tile_and_resyncs(small_stream, default_library):
     data, full = small_stream
-    first_tile = 8 + 12 + 56
+    first_tile = rhdr_end(data)
     b = bytearray(data)
     b[first_tile:first_tile + 4] = b"\xff\xff\xff\x00"       # tile 0's length field
     out = decode(bytes(b), default_library)
@@ -95,7 +101,7 @@ def test_plausible_damaged_length_loses_only_its_tile(small_stream, default_libr
     """The length grows by 4 (still inside the file): the CRC fails, the length is not trusted."""
     import struct
     data, full = small_stream
-    first_tile = 8 + 12 + 56
+    first_tile = rhdr_end(data)
     b = bytearray(data)
     (length,) = struct.unpack_from(">I", b, first_tile)
     struct.pack_into(">I", b, first_tile, length + 4)
@@ -104,8 +110,8 @@ def test_plausible_damaged_length_loses_only_its_tile(small_stream, default_libr
 
 
 def _forged(header: Header, tiles=None) -> bytes:
-    """A stream whose RHDR passes its CRC but carries hostile field combinations."""
-    return (container.SIGNATURE + container._segment(b"RHDR", _HDR.pack(*header.version, header.model_id,
+    """A stream whose RHDR (1.0 layout) passes its CRC but carries hostile field combinations."""
+    return (container.SIGNATURE + container._segment(b"RHDR", _HDR.pack(1, 0, header.model_id,
             header.library_id, header.entropy_ref_id, header.decoder_ref_id, header.width, header.height,
             header.coded_channels, header.output_channels, header.bit_depth, header.quality, header.tile_width,
             header.tile_height, header.tile_count, header.flags, 0)) + container._segment(b"REND", b""))
@@ -123,6 +129,12 @@ def test_forged_headers_with_valid_crc_are_refused(fields, message):
         setattr(h, k, v)
     with pytest.raises(RemacError, match=message):
         decode(_forged(h))
+    if "library_id" not in message:         # 4.0 cannot carry reference IDs without a library ID
+        compact = bytearray(Header(h.model_id, 64, 64, 1, 1, 8, 50, 64, 64).pack())
+        compact[14], compact[15] = h.coded_channels | h.output_channels << 2, h.bit_depth
+        compact[20] = h.flags
+        with pytest.raises(RemacError, match=message):
+            decode(container.SIGNATURE + container._segment(b"RHDR", bytes(compact)))
 
 
 def test_huge_header_without_tiles_is_refused_without_synthesis():

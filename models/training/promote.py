@@ -55,6 +55,21 @@ def improves(result: dict) -> bool:
     return head < 0 and max(p[1] for p in cand) >= max(p[1] for p in ship) - CEILING_SLACK
 
 
+def extend_file(path: Path):
+    """Give a checkpoint every quality level its architecture now has (models.remac.extend_levels:
+    session 8 added a 9th level to the klt models), in place, metadata kept."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    from models.remac import KLT_LAMBDAS, LAMBDAS, extend_levels
+    state = load_file(str(path))
+    levels = len(KLT_LAMBDAS if "encoder.proj.weight" in state else LAMBDAS)
+    if state["log_gain"].shape[0] < levels:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+        print(f"{path.name}: quality levels {state['log_gain'].shape[0]} -> {levels} (gains extrapolated)")
+        save_file(extend_levels(state, levels), str(path), metadata=meta)
+
+
 def release_shipped(name: str) -> Path:
     """File the shipped `name` model (and the default library as it built it) into models/store,
     its decoder with int8 weights (models.archive)."""
@@ -100,6 +115,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         calibrated = Path(tmp) / f"{args.name}.safetensors"
         shutil.copyfile(args.candidate, calibrated)
+        extend_file(calibrated)
         calibrate(args.name, str(args.data), weights=str(calibrated), mode=args.floors)
         results = rank(args.name, calibrated, args.data, args.limit)
         better = all(improves(r) for r in results.values())

@@ -34,7 +34,15 @@ from rover_encoder.encode import RDO_LAMBDA
 
 QUALITIES = (5, 20, 35, 50, 65, 80, 95, 100)
 VAL_SETS = {"grey": ("val/gray", "val/gray_native", "val/color")}     # colour: as Y, Cb, Cr planes (format 3.0)
-PLANES_OVERHEAD = 2 * (8 + 12 + 56 + 12) - 4     # two more signatures, RHDRs and RENDs; RHDR 3.0 is 4 bytes longer
+
+
+def planes_overhead() -> int:
+    """Bytes that three one-plane streams carry beyond the one planar stream holding the same tiles
+    (two more signatures and headers, less the planar header's chroma field)."""
+    empty = lambda h: len(container.write(h, {i: np.zeros(0, np.uint32) for i in range(h.tile_count)}))
+    one = Header(bytes(8), 64, 64, 1, 1, 8, 50, 64, 64)
+    planar = Header(bytes(8), 64, 64, 3, 3, 8, 50, 64, 64, planes=1, chroma_shift=1, chroma_q100=6500)
+    return 3 * empty(one) - empty(planar)
 
 
 def set_channels(folder: str) -> int:
@@ -50,7 +58,7 @@ def code_planes(model, em, x: torch.Tensor, q: float):
     from rover_encoder.planar import CHROMA_SHIFT, chroma_quality
     planes = colour.to_planes(x[0].numpy(), CHROMA_SHIFT)
     cq = chroma_quality(spec.quality_steps(q)) / spec.QUALITY_STEPS
-    size, decoded = -PLANES_OVERHEAD, []
+    size, decoded = -planes_overhead(), []
     for k, (plane, quality) in enumerate(zip(planes, (q, cq, cq))):
         data, p_hat = code_image(model, em, torch.from_numpy(plane)[None, None], quality, rounded=False, chroma=k > 0)
         size += len(data)

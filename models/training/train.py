@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from models.precision import CANDIDATES, autocast, choose_by_timing, cpu_info
-from models.remac import REMAC, LAMBDAS, architecture, latent_digest, load_weights
+from models.remac import REMAC, LAMBDAS, architecture, extend_levels, latent_digest, load_weights
 from models.training import CKPT, DATA, LOGS, WEIGHTS
 from models.training.checkpoint import read_checkpoint
 from models.training.data import klt_basis, load_frames, load_set, PairSampler, rover_descriptors
@@ -30,6 +30,18 @@ def lambda_for_quality(q, lambdas=LAMBDAS):
     lo = t.floor().clamp(0, len(lambdas) - 2).long()
     f = t - lo
     return torch.exp(logs[lo] * (1 - f) + logs[lo + 1] * f)
+
+
+def pad_moments(opt):
+    """Adam moments saved for a checkpoint with fewer quality levels (models.remac.extend_levels):
+    the new gain rows start with zero moments, the others keep theirs."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in st and st[key].shape != p.shape:
+                    extra = p.shape[0] - st[key].shape[0]
+                    st[key] = torch.cat([st[key], st[key].new_zeros((extra, *p.shape[1:]))])
 
 
 def rd_loss(model, x, x_ref, q, ref_on, decoder_ref_on=None, noisy=True, x_ref_entropy=None, precision="fp32"):
@@ -179,6 +191,8 @@ def main(argv=None):
     model = REMAC(cfg["channels"], decoder_extra=extra, decoder_wide=wide, rate_proxy=cfg.get("rate_proxy", "noise"),
                   arch=cfg.get("arch", "gdn"), m=cfg.get("m"), decoder_width=tuple(cfg.get("decoder_width", (128, 96, 64, 32))),
                   lambdas=cfg.get("lambdas"), slices=slices)
+    if start_state is not None:     # a checkpoint with fewer quality levels than the model: extrapolate its gains
+        start_state = extend_levels(start_state, len(model.lambdas))
     if model.arch == "klt" and source is None and not args.init:
         model.init_basis(klt_basis(images, patches=cfg.get("klt_patches", 200_000)))     # a fresh klt run starts as the linear block codec
     model = model.to(device).to(memory_format=torch.channels_last)
@@ -224,6 +238,7 @@ def main(argv=None):
                 opt.load_state_dict(regroup(state["opt"], opt, order, [n for n, p in params.items() if p.requires_grad]))
             except (ValueError, KeyError):      # other parameters (e.g. context slices added): start Adam afresh
                 print("optimizer state does not match this model's parameters: Adam warm-starts", flush=True)
+            pad_moments(opt)
             step, elapsed_before = state["step"], state["elapsed"]
         else:   # a fresh clone ships the weights but not the optimizer state: warm-start Adam
             step = source_step
