@@ -114,16 +114,15 @@ def dequantize(symbols: np.ndarray, mu16: np.ndarray) -> np.ndarray:
     return (symbols + mu16 / 2 ** spec.MEAN_FRAC_BITS).astype(np.float32)
 
 
-def encode_tile(z_hat, symbols, idx, z_tables: TableSet, y_tables: TableSet, slices=None) -> np.ndarray:
+def encode_tile(z_hat, symbols, idx, z_tables: TableSet, y_tables: TableSet, units=None) -> np.ndarray:
     """z_hat (Z,h,w) int, symbols/idx (M,4h,4w) int -> range-coder words (n,) uint32: z by channel,
-    then y one channel slice after another (slices: boundaries, default one slice of all M; see
-    bitstream.latent), each grouped by scale index."""
+    then y one coding unit after another (units: (M,4h,4w) bool selections in coding order, as
+    bitstream.latent makes them; default one unit of all of y), each grouped by scale index."""
     enc = constriction.stream.queue.RangeEncoder()
     channel = np.broadcast_to(np.arange(z_hat.shape[0])[:, None, None], z_hat.shape)
     encode_groups(enc, z_hat, channel, z_tables)
-    bounds = slices or (0, symbols.shape[0])
-    for s0, s1 in zip(bounds, bounds[1:]):
-        encode_groups(enc, symbols[s0:s1], idx[s0:s1], y_tables)
+    for sel in units if units is not None else [np.ones(symbols.shape, bool)]:
+        encode_groups(enc, symbols[sel], idx[sel], y_tables)
     return enc.get_compressed().astype(np.uint32)
 
 

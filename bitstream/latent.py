@@ -12,10 +12,16 @@ so both sides run the slices in order.
 floors (M,) int, optional: the model's scale-index floors at the stream's quality
 (modelfile.EntropyModel.floors_at): every channel's index is raised to at least its floor, after
 the network's own clip. They move only probabilities, never symbols or means.
+
+spatial (2, CLASSES) int, optional: a model with spatial context (modelfile.EntropyModel.spatial_at)
+codes channel 0 of slice 0 in three passes (bitstream.spatial): slice 0's other channels and
+channel 0's pass 0 first, then pass 1, then pass 2, each unit grouped by scale index; the later
+slices follow as before.
 """
 import numpy as np
 
-from bitstream import entropy, intnet
+from bitstream import entropy, intnet, spec
+from bitstream import spatial as bitstream_spatial
 
 
 def slices_of(net: dict, m: int) -> list:
@@ -23,36 +29,69 @@ def slices_of(net: dict, m: int) -> list:
 
 
 def encode(net: dict, z_hat: np.ndarray, r: np.ndarray, y_g: np.ndarray, z_tables, y_tables, floors=None,
-           rdo: float = 0.0):
+           rdo: float = 0.0, spatial=None):
     """Rover: z_hat (Z,h,w) int, r (2M+1,) int, y_g (M,4h,4w) gained latent -> (words (n,) uint32,
     mu16, idx, symbols, each (M,4h,4w) int64). rdo: the rate weight of entropy.rdo_symbols, one
     for all channels or (M,) (0: plain rounding)."""
-    lam = np.broadcast_to(np.asarray(rdo, dtype=np.float64), y_g.shape[:1])[:, None, None]
-    mu16, idx, symbols = _slices(net, z_hat, r, y_g.shape[0],
-                                 lambda s0, s1, mu16, idx: entropy.rdo_symbols(y_g[s0:s1], mu16, idx, y_tables,
-                                                                               lam[s0:s1]), floors)
-    bounds = slices_of(net, y_g.shape[0])
-    return entropy.encode_tile(z_hat, symbols, idx, z_tables, y_tables, bounds), mu16, idx, symbols
+    lam = np.broadcast_to(np.broadcast_to(np.asarray(rdo, dtype=np.float64), y_g.shape[:1])[:, None, None], y_g.shape)
+    mu16, idx, symbols, units = _slices(
+        net, z_hat, r, y_g.shape[0],
+        lambda sel, mu16, idx: entropy.rdo_symbols(y_g[sel], mu16, idx, y_tables, lam[sel]), floors, spatial)
+    return entropy.encode_tile(z_hat, symbols, idx, z_tables, y_tables, units), mu16, idx, symbols
 
 
 def decode(decoder: "entropy.TileDecoder", net: dict, z_hat: np.ndarray, r: np.ndarray, m: int, y_tables,
-           floors=None):
+           floors=None, spatial=None):
     """Ground: the tile decoder after its z -> (mu16, idx, symbols), each (M,4h,4w) int64."""
-    return _slices(net, z_hat, r, m, lambda s0, s1, mu16, idx: decoder.y(idx, y_tables), floors)
+    return _slices(net, z_hat, r, m, lambda sel, mu16, idx: decoder.y(idx, y_tables), floors, spatial)[:3]
 
 
-def _slices(net: dict, z_hat: np.ndarray, r: np.ndarray, m: int, symbols_of, floors=None):
-    """The slices in order, on either side: symbols_of(s0, s1, mu16, idx of channels s0..s1) gives
-    their symbols (the rover rounds its latent, the ground decodes them), which the next slice's
-    parameters read. -> (mu16, idx, symbols), each (M,4h,4w) int64."""
+def _slices(net: dict, z_hat: np.ndarray, r: np.ndarray, m: int, symbols_of, floors=None, spatial=None):
+    """The coding units in order, on either side: symbols_of(sel, mu16[sel], idx[sel]) gives the
+    symbols at the (M,4h,4w) bool selection `sel` as a 1-D array in raster order (the rover rounds
+    its latent, the ground decodes them); later units' parameters read them. -> (mu16, idx,
+    symbols, each (M,4h,4w) int64, units: the selections in coding order, for entropy.encode_tile)."""
     features, mu16, idx = intnet.hyper_features(net, z_hat, r)
     bounds = slices_of(net, m)
     symbols = np.empty(mu16.shape, np.int64)
+    units = []
+
+    def code(sel):
+        symbols[sel] = symbols_of(sel, mu16[sel], idx[sel])
+        units.append(sel)
+
     for k, (s0, s1) in enumerate(zip(bounds, bounds[1:])):
         if k:       # 16 * y_hat_g = 16 s + mu16 of every channel decoded so far (exact integers)
             decoded16 = 16 * symbols[:s0] + mu16[:s0]
             mu16[s0:s1], idx[s0:s1] = intnet.slice_params(net, k, features, decoded16, mu16[s0:s1], idx[s0:s1])
         if floors is not None:
             idx[s0:s1] = np.maximum(idx[s0:s1], floors[s0:s1, None, None])
-        symbols[s0:s1] = symbols_of(s0, s1, mu16[s0:s1], idx[s0:s1])
-    return mu16, idx, symbols
+        sel = np.zeros(mu16.shape, bool)
+        sel[s0:s1] = True
+        if k or spatial is None:
+            code(sel)
+            continue
+        passes = bitstream_spatial.pass_of(*mu16.shape[1:])
+        sel[bitstream_spatial.CHANNEL] = passes == 0
+        code(sel)
+        _spatial_passes(net, mu16, idx, symbols, passes, spatial, code)
+    return mu16, idx, symbols, units
+
+
+def _spatial_passes(net: dict, mu16, idx, symbols, passes, spatial, code):
+    """Passes 1 and 2 of channel 0 (bitstream.spatial), after pass 0 was coded: each shifts the
+    means and scale indices of its positions from the residuals decoded so far, then codes them."""
+    c, m = bitstream_spatial.CHANNEL, mu16.shape[0]
+    lo, hi = net["out"]["lo"], net["out"]["hi"]
+    hyper16 = mu16[c].copy()
+    known = passes == 0
+    for p in (1, 2):
+        e16 = 16 * symbols[c] + mu16[c] - hyper16
+        dmu16, cls = bitstream_spatial.context(e16, known, p)
+        at = passes == p
+        mu16[c][at] = np.clip(hyper16[at] + dmu16[at], lo[c], hi[c])
+        idx[c][at] = np.clip(idx[c][at] + spatial[p - 1][cls[at]], 0, spec.SCALE_LEVELS - 1)
+        sel = np.zeros(mu16.shape, bool)
+        sel[c] = at
+        code(sel)
+        known |= at

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bitstream import intnet, spec
+from bitstream import spatial as bitstream_spatial
 from bitstream.entropy import TableSet
 from bitstream.errors import ModelError
 
@@ -45,6 +46,7 @@ class EntropyModel:
     idx_floors: np.ndarray = None   # (B, M) int64 scale-index floors per quality band, or None
     floor_edges: np.ndarray = None  # (B-1,) int64: band b holds qualities (hundredths) edges[b-1] <= q < edges[b]
     chroma_floors: np.ndarray = None    # (B, M) int64 floors of chroma planes (Cb, Cr), or None: idx_floors
+    spatial: np.ndarray = None      # (B, 2, CLASSES) int64 scale-index shifts of channel 0's passes 1, 2 (bitstream.spatial), or None
 
     def floors_at(self, q100: int, chroma: bool = False):
         """(M,) scale-index floors at quality q100 (hundredths) of a luma / grey plane, or of a
@@ -53,7 +55,16 @@ class EntropyModel:
         if self.idx_floors is None:
             return None
         floors = self.chroma_floors if chroma and self.chroma_floors is not None else self.idx_floors
-        return floors[int(np.searchsorted(self.floor_edges, q100, side="right"))]
+        return floors[self.band(q100)]
+
+    def band(self, q100: int) -> int:
+        """The quality band of q100 (hundredths): b = #{floor_edges <= q100}."""
+        return int(np.searchsorted(self.floor_edges, q100, side="right"))
+
+    def spatial_at(self, q100: int):
+        """(2, CLASSES) scale-index shifts of channel 0's passes 1 and 2 at quality q100, or None for
+        a model without spatial context (releases before session 8: channel 0 coded in one pass)."""
+        return None if self.spatial is None else self.spatial[self.band(q100)]
 
 
 def canonical_digest(arrays: dict, meta: dict) -> bytes:
@@ -134,6 +145,13 @@ def load_dir(folder: Path) -> EntropyModel:
         if not fits:
             raise ModelError(f"model '{name}': scale-index floors {floors.shape} do not fit bands {edges.shape} "
                              f"and {m} channels (or the chroma floors do not match them)")
+    spatial = arrays.get("spatial/delta")
+    if spatial is not None:
+        spatial = spatial.astype(np.int64)
+        if floors is None or spatial.shape != (len(edges) + 1, 2, bitstream_spatial.CLASSES) \
+                or np.abs(spatial).max() >= spec.SCALE_LEVELS:
+            raise ModelError(f"model '{name}': spatial context shifts {spatial.shape} do not fit the quality "
+                             f"bands (or exceed the scale table)")
     checks = [(gain.shape == (spec.QUALITY_LEVELS, m), f"gain table has shape {gain.shape}"),
               (len(z_tables.sizes) == meta["nz"], "z tables do not match the hyper-latent channels"),
               (idx_lo.min() >= 0 and idx_hi.max() < len(y_tables.sizes), "scale indices exceed the y tables"),
@@ -144,7 +162,7 @@ def load_dir(folder: Path) -> EntropyModel:
     return EntropyModel(name, meta["channels"], m, meta["nz"], net, y_tables, z_tables, gain,
                         bytes.fromhex(meta["model_id"]),
                         {"float": meta["encoder_sha256"], "int8": meta.get("encoder_int8_sha256")}, folder,
-                        floors, edges, chroma)
+                        floors, edges, chroma, spatial)
 
 
 def for_channels(channels: int) -> EntropyModel:

@@ -91,7 +91,8 @@ def decode_tile(model, header, words, index, r, local: int = None, chroma: bool 
     z_hat = dec.z((model.nz, ph // 64, pw // 64), model.z_tables)
     if np.abs(z_hat).max(initial=0) > spec.Z_CLIP:
         raise TileError(index, f"tile {index}: hyper-latent out of range (damaged)")
-    mu16, idx, s = latent.decode(dec, model.net, z_hat, r, model.m, model.y_tables, model.floors_at(header.q100, chroma))
+    mu16, idx, s = latent.decode(dec, model.net, z_hat, r, model.m, model.y_tables, model.floors_at(header.q100, chroma),
+                                 model.spatial_at(header.q100))
     return z_hat, mu16, idx, entropy.dequantize(s, mu16)
 
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bitstream import spatial as bitstream_spatial
 from bitstream import spec
 from models.intnet import QConv, DepthToSpace, revive_clip, round_half_up
 from models.layers import SimpleGDN, ResBlock, Upsample2, StatModulation, CrossAttention, conv
@@ -125,8 +126,9 @@ class HyperSynthesis(nn.Module):
     both integer-valued float tensors.
     """
 
-    def __init__(self, m=128, nz=64, hidden=96, ref_hidden=32, slices=None, ctx_hidden=96):
-        """slices: channel boundaries (0, ..., M) for channel context (bitstream.latent), None: none."""
+    def __init__(self, m=128, nz=64, hidden=96, ref_hidden=32, slices=None, ctx_hidden=96, spatial=False):
+        """slices: channel boundaries (0, ..., M) for channel context (bitstream.latent), None: none;
+        spatial: channel 0 in three passes, each predicted from the ones before (bitstream.spatial)."""
         super().__init__()
         a = spec.ACT_SCALE
         self.trunk = nn.ModuleList([
@@ -147,6 +149,9 @@ class HyperSynthesis(nn.Module):
         self.slices = tuple(slices) if slices else None
         self.ctx = nn.ModuleList(context_net(192, ctx_hidden, s0, s1 - s0)
                                  for s0, s1 in zip(self.slices[1:-1], self.slices[2:])) if slices else None
+        if spatial:     # a flag in the state dict (models.remac.architecture reads it back)
+            self.register_buffer("spatial", torch.ones(1))
+        self.has_spatial = spatial
 
     def features(self, z_hat, r):
         """-> (F (B,192,4h,4w) fused features, mu16, idx (B,M,4h,4w)) from the hyperprior alone."""
@@ -163,13 +168,20 @@ class HyperSynthesis(nn.Module):
     def forward(self, z_hat, r):
         return self.features(z_hat, r)[1:]
 
-    def params(self, z_hat, r, y_g):
+    def params(self, z_hat, r, y_g, passes: bool = False):
         """(mu16, idx) (B,M,4h,4w) the coder uses: the hyperprior's, with each context slice k >= 1
         corrected from the rounded latents of the slices before it (bitstream.latent; y_g (B,M,4h,4w)
-        the gained latent, whose rounding the ground decodes first)."""
+        the gained latent, whose rounding the ground decodes first), and channel 0's later passes
+        from its earlier ones (spatial models; the calibrated scale-index shifts are the coder's).
+        passes: also return channel 0's pass (4h,4w) and neighbour class (B,4h,4w) (spatial_means)."""
         feats, mu16, idx = self.features(z_hat, r)
+        where = (None, None)
+        if self.has_spatial:
+            c = bitstream_spatial.CHANNEL
+            shift, *where = spatial_means(mu16[:, c], y_g[:, c], self.out.lo[c], self.out.hi[c])
+            mu16 = torch.cat([mu16[:, :c], (mu16[:, c] + shift)[:, None], mu16[:, c + 1:]], 1)
         if self.ctx is None:
-            return mu16, idx
+            return (mu16, idx, *where) if passes else (mu16, idx)
         s, m = self.slices, self.m
         mus, idxs = [mu16[:, :s[1]]], [idx[:, :s[1]]]
         decoded = (16 * round_half_up(y_g[:, :s[1]] - mus[0] / 16) + mus[0]).detach()
@@ -181,7 +193,8 @@ class HyperSynthesis(nn.Module):
             mus.append(mu_k)
             idxs.append(idx_k)
             decoded = torch.cat([decoded, (16 * round_half_up(y_g[:, s[k]:s[k + 1]] - mu_k / 16) + mu_k).detach()], 1)
-        return torch.cat(mus, 1), torch.cat(idxs, 1)
+        mu16, idx = torch.cat(mus, 1), torch.cat(idxs, 1)
+        return (mu16, idx, *where) if passes else (mu16, idx)
 
     def export(self) -> dict:
         parts = {"trunk": [l.export() for l in self.trunk], "ref": [l.export() for l in self.ref],
@@ -189,6 +202,48 @@ class HyperSynthesis(nn.Module):
         for k, net in enumerate(self.ctx or (), start=1):
             parts[f"ctx{k}"] = [l.export() for l in net]
         return parts
+
+
+def _neighbours(a: torch.Tensor, di: int, dj: int, fill) -> torch.Tensor:
+    """a (B,H,W) -> out[:, i, j] = a[:, i + di, j + dj] (|di|, |dj| <= 1), `fill` outside."""
+    h, w = a.shape[1:]
+    return F.pad(a, (1, 1, 1, 1), value=fill)[:, 1 + di:1 + di + h, 1 + dj:1 + dj + w]
+
+
+@torch.no_grad()
+def spatial_means(mu16: torch.Tensor, y_g: torch.Tensor, lo, hi):
+    """bitstream.spatial's rule in torch: channel 0's hyperprior means mu16 (B,H,W) and gained
+    latent y_g (B,H,W) -> (shift of the means (B,H,W) float: 0 at pass 0, the clipped correction at
+    passes 1 and 2; pass (H,W) long; neighbour class (B,H,W) long, 0 at pass 0), each pass's symbols
+    rounded as the rover rounds without RDO. Integers computed exactly as the coder does (tests
+    compare it with bitstream.spatial); the shift depends on rounded latents only, so it carries no
+    gradient, while the hyperprior's mean under it still learns."""
+    b, h, w = mu16.shape
+    which = torch.from_numpy(bitstream_spatial.pass_of(h, w)).to(mu16.device)
+    hyper = mu16.round().long()
+    mu, cls_all = hyper.clone(), torch.zeros_like(hyper)
+    s = torch.floor(y_g.double() - hyper.double() / 16 + 0.5).long()
+    known = (which == 0).expand(b, h, w)
+    for p in (1, 2):
+        e16 = 16 * s + mu - hyper
+        total, count = torch.zeros_like(hyper), torch.zeros_like(hyper)
+        top = torch.full_like(hyper, torch.iinfo(torch.int64).min)
+        bottom = torch.full_like(hyper, torch.iinfo(torch.int64).max)
+        for di, dj in bitstream_spatial.NEIGHBOURS[p]:
+            ok, v = _neighbours(known, di, dj, False), _neighbours(e16, di, dj, 0)
+            total += torch.where(ok, v, 0)
+            count += ok.long()
+            top, bottom = torch.where(ok, torch.maximum(top, v), top), torch.where(ok, torch.minimum(bottom, v), bottom)
+        c = count.clamp(min=1)
+        dmu = torch.where(count > 0, torch.div(2 * total + c, 2 * c, rounding_mode="floor"), 0)
+        spread = torch.where(count > 1, (top - bottom) >> spec.MEAN_FRAC_BITS, 0)
+        cls = sum((spread >= t).long() for t in bitstream_spatial.THRESHOLDS)
+        at = (which == p).expand(b, h, w)
+        mu = torch.where(at, (hyper + dmu).clamp(int(lo), int(hi)), mu)
+        s = torch.where(at, torch.floor(y_g.double() - mu.double() / 16 + 0.5).long(), s)
+        cls_all = torch.where(at, cls, cls_all)
+        known = known | at
+    return (mu - hyper).float(), which, cls_all
 
 
 def context_net(features: int, hidden: int, decoded: int, channels: int) -> nn.Sequential:
@@ -339,7 +394,7 @@ def architecture(state) -> dict:
     slices = (0, *(d for _, d in firsts), m) if firsts else None
     klt = "encoder.proj.weight" in state
     levels = int(state["log_gain"].shape[0])
-    return {"arch": "klt" if klt else "gdn", "m": m, "slices": slices,
+    return {"arch": "klt" if klt else "gdn", "m": m, "slices": slices, "spatial": "hyper.spatial" in state,
             "lambdas": (KLT_LAMBDAS if klt else LAMBDAS)[:levels], **decoder_layout(state)}
 
 
@@ -358,6 +413,12 @@ def extend_levels(state: dict, levels: int) -> dict:
         extra = [rows[-1] + k * step for k in range(1, levels - rows.shape[0] + 1)]
         out[key] = torch.cat([rows, *(e[None] for e in extra)]) if extra else rows
     return out
+
+
+def with_spatial(state: dict) -> dict:
+    """A checkpoint's tensors with the spatial-context flag (HyperSynthesis(spatial=True)): channel
+    0 coded in passes from then on; nothing else changes (the calibration chooses the shifts)."""
+    return {**state, "hyper.spatial": torch.ones(1)}
 
 
 def latent_digest(state: dict) -> str:
@@ -401,7 +462,7 @@ class REMAC(nn.Module):
 
     def __init__(self, channels, n=64, m=None, nz=64, decoder_extra=(0, 0, 0, 0), rate_proxy="noise",
                  decoder_wide=(0, 0, 0, 0), arch="gdn", decoder_width=(128, 96, 64, 32), decoder_skip=None,
-                 lambdas=None, slices=None):
+                 lambdas=None, slices=None, spatial=False):
         """rate_proxy: "noise" (additive uniform noise, Balle et al.) or "ste" (the rounded latents the
         coder sees, straight-through): "ste" prices each latent as the range coder will."""
         super().__init__()
@@ -415,7 +476,7 @@ class REMAC(nn.Module):
         self.lambdas = tuple(lambdas or (KLT_LAMBDAS if klt else LAMBDAS))
         self.channels, self.m, self.nz = channels, m, nz
         self.encoder = ENCODERS[arch](channels, n, m, nz)
-        self.hyper = HyperSynthesis(m, nz, slices=slices)
+        self.hyper = HyperSynthesis(m, nz, slices=slices, spatial=spatial)
         self.z_prior = LogisticMixturePrior(nz)
         skip = klt if decoder_skip is None else decoder_skip
         self.decoder = RefDecoder(channels, m, width=decoder_width, extra=decoder_extra, wide=decoder_wide, skip=skip)

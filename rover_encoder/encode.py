@@ -194,7 +194,8 @@ class Prepared:
             z_hat = np.clip(np.floor(z.astype(np.float64) + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
             for r, (words, coded) in zip(ref_inputs, passes):
                 words[index], mu16, idx, symbols = latent.encode(model.net, z_hat, r, window.y * gain[:, None, None],
-                                                                 model.z_tables, model.y_tables, floors, self.rdo)
+                                                                 model.z_tables, model.y_tables, floors, self.rdo,
+                                                                 model.spatial_at(q100))
                 if keep_tiles:
                     coded.append((z_hat, mu16, idx, entropy.dequantize(symbols, mu16)))
         headers = [replace(h, quality=q100 // spec.QUALITY_STEPS, quality_frac=q100 % spec.QUALITY_STEPS, version=None)

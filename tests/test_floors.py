@@ -165,7 +165,8 @@ def test_the_split_rule_floors_luma_and_chroma_each_by_its_own_symbols():
     luma, chroma = np.zeros(shape), np.zeros(shape)
     luma[:, 0, 0, S_RANGE - 1:S_RANGE + 2] = 100
     chroma[:, 0, 0, S_RANGE] = 1000
-    floors, floors_c, counts = split_floors(luma, chroma)
+    floors, floors_c, counts, deltas = split_floors(luma, chroma)
+    assert deltas is None                   # no spatial context without its histograms
     assert (floors > 10).all() and (floors_c == 0).all()
     k = int(floors[0, 0])               # luma's +-1 fitted into that table: cheaper than the Gaussian's
     assert cost_matrix(counts)[k, S_RANGE + 1] < cost_matrix()[k, S_RANGE + 1] - 0.2

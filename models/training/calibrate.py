@@ -49,6 +49,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from bitstream import spatial as bitstream_spatial
 from bitstream import spec
 from bitstream.entropy import quantize_pmf
 from models.training.data import load_set, train_folders
@@ -85,12 +86,16 @@ def cost_matrix(counts=None):
 
 
 @torch.no_grad()
-def histogram(model, images: torch.Tensor, qualities=QUALITIES, batch=16) -> np.ndarray:
+def histogram(model, images: torch.Tensor, qualities=QUALITIES, batch=16) -> tuple:
     """-> (H (Q, M, T, 2R+1): how often channel c got scale index t and symbol s at each quality
-    (refs off and on), Hz (Z, 2*Z_CLIP+1): how often hyper-latent channel c took each value)."""
+    (refs off and on), Hz (Z, 2*Z_CLIP+1): how often hyper-latent channel c took each value,
+    Hs (Q, 2, CLASSES, T, 2R+1) or None: a spatial model's channel 0 at passes 1 and 2 by
+    neighbour class, with the hyperprior's scale index (those symbols are not in H))."""
     m, t_levels = model.m, spec.SCALE_LEVELS
     hist = np.zeros((len(qualities), m, t_levels, 2 * S_RANGE + 1))
     hist_z = np.zeros((model.nz, 2 * spec.Z_CLIP + 1))
+    hist_s = np.zeros((len(qualities), 2, bitstream_spatial.CLASSES, t_levels, 2 * S_RANGE + 1)) \
+        if model.hyper.has_spatial else None
     for start in range(0, len(images), batch):
         x = images[start:start + batch].float() / 255
         y, _ = model.encoder.analysis(x)
@@ -103,12 +108,22 @@ def histogram(model, images: torch.Tensor, qualities=QUALITIES, batch=16) -> np.
             hist_z += np.bincount(flat_z.flatten().numpy(), minlength=hist_z.size).reshape(hist_z.shape)
             for on in (False, True):
                 r = model.ref_vector(model.latent_stats16(ref_y), g_int, torch.full((len(x),), on))
-                mu16, idx = model.hyper.params(z_hat, r, y_g)
+                mu16, idx, which, cls = model.hyper.params(z_hat, r, y_g, passes=True)
                 s = torch.floor(y_g - mu16 / 2 ** spec.MEAN_FRAC_BITS + 0.5).clamp(-S_RANGE, S_RANGE)
                 ch = torch.arange(m)[None, :, None, None].expand_as(s)
                 flat = (ch * t_levels + idx.long()) * (2 * S_RANGE + 1) + (s.long() + S_RANGE)
-                hist[qi] += np.bincount(flat.flatten().numpy(), minlength=hist[qi].size).reshape(hist[qi].shape)
-    return hist, hist_z
+                if hist_s is None:
+                    later = torch.zeros_like(flat, dtype=torch.bool)
+                else:      # channel 0 at passes 1, 2: by pass and class, not in H
+                    later = torch.zeros_like(flat, dtype=torch.bool)
+                    later[:, bitstream_spatial.CHANNEL] = which > 0
+                    c0 = bitstream_spatial.CHANNEL
+                    unit = ((which - 1) * bitstream_spatial.CLASSES + cls) * t_levels + idx[:, c0].long()
+                    flat_s = unit * (2 * S_RANGE + 1) + s[:, c0].long() + S_RANGE
+                    hist_s[qi] += np.bincount(flat_s[(which > 0).expand_as(cls)].numpy(),
+                                              minlength=hist_s[qi].size).reshape(hist_s[qi].shape)
+                hist[qi] += np.bincount(flat[~later].numpy(), minlength=hist[qi].size).reshape(hist[qi].shape)
+    return hist, hist_z, hist_s
 
 
 def best_floors(hist: np.ndarray, cost: np.ndarray, lo_now: np.ndarray) -> tuple:
@@ -208,17 +223,62 @@ def chroma_planes(data_dir: str, name: str, count: int) -> torch.Tensor:
     return torch.from_numpy(np.round(np.stack(planes)[:, None] * 255).astype(np.uint8))
 
 
-def split_floors(hist: np.ndarray, hist_c: np.ndarray, rounds: int = SPLIT_ROUNDS) -> tuple:
+def shifted_index(t_levels: int, floor: int, delta: int) -> np.ndarray:
+    """(T,) the scale index a later-pass position of channel 0 is coded with, for each hyperprior
+    index: clip(max(index, floor) + delta) (bitstream.latent)."""
+    return np.clip(np.maximum(np.arange(t_levels), floor) + delta, 0, t_levels - 1)
+
+
+def spatial_deltas(parts, cost: np.ndarray) -> np.ndarray:
+    """parts: [(Hs (Q, 2, K, T, S) later-pass symbols, channel-0 floors (Q,))] per plane kind ->
+    (Q, 2, K) int: per band, pass and neighbour class, the index shift that codes them in the
+    fewest bits with tables `cost` (T, S) (0 where there is nothing to price)."""
+    q, passes, k, t_levels, _ = parts[0][0].shape
+    shifts = np.arange(-(t_levels - 1), t_levels)
+    out = np.zeros((q, passes, k), np.int64)
+    for b in range(q):
+        for p in range(passes):
+            for c in range(k):
+                bits = np.zeros(len(shifts))
+                for hist_s, floors in parts:
+                    priced = cost @ hist_s[b, p, c].T           # (T new, T hyperprior): bits of each row at each index
+                    cols = np.arange(t_levels)
+                    bits += [priced[shifted_index(t_levels, floors[b], d), cols].sum() for d in shifts]
+                if bits.min() < bits[t_levels - 1]:             # shift 0 unless another one pays
+                    out[b, p, c] = shifts[int(np.argmin(bits))]
+    return out
+
+
+def spatial_rows(hist_s: np.ndarray, floors: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+    """Later-pass symbols (Q, 2, K, T, S) moved to the indices they are coded with -> (T, S)."""
+    q, passes, k, t_levels, _ = hist_s.shape
+    rows = np.zeros(hist_s.shape[-2:])
+    for b in range(q):
+        for p in range(passes):
+            for c in range(k):
+                np.add.at(rows, shifted_index(t_levels, floors[b], deltas[b, p, c]), hist_s[b, p, c])
+    return rows
+
+
+def split_floors(hist: np.ndarray, hist_c: np.ndarray, rounds: int = SPLIT_ROUNDS, hist_s=None, hist_sc=None) -> tuple:
     """The "split" rule: luma (Q, M, T, S) and chroma-plane histograms -> (luma floors (Q, M),
-    chroma floors (Q, M), fitted table counts (T, L)). Each plane kind gets each band's own floors,
-    priced with the tables fitted to both kinds' floored symbols; `rounds` alternations of the two
-    fits (the first prices with the Gaussian tables)."""
-    counts = None
+    chroma floors (Q, M), fitted table counts (T, L), spatial shifts (Q, 2, K) or None). Each plane
+    kind gets each band's own floors, priced with the tables fitted to both kinds' floored symbols;
+    `rounds` alternations of the two fits (the first prices with the Gaussian tables). A spatial
+    model (hist_s, hist_sc: its later-pass histograms, see histogram) also gets the scale-index
+    shifts of channel 0's later passes, chosen on both kinds after their floors, in every round."""
+    counts, deltas = None, None
     for _ in range(rounds):
         cost = cost_matrix(counts)
         floors, floors_c = band_floors(hist, cost), band_floors(hist_c, cost)
-        counts = fit_tables(banded(hist, floors) + banded(hist_c, floors_c))
-    return floors, floors_c, counts
+        merged = banded(hist, floors) + banded(hist_c, floors_c)
+        if hist_s is not None:
+            c0 = bitstream_spatial.CHANNEL
+            parts = [(hist_s, floors[:, c0]), (hist_sc, floors_c[:, c0])]
+            deltas = spatial_deltas(parts, cost)
+            merged = np.concatenate([merged, sum(spatial_rows(h, f, deltas) for h, f in parts)[None]])
+        counts = fit_tables(merged)
+    return floors, floors_c, counts, deltas
 
 
 def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, weights=None, mode: str = "split"):
@@ -234,14 +294,16 @@ def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, we
     m = model.m
     lo_before = model.hyper.out.lo[m:].long().numpy().copy()
     model.hyper.out.lo[m:] = 0              # the network's own indices, without any floor
-    hist, hist_z = histogram(model, images[pick])
-    test, test_z = histogram(model, images[check])
-    floors_c = test_c = None
+    hist, hist_z, hist_s = histogram(model, images[pick])
+    test, test_z, test_s = histogram(model, images[check])
+    floors_c = test_c = deltas = None
+    if hist_s is not None and mode != "split":
+        raise SystemExit(f"{name}: a model with spatial context is calibrated with --floors split only")
     if mode == "split":
         planes = chroma_planes(data_dir, name, count // 2 + held_out // 4)
-        hist_c, _ = histogram(model, planes[:count])
-        test_c, _ = histogram(model, planes[count:])
-        floors, floors_c, counts = split_floors(hist, hist_c)
+        hist_c, _, hist_sc = histogram(model, planes[:count])
+        test_c, _, _ = histogram(model, planes[count:])
+        floors, floors_c, counts, deltas = split_floors(hist, hist_c, hist_s=hist_s, hist_sc=hist_sc)
     else:
         floors = choose_floors(hist, cost_matrix(), lo_before, mode)
         counts = fit_tables(banded(hist, floors))
@@ -256,6 +318,13 @@ def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, we
             px = h[0].sum() / m * 256 / 2   # one latent per channel per 16x16 pixels; refs off and on
             print(f"{name}: {mode} floors, fitted tables; held-out {kind} y rate at qualities {QUALITIES}: "
                   + ", ".join(f"{a / px:.4f} ({100 * (a / b - 1):+.1f}%)" for a, b in zip(after, before)), flush=True)
+    if deltas is not None:     # held-out channel 0 at passes 1, 2: with the chosen shifts vs none
+        c0, none = bitstream_spatial.CHANNEL, np.zeros_like(deltas)
+        later = [(spatial_rows(test_s[i:i + 1], floors[i:i + 1, c0], d[i:i + 1]) * fitted).sum()
+                 for d in (deltas, none) for i in range(len(QUALITIES))]
+        n = len(QUALITIES)
+        print(f"{name}: spatial shifts (band x pass x class) {deltas.tolist()}; held-out later-pass bits at "
+              f"{QUALITIES}: " + ", ".join(f"{100 * (a / b - 1):+.1f}%" for a, b in zip(later[:n], later[n:])))
     z_cost = lambda c: float((test_z * table_cost((c, prior_z[1], prior_z[2]), spec.Z_CLIP)).sum())
     print(f"{name}: z tables fitted: held-out z bits {100 * (z_cost(counts_z) / z_cost(prior_z[0]) - 1):+.1f}%")
     if write:
@@ -268,13 +337,15 @@ def calibrate(name: str, data_dir: str, count: int = 192, write: bool = True, we
         state["hyper.out.lo"] = lo_all
         state["coder.y_counts"] = torch.from_numpy(counts.astype(np.int32))
         state["coder.z_counts"] = torch.from_numpy(counts_z.astype(np.int32))
-        for key in ("coder.idx_floors", "coder.floor_edges", "coder.chroma_floors"):
+        for key in ("coder.idx_floors", "coder.floor_edges", "coder.chroma_floors", "coder.spatial_delta"):
             state.pop(key, None)
         if mode != "pooled":        # pooled: the network's own clip is the floor; no floors arrays
             state["coder.idx_floors"] = torch.from_numpy(floors.astype(np.int32))
             state["coder.floor_edges"] = torch.from_numpy(np.array(FLOOR_EDGES, dtype=np.int32))
         if floors_c is not None:
             state["coder.chroma_floors"] = torch.from_numpy(floors_c.astype(np.int32))
+        if deltas is not None:
+            state["coder.spatial_delta"] = torch.from_numpy(deltas.astype(np.int32))
         save_file(state, str(path) + ".tmp", metadata={**meta, "scale_floors": "calibrated",
                                                         "y_tables": "fitted", "z_tables": "fitted"})
         os.replace(str(path) + ".tmp", path)

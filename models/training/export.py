@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load, load_file, save_file
 
+from bitstream import spatial as bitstream_spatial
 from bitstream import spec
 from bitstream.entropy import quantize_pmf
 from bitstream.modelfile import canonical_digest, ASSETS as BITSTREAM_ASSETS
@@ -198,6 +199,12 @@ def export(name: str, weights: Path = None, out: Path = None) -> str:
         arrays["floors/edges"] = state["coder.floor_edges"].numpy().astype(np.int64)
         if "coder.chroma_floors" in state:      # chroma planes' own floors ("split" calibration)
             arrays["floors/chroma"] = state["coder.chroma_floors"].numpy().astype(np.int64)
+    if model.hyper.has_spatial:         # channel 0 in passes (bitstream.spatial): the calibrated shifts, else none
+        if "coder.idx_floors" not in state:
+            raise SystemExit(f"{name}: a model with spatial context needs its quality bands: calibrate it first")
+        bands = len(state["coder.floor_edges"]) + 1
+        shifts = state.get("coder.spatial_delta", torch.zeros(bands, 2, bitstream_spatial.CLASSES))
+        arrays["spatial/delta"] = shifts.numpy().astype(np.int64)
     enc = hashlib.sha256()
     for k, v in sorted(model.encoder.state_dict().items()):
         enc.update(k.encode() + v.detach().float().contiguous().numpy().tobytes())

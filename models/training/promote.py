@@ -55,19 +55,24 @@ def improves(result: dict) -> bool:
     return head < 0 and max(p[1] for p in cand) >= max(p[1] for p in ship) - CEILING_SLACK
 
 
-def extend_file(path: Path):
+def upgrade_file(path: Path, spatial: bool = False):
     """Give a checkpoint every quality level its architecture now has (models.remac.extend_levels:
-    session 8 added a 9th level to the klt models), in place, metadata kept."""
+    session 8 added a 9th level to the klt models) and, if asked, spatial context
+    (models.remac.with_spatial), in place, metadata kept."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
-    from models.remac import KLT_LAMBDAS, LAMBDAS, extend_levels
+    from models.remac import KLT_LAMBDAS, LAMBDAS, extend_levels, with_spatial
     state = load_file(str(path))
     levels = len(KLT_LAMBDAS if "encoder.proj.weight" in state else LAMBDAS)
-    if state["log_gain"].shape[0] < levels:
+    upgraded = extend_levels(state, levels)
+    if spatial:
+        upgraded = with_spatial(upgraded)
+    if upgraded.keys() != state.keys() or any(upgraded[k] is not state[k] for k in state):
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata()
-        print(f"{path.name}: quality levels {state['log_gain'].shape[0]} -> {levels} (gains extrapolated)")
-        save_file(extend_levels(state, levels), str(path), metadata=meta)
+        print(f"{path.name}: quality levels {state['log_gain'].shape[0]} -> {levels}"
+              + (", spatial context" if spatial else ""))
+        save_file(upgraded, str(path), metadata=meta)
 
 
 def release_shipped(name: str) -> Path:
@@ -111,11 +116,13 @@ def main(argv=None):
     ap.add_argument("--report", type=Path, help="also write the numbers here as JSON")
     ap.add_argument("--floors", choices=FLOOR_MODES, default="split",
                     help="scale-floor rule of the calibration (models.training.calibrate's module doc)")
+    ap.add_argument("--spatial", action="store_true",
+                    help="give the candidate spatial context (channel 0 in passes, bitstream.spatial) first")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         calibrated = Path(tmp) / f"{args.name}.safetensors"
         shutil.copyfile(args.candidate, calibrated)
-        extend_file(calibrated)
+        upgrade_file(calibrated, args.spatial)
         calibrate(args.name, str(args.data), weights=str(calibrated), mode=args.floors)
         results = rank(args.name, calibrated, args.data, args.limit)
         better = all(improves(r) for r in results.values())

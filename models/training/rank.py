@@ -80,7 +80,7 @@ def code_image(model, em, x: torch.Tensor, q: float, rounded: bool = True, chrom
     z_hat = np.clip(np.floor(z[0].double().numpy() + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
     words, mu16, _, symbols = latent.encode(em.net, z_hat, spec.ref_input(None, gain_int),
                                             y[0].numpy() * gain.numpy()[:, None, None], em.z_tables, em.y_tables,
-                                            em.floors_at(q100, chroma), RDO_LAMBDA)
+                                            em.floors_at(q100, chroma), RDO_LAMBDA, em.spatial_at(q100))
     header = Header(em.model_id, w, h, c, c, 8, q100 // spec.QUALITY_STEPS, xp.shape[3], xp.shape[2],
                     quality_frac=q100 % spec.QUALITY_STEPS)
     data = container.write(header, {0: words})

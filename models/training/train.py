@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from models.precision import CANDIDATES, autocast, choose_by_timing, cpu_info
-from models.remac import REMAC, LAMBDAS, architecture, extend_levels, latent_digest, load_weights
+from models.remac import REMAC, LAMBDAS, architecture, extend_levels, latent_digest, load_weights, with_spatial
 from models.training import CKPT, DATA, LOGS, WEIGHTS
 from models.training.checkpoint import read_checkpoint
 from models.training.data import klt_basis, load_frames, load_set, PairSampler, rover_descriptors
@@ -190,9 +190,12 @@ def main(argv=None):
     slices = architecture(start_state)["slices"] if start else cfg.get("slices")
     model = REMAC(cfg["channels"], decoder_extra=extra, decoder_wide=wide, rate_proxy=cfg.get("rate_proxy", "noise"),
                   arch=cfg.get("arch", "gdn"), m=cfg.get("m"), decoder_width=tuple(cfg.get("decoder_width", (128, 96, 64, 32))),
-                  lambdas=cfg.get("lambdas"), slices=slices)
+                  lambdas=cfg.get("lambdas"), slices=slices,
+                  spatial=cfg.get("spatial", False) or (start_state is not None and "hyper.spatial" in start_state))
     if start_state is not None:     # a checkpoint with fewer quality levels than the model: extrapolate its gains
         start_state = extend_levels(start_state, len(model.lambdas))
+        if model.hyper.has_spatial:     # config "spatial": channel 0 in passes from here on
+            start_state = with_spatial(start_state)
     if model.arch == "klt" and source is None and not args.init:
         model.init_basis(klt_basis(images, patches=cfg.get("klt_patches", 200_000)))     # a fresh klt run starts as the linear block codec
     model = model.to(device).to(memory_format=torch.channels_last)
