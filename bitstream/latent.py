@@ -4,6 +4,7 @@
     slice 0 = channels slices[0]..slices[1]: the hyperprior's (mu16, idx)
     slice k >= 1: intnet.slice_params(F, 16 * y_hat_g of the channels before it)   (channel context)
     range coder: z by channel, then each slice in turn, its symbols grouped by scale index
+    (spatial models: slice 0 as three units, see below)
 
 A model without channel context has one slice (0, M): z, then all of y by scale index, as formats
 1.0 to 3.0 always coded it. The ground can only compute slice k's tables after decoding slices < k,
@@ -53,7 +54,7 @@ def _slices(net: dict, z_hat: np.ndarray, r: np.ndarray, m: int, symbols_of, flo
     symbols, each (M,4h,4w) int64, units: the selections in coding order, for entropy.encode_tile)."""
     features, mu16, idx = intnet.hyper_features(net, z_hat, r)
     bounds = slices_of(net, m)
-    symbols = np.empty(mu16.shape, np.int64)
+    symbols = np.zeros(mu16.shape, np.int64)       # defined everywhere; contexts read decoded ones only
     units = []
 
     def code(sel):
@@ -81,7 +82,7 @@ def _slices(net: dict, z_hat: np.ndarray, r: np.ndarray, m: int, symbols_of, flo
 def _spatial_passes(net: dict, mu16, idx, symbols, passes, spatial, code):
     """Passes 1 and 2 of channel 0 (bitstream.spatial), after pass 0 was coded: each shifts the
     means and scale indices of its positions from the residuals decoded so far, then codes them."""
-    c, m = bitstream_spatial.CHANNEL, mu16.shape[0]
+    c = bitstream_spatial.CHANNEL
     lo, hi = net["out"]["lo"], net["out"]["hi"]
     hyper16 = mu16[c].copy()
     known = passes == 0
