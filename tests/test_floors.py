@@ -70,8 +70,10 @@ def _model_dir(tmp_path, change):
 
 
 def _floors(idx=None, edges=None, chroma=None):
-    """A _model_dir change: the model's floors arrays replaced by these (None: left out)."""
+    """A _model_dir change: the model's floors arrays replaced by these (None: left out), and its
+    spatial-context shifts, which live on the floors' bands, left out."""
     def change(arrays):
+        arrays.pop("spatial/delta", None)
         for key, value in (("floors/idx", idx), ("floors/edges", edges), ("floors/chroma", chroma)):
             arrays.pop(key, None)
             if value is not None:
