@@ -51,7 +51,7 @@ class RemacCodec:
         if self.refs == "random":
             pick = self.rng.choice(ids)
             return pick, pick
-        best = encode(img, 50, self.library).entropy_ref   # the rover's choice; take its antipode
+        best = encode(img, 50, self.library, keep_refs=True).entropy_ref   # the rover's choice, kept; its antipode
         worst = ranked(self.library.deep[best], {i: self.library.deep[i] for i in ids})[-1]
         return worst, worst
 
