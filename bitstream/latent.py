@@ -72,27 +72,22 @@ def _slices(net: dict, z_hat: np.ndarray, r: np.ndarray, m: int, symbols_of, flo
         if k or spatial is None:
             code(sel)
             continue
-        passes = bitstream_spatial.pass_of(*mu16.shape[1:])
-        sel[bitstream_spatial.CHANNEL] = passes == 0
+        sel[bitstream_spatial.CHANNEL] = bitstream_spatial.pass_of(*mu16.shape[1:]) == 0
         code(sel)
-        _spatial_passes(net, mu16, idx, symbols, passes, spatial, code)
+        _spatial_passes(net, mu16, idx, symbols, spatial, code)
     return mu16, idx, symbols, units
 
 
-def _spatial_passes(net: dict, mu16, idx, symbols, passes, spatial, code):
-    """Passes 1 and 2 of channel 0 (bitstream.spatial), after pass 0 was coded: each shifts the
-    means and scale indices of its positions from the residuals decoded so far, then codes them."""
+def _spatial_passes(net: dict, mu16, idx, symbols, spatial, code):
+    """Passes 1 and 2 of channel 0 (bitstream.spatial.run_passes), after pass 0 was coded: each
+    shifts the means and scale indices of its positions from the residuals decoded so far, then
+    codes them."""
     c = bitstream_spatial.CHANNEL
-    lo, hi = net["out"]["lo"], net["out"]["hi"]
-    hyper16 = mu16[c].copy()
-    known = passes == 0
-    for p in (1, 2):
-        e16 = 16 * symbols[c] + mu16[c] - hyper16
-        dmu16, cls = bitstream_spatial.context(e16, known, p)
-        at = passes == p
-        mu16[c][at] = np.clip(hyper16[at] + dmu16[at], lo[c], hi[c])
+
+    def code_pass(p, at, mu_c, cls):
+        mu16[c] = mu_c
         idx[c][at] = np.clip(idx[c][at] + spatial[p - 1][cls[at]], 0, spec.SCALE_LEVELS - 1)
         sel = np.zeros(mu16.shape, bool)
         sel[c] = at
         code(sel)
-        known |= at
+    bitstream_spatial.run_passes(mu16[c].copy(), symbols[c], net["out"]["lo"][c], net["out"]["hi"][c], code_pass)

@@ -26,7 +26,6 @@ import numpy as np
 from bitstream import spec
 
 CHANNEL = 0             # the channel coded in passes (klt models: the block mean)
-PASSES = 3
 CLASSES = 8             # neighbour-spread classes: spread (symbols) 0, 1, 2-3, 4-7, ..., >= 64
 THRESHOLDS = (1, 2, 4, 8, 16, 32, 64)
 DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
@@ -42,14 +41,15 @@ def pass_of(h: int, w: int) -> np.ndarray:
 
 
 def _shifted(a: np.ndarray, di: int, dj: int, fill) -> np.ndarray:
-    """out[i, j] = a[i + di, j + dj] for |di|, |dj| <= 1, `fill` outside the grid."""
-    h, w = a.shape
-    return np.pad(a, 1, constant_values=fill)[1 + di:1 + di + h, 1 + dj:1 + dj + w]
+    """a (..., h, w) -> out[..., i, j] = a[..., i + di, j + dj] for |di|, |dj| <= 1, `fill` outside the grid."""
+    h, w = a.shape[-2:]
+    padded = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)], constant_values=fill)
+    return padded[..., 1 + di:1 + di + h, 1 + dj:1 + dj + w]
 
 
 def context(e16: np.ndarray, known: np.ndarray, p: int):
-    """Pass p (1 or 2): e16 (h, w) int64 residuals (valid where known (h, w) bool) ->
-    (dmu16 (h, w) int64 mean shift, cls (h, w) int64 spread class), at every position."""
+    """Pass p (1 or 2): e16 (..., h, w) int64 residuals (valid where known, same shape, bool) ->
+    (dmu16 int64 mean shift, cls int64 spread class), both (..., h, w), at every position."""
     total = np.zeros(e16.shape, np.int64)
     count = np.zeros(e16.shape, np.int64)
     hi = np.full(e16.shape, np.iinfo(np.int64).min)
@@ -66,3 +66,23 @@ def context(e16: np.ndarray, known: np.ndarray, p: int):
     spread = np.where(count > 1, (hi - lo) >> spec.MEAN_FRAC_BITS, 0)
     cls = sum((spread >= t).astype(np.int64) for t in THRESHOLDS)
     return dmu16, cls
+
+
+def run_passes(hyper16: np.ndarray, symbols: np.ndarray, lo: int, hi: int, code_pass):
+    """Passes 1 and 2 of channel 0, once pass 0 is in `symbols`: hyper16, symbols (..., h, w)
+    int64, the hyperprior's means and the symbols (decoded, or rounded, so far). For p = 1, 2 the
+    means of that pass's positions `at` shift from the residuals known so far, clipped to [lo, hi],
+    then code_pass(p, at, mu16, cls) must fill symbols[at] (the coder: shift the scale indices by
+    cls and code; training: round). -> (mu16 (..., h, w): the means every position is coded with,
+    cls (..., h, w): the neighbour class of passes 1 and 2, 0 at pass 0)."""
+    which = pass_of(*hyper16.shape[-2:])
+    mu16, cls_all = hyper16.copy(), np.zeros_like(hyper16)
+    known = np.broadcast_to(which == 0, hyper16.shape).copy()
+    for p in (1, 2):
+        dmu16, cls = context(16 * symbols + mu16 - hyper16, known, p)
+        at = np.broadcast_to(which == p, hyper16.shape)
+        mu16 = np.where(at, np.clip(hyper16 + dmu16, lo, hi), mu16)
+        cls_all = np.where(at, cls, cls_all)
+        code_pass(p, at, mu16, cls)
+        known |= at
+    return mu16, cls_all

@@ -22,9 +22,9 @@ arrays and run by `bitstream.intnet` on both sides; `RefDecoder` runs on the gro
 import hashlib
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from bitstream import spatial as bitstream_spatial
 from bitstream import spec
@@ -204,46 +204,23 @@ class HyperSynthesis(nn.Module):
         return parts
 
 
-def _neighbours(a: torch.Tensor, di: int, dj: int, fill) -> torch.Tensor:
-    """a (B,H,W) -> out[:, i, j] = a[:, i + di, j + dj] (|di|, |dj| <= 1), `fill` outside."""
-    h, w = a.shape[1:]
-    return F.pad(a, (1, 1, 1, 1), value=fill)[:, 1 + di:1 + di + h, 1 + dj:1 + dj + w]
-
-
 @torch.no_grad()
 def spatial_means(mu16: torch.Tensor, y_g: torch.Tensor, lo, hi):
-    """bitstream.spatial's rule in torch: channel 0's hyperprior means mu16 (B,H,W) and gained
-    latent y_g (B,H,W) -> (shift of the means (B,H,W) float: 0 at pass 0, the clipped correction at
-    passes 1 and 2; pass (H,W) long; neighbour class (B,H,W) long, 0 at pass 0), each pass's symbols
-    rounded as the rover rounds without RDO. Integers computed exactly as the coder does (tests
-    compare it with bitstream.spatial); the shift depends on rounded latents only, so it carries no
-    gradient, while the hyperprior's mean under it still learns."""
-    b, h, w = mu16.shape
-    which = torch.from_numpy(bitstream_spatial.pass_of(h, w)).to(mu16.device)
-    hyper = mu16.round().long()
-    mu, cls_all = hyper.clone(), torch.zeros_like(hyper)
-    s = torch.floor(y_g.double() - hyper.double() / 16 + 0.5).long()
-    known = (which == 0).expand(b, h, w)
-    for p in (1, 2):
-        e16 = 16 * s + mu - hyper
-        total, count = torch.zeros_like(hyper), torch.zeros_like(hyper)
-        top = torch.full_like(hyper, torch.iinfo(torch.int64).min)
-        bottom = torch.full_like(hyper, torch.iinfo(torch.int64).max)
-        for di, dj in bitstream_spatial.NEIGHBOURS[p]:
-            ok, v = _neighbours(known, di, dj, False), _neighbours(e16, di, dj, 0)
-            total += torch.where(ok, v, 0)
-            count += ok.long()
-            top, bottom = torch.where(ok, torch.maximum(top, v), top), torch.where(ok, torch.minimum(bottom, v), bottom)
-        c = count.clamp(min=1)
-        dmu = torch.where(count > 0, torch.div(2 * total + c, 2 * c, rounding_mode="floor"), 0)
-        spread = torch.where(count > 1, (top - bottom) >> spec.MEAN_FRAC_BITS, 0)
-        cls = sum((spread >= t).long() for t in bitstream_spatial.THRESHOLDS)
-        at = (which == p).expand(b, h, w)
-        mu = torch.where(at, (hyper + dmu).clamp(int(lo), int(hi)), mu)
-        s = torch.where(at, torch.floor(y_g.double() - mu.double() / 16 + 0.5).long(), s)
-        cls_all = torch.where(at, cls, cls_all)
-        known = known | at
-    return (mu - hyper).float(), which, cls_all
+    """bitstream.spatial's passes for training and calibration: channel 0's hyperprior means mu16
+    (B,H,W) and gained latent y_g (B,H,W) -> (shift of the means (B,H,W) float: 0 at pass 0, the
+    clipped correction at passes 1 and 2; pass (H,W) long; neighbour class (B,H,W) long, 0 at pass
+    0), each pass's symbols rounded as the rover rounds without RDO. The coder's own integer code
+    (bitstream.spatial.run_passes) computes them; the shift depends on rounded latents only, so it
+    carries no gradient, while the hyperprior's mean under it still learns."""
+    hyper = mu16.round().long().cpu().numpy()
+    y = y_g.double().cpu().numpy()
+    s = np.floor(y - hyper / 16 + 0.5).astype(np.int64)
+
+    def round_pass(p, at, mu, cls):
+        s[at] = np.floor(y - mu / 16 + 0.5).astype(np.int64)[at]
+    mu, cls = bitstream_spatial.run_passes(hyper, s, int(lo), int(hi), round_pass)
+    which = bitstream_spatial.pass_of(*hyper.shape[-2:])
+    return tuple(torch.from_numpy(a).to(mu16.device) for a in ((mu - hyper).astype(np.float32), which, cls))
 
 
 def context_net(features: int, hidden: int, decoded: int, channels: int) -> nn.Sequential:

@@ -112,12 +112,10 @@ def histogram(model, images: torch.Tensor, qualities=QUALITIES, batch=16) -> tup
                 s = torch.floor(y_g - mu16 / 2 ** spec.MEAN_FRAC_BITS + 0.5).clamp(-S_RANGE, S_RANGE)
                 ch = torch.arange(m)[None, :, None, None].expand_as(s)
                 flat = (ch * t_levels + idx.long()) * (2 * S_RANGE + 1) + (s.long() + S_RANGE)
-                if hist_s is None:
-                    later = torch.zeros_like(flat, dtype=torch.bool)
-                else:      # channel 0 at passes 1, 2: by pass and class, not in H
-                    later = torch.zeros_like(flat, dtype=torch.bool)
-                    later[:, bitstream_spatial.CHANNEL] = which > 0
+                later = torch.zeros_like(flat, dtype=torch.bool)
+                if hist_s is not None:      # channel 0 at passes 1, 2: by pass and class, not in H
                     c0 = bitstream_spatial.CHANNEL
+                    later[:, c0] = which > 0
                     unit = ((which - 1) * bitstream_spatial.CLASSES + cls) * t_levels + idx[:, c0].long()
                     flat_s = unit * (2 * S_RANGE + 1) + s[:, c0].long() + S_RANGE
                     hist_s[qi] += np.bincount(flat_s[(which > 0).expand_as(cls)].numpy(),
@@ -234,7 +232,7 @@ def spatial_deltas(parts, cost: np.ndarray) -> np.ndarray:
     (Q, 2, K) int: per band, pass and neighbour class, the index shift that codes them in the
     fewest bits with tables `cost` (T, S) (0 where there is nothing to price)."""
     q, passes, k, t_levels, _ = parts[0][0].shape
-    shifts = np.arange(-(t_levels - 1), t_levels)
+    shifts, cols = np.arange(-(t_levels - 1), t_levels), np.arange(t_levels)
     out = np.zeros((q, passes, k), np.int64)
     for b in range(q):
         for p in range(passes):
@@ -242,7 +240,6 @@ def spatial_deltas(parts, cost: np.ndarray) -> np.ndarray:
                 bits = np.zeros(len(shifts))
                 for hist_s, floors in parts:
                     priced = cost @ hist_s[b, p, c].T           # (T new, T hyperprior): bits of each row at each index
-                    cols = np.arange(t_levels)
                     bits += [priced[shifted_index(t_levels, floors[b], d), cols].sum() for d in shifts]
                 if bits.min() < bits[t_levels - 1]:             # shift 0 unless another one pays
                     out[b, p, c] = shifts[int(np.argmin(bits))]

@@ -64,15 +64,15 @@ def upgrade_file(path: Path, spatial: bool = False):
     from models.remac import KLT_LAMBDAS, LAMBDAS, extend_levels, with_spatial
     state = load_file(str(path))
     levels = len(KLT_LAMBDAS if "encoder.proj.weight" in state else LAMBDAS)
+    add_spatial = spatial and "hyper.spatial" not in state
+    if state["log_gain"].shape[0] == levels and not add_spatial:
+        return
     upgraded = extend_levels(state, levels)
-    if spatial:
-        upgraded = with_spatial(upgraded)
-    if upgraded.keys() != state.keys() or any(upgraded[k] is not state[k] for k in state):
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata()
-        print(f"{path.name}: quality levels {state['log_gain'].shape[0]} -> {levels}"
-              + (", spatial context" if spatial else ""))
-        save_file(upgraded, str(path), metadata=meta)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    print(f"{path.name}: quality levels {state['log_gain'].shape[0]} -> {levels}"
+          + (", spatial context" if add_spatial else ""))
+    save_file(with_spatial(upgraded) if add_spatial else upgraded, str(path), metadata=meta)
 
 
 def release_shipped(name: str) -> Path:

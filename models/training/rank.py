@@ -17,6 +17,7 @@ overlaps) and candidate vs shipped over their overlap; rank() returns them for
 models.training.promote.
 """
 import argparse
+import functools
 import tempfile
 from pathlib import Path
 
@@ -36,6 +37,7 @@ QUALITIES = (5, 20, 35, 50, 65, 80, 95, 100)
 VAL_SETS = {"grey": ("val/gray", "val/gray_native", "val/color")}     # colour: as Y, Cb, Cr planes (format 3.0)
 
 
+@functools.lru_cache(maxsize=1)
 def planes_overhead() -> int:
     """Bytes that three one-plane streams carry beyond the one planar stream holding the same tiles
     (two more signatures and headers, less the planar header's chroma field)."""
