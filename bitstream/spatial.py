@@ -19,7 +19,7 @@ tile's latent grid, each pass grouped by scale index like every other group:
 apart the neighbours' residuals are (0: agree ... CLASSES-1: an edge), and is clipped to the tables.
 
 Everything is integer arithmetic on integers, identical on rover and ground (bitstream.latent calls
-it for both). models.remac.spatial_means is the same rule in torch for training and calibration.
+it for both through run_passes). models.remac.spatial_means runs the same passes for training and calibration.
 """
 import numpy as np
 
