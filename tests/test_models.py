@@ -281,3 +281,19 @@ def test_whole_frame_check_reads_frames_at_their_own_size(tmp_path):
     assert frames.shape == (1, 1, 512, 512)
     assert np.allclose(frames[0, 0, :300, :512].numpy(), a[:, :512] / 255)
     assert np.allclose(frames[0, 0, 300:, :].numpy(), frames[0, 0, 299:300, :].numpy())
+
+
+def test_folder_weights_draw_a_folder_more_often(tmp_path):
+    """config "folder_weights": folder_weights gives each image its folder's weight, in load_set's
+    order (images under 128 px skipped there too), and PairSampler draws images in that proportion."""
+    import numpy as np
+    from models.training.data import PairSampler, folder_weights
+    rows = ["path,width,height", "a/1.png,256,256", "b/1.png,256,256", "b/small.png,64,64", "a/2.png,256,256"]
+    (tmp_path / "MANIFEST.csv").write_text("\n".join(rows) + "\n")
+    weights = folder_weights(tmp_path, ["a", "b"], {"b/": 3})
+    assert weights == [1.0, 3.0, 1.0]
+    images = torch.arange(3, dtype=torch.uint8).repeat_interleave(256 * 256).reshape(3, 1, 256, 256)
+    sampler = PairSampler(images, [0, 1, 2], 16, augment=False, weights=weights)
+    drawn = np.array([round(float(x[0, 0, 0, 0]) * 255) for x in (sampler.batch(1)[0] for _ in range(2000))])
+    share = np.bincount(drawn, minlength=3) / len(drawn)
+    assert abs(share[1] - 0.6) < 0.05 and abs(share[0] - 0.2) < 0.05

@@ -5,6 +5,7 @@ frame / panorama otherwise): the "same terrain, another day/view" situation the 
 Images alone in their group get a random image as reference (teaches robustness to mismatch).
 """
 import csv
+import itertools
 import json
 import math
 import os
@@ -47,14 +48,26 @@ def load_frames(data_dir, folder, channels, side=512, limit=2):
     return torch.from_numpy(np.stack(arrays))
 
 
-def load_set(data_dir, folders, channels, limit=None):
-    """-> images (N,C,256,256) uint8 tensor, groups list[int] of length N."""
-    from PIL import Image       # here, not at the top: a GPU job reads a pack and may lack Pillow
+def _manifest_rows(data_dir, folders, limit=None) -> list:
+    """The MANIFEST.csv rows (dicts) of the images in `folders` that are at least 128 x 128."""
     rows = list(csv.DictReader(open(os.path.join(data_dir, "MANIFEST.csv"))))
     rows = [r for r in rows if any(r["path"].startswith(f.rstrip("/") + "/") for f in folders)]
     rows = [r for r in rows if int(r["width"]) >= 128 and int(r["height"]) >= 128]
-    if limit:
-        rows = rows[:limit]
+    return rows[:limit] if limit else rows
+
+
+def folder_weights(data_dir, folders, weights: dict) -> list:
+    """Per-image draw weights for load_set(data_dir, folders, ...)'s images, in its order: the
+    weight of the image's folder in `weights` ({folder: weight}), 1 for folders not named."""
+    rows = _manifest_rows(data_dir, folders)
+    return [next((float(w) for f, w in weights.items() if r["path"].startswith(f.rstrip("/") + "/")), 1.0)
+            for r in rows]
+
+
+def load_set(data_dir, folders, channels, limit=None):
+    """-> images (N,C,256,256) uint8 tensor, groups list[int] of length N."""
+    from PIL import Image       # here, not at the top: a GPU job reads a pack and may lack Pillow
+    rows = _manifest_rows(data_dir, folders, limit)
     mode = "L" if channels == 1 else "RGB"
     arrays, keys = [], []
     for r in rows:
@@ -115,13 +128,16 @@ class PairSampler:
     pyramid features are what the model learns from, and a window costs a quarter of a 256^2 image.
     """
 
-    def __init__(self, images, groups, crop, seed=0, augment=True, ref_crop=None, descriptors=None, k=4):
+    def __init__(self, images, groups, crop, seed=0, augment=True, ref_crop=None, descriptors=None, k=4,
+                 weights=None):
         """descriptors: optional (N, D) float array, the rover's recycled latent descriptor of each
         image; when given, an image's reference is one of its k nearest other images in that space
         (what the rover's library selection would pick), else another image of its group.
         augment: False, True (brightness/contrast/gamma on half the crops) or "colour" (those, then
-        another pipeline's colour rendering: _colour)."""
+        another pipeline's colour rendering: _colour).
+        weights: optional per-image draw weights (folder_weights), else every image equally often."""
         self.images, self.crop, self.augment = images, crop, augment
+        self.cum_weights = None if weights is None else list(itertools.accumulate(weights))
         self.neighbours = None if descriptors is None else nearest_others(descriptors, k)
         self.ref_crop = ref_crop or crop
         self.rng = random.Random(seed)
@@ -180,7 +196,8 @@ class PairSampler:
         n, _, h, w = self.images.shape
         crop = min(crop or self.crop, h, w)
         for _ in range(size):
-            i = self.rng.randrange(n)
+            i = self.rng.randrange(n) if self.cum_weights is None else \
+                self.rng.choices(range(n), cum_weights=self.cum_weights)[0]
             top, left = self.rng.randrange(h - crop + 1), self.rng.randrange(w - crop + 1)
             x = self.images[i, :, top:top + crop, left:left + crop].float() / 255
             xs.append(self._photometric(self._flip(x)))

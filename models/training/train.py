@@ -17,7 +17,7 @@ from models.precision import CANDIDATES, autocast, choose_by_timing, cpu_info
 from models.remac import REMAC, LAMBDAS, architecture, extend_levels, latent_digest, load_weights, with_spatial
 from models.training import CKPT, DATA, LOGS, WEIGHTS
 from models.training.checkpoint import read_checkpoint
-from models.training.data import klt_basis, load_frames, load_set, PairSampler, rover_descriptors
+from models.training.data import folder_weights, klt_basis, load_frames, load_set, PairSampler, rover_descriptors
 from models.training.pack import load_pack
 
 CHECKPOINT_MINUTES = 5      # also checkpoint at least this often (a chunk may be cut short)
@@ -254,8 +254,11 @@ def main(argv=None):
     if cfg.get("ref_selection", "group") == "descriptor":
         with torch.autocast(device.type, enabled=False):
             descriptors = rover_descriptors(model.encoder, images, device=device)
+    # "folder_weights" ({folder: weight}): draw some folders' images more often (not from a pack)
+    draw_weights = None if args.pack or not cfg.get("folder_weights") else \
+        folder_weights(args.data, cfg["train_folders"], cfg["folder_weights"])
     sampler = PairSampler(images, groups, cfg["crop"], seed=cfg["seed"], augment=cfg.get("augment", cfg["channels"] == 1),
-                          ref_crop=cfg.get("ref_crop"), descriptors=descriptors)
+                          ref_crop=cfg.get("ref_crop"), descriptors=descriptors, weights=draw_weights)
 
     precision, timings = pick_precision(args, cfg, model, sampler, device)
     if args.bench:
