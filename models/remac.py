@@ -25,6 +25,7 @@ import math
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from bitstream import spatial as bitstream_spatial
 from bitstream import spec
@@ -91,11 +92,18 @@ class KLTEncoder(RoverGraph):
     0.4-0.7 bpp); the nonlinear branch can only add to it. Same interface as RoverEncoder:
     forward(x, gain) -> (y, z, shallow), shallow (1, 2N) = mean/std of the first GDN output.
     Rover cost at N=64, M=256 (grey): ~8.6 kMAC/px (evaluation.complexity measures it).
+
+    lap > 0: a lapped block transform: each coefficient reads its 16x16 block plus `lap` pixels
+    on every side (kernel 16 + 2 lap, stride 16, zero padding of x - 1/2). with_lap embeds a
+    16x16 basis in the centre with zeros around it, so a trained model gains the overlap
+    without changing its output; the linear part's cost grows from 0.25 to (1 + lap/8)^2 x 0.25
+    kMAC/px per input channel.
     """
 
-    def __init__(self, channels, n=64, m=256, nz=64):
+    def __init__(self, channels, n=64, m=256, nz=64, lap=0):
         super().__init__()
-        self.proj = nn.Conv2d(channels, m, 16, 16, bias=False)
+        self.lap = lap
+        self.proj = nn.Conv2d(channels, m, 16 + 2 * lap, 16, padding=lap, bias=False)
         self.conv1 = nn.Conv2d(channels, n // 2, 5, 2, 2)
         self.gdn1 = SimpleGDN(n // 2)
         self.rest = nn.Sequential(
@@ -108,14 +116,29 @@ class KLTEncoder(RoverGraph):
 
     @torch.no_grad()
     def init_basis(self, basis: torch.Tensor):
-        """basis: (M, C*256) orthonormal rows (models.training.data.klt_basis), strongest first."""
-        self.proj.weight.copy_(basis.reshape(self.proj.weight.shape))
+        """basis: (M, C*256) orthonormal rows (models.training.data.klt_basis), strongest first;
+        a lapped encoder gets it in the centre of its kernels, zeros around."""
+        self.proj.weight.copy_(lapped_kernel(basis.reshape(*self.proj.weight.shape[:2], 16, 16), self.lap))
 
     def analysis(self, x):
         h1 = self.gdn1(self.conv1(x))
         shallow = texture_stats(h1)
         return self.proj(x - 0.5) + self.rest(h1), shallow
 
+
+
+def lapped_kernel(weight: torch.Tensor, lap: int) -> torch.Tensor:
+    """(M, C, k, k) block-transform kernel -> (M, C, 16 + 2 lap, 16 + 2 lap): the same transform
+    with each block seen through a wider window (the old kernel centred, zeros around). Only
+    widens: a kernel as wide or wider is returned as it is."""
+    pad = (16 + 2 * lap - weight.shape[-1]) // 2
+    return F.pad(weight, (pad,) * 4) if pad > 0 else weight
+
+
+def with_lap(state: dict, lap: int) -> dict:
+    """A klt checkpoint's tensors with the encoder's block transform widened to `lap` (lapped_kernel):
+    the same y from the same x (KLTEncoder's padding keeps every block where it was)."""
+    return {**state, "encoder.proj.weight": lapped_kernel(state["encoder.proj.weight"], lap)}
 
 
 class HyperSynthesis(nn.Module):
@@ -371,7 +394,8 @@ def architecture(state) -> dict:
     slices = (0, *(d for _, d in firsts), m) if firsts else None
     klt = "encoder.proj.weight" in state
     levels = int(state["log_gain"].shape[0])
-    return {"arch": "klt" if klt else "gdn", "m": m, "slices": slices, "spatial": "hyper.spatial" in state,
+    lap = {"lap": (int(state["encoder.proj.weight"].shape[-1]) - 16) // 2} if klt else {}
+    return {"arch": "klt" if klt else "gdn", "m": m, "slices": slices, "spatial": "hyper.spatial" in state, **lap,
             "lambdas": (KLT_LAMBDAS if klt else LAMBDAS)[:levels], **decoder_layout(state)}
 
 
@@ -439,9 +463,10 @@ class REMAC(nn.Module):
 
     def __init__(self, channels, n=64, m=None, nz=64, decoder_extra=(0, 0, 0, 0), rate_proxy="noise",
                  decoder_wide=(0, 0, 0, 0), arch="gdn", decoder_width=(128, 96, 64, 32), decoder_skip=None,
-                 lambdas=None, slices=None, spatial=False):
+                 lambdas=None, slices=None, spatial=False, lap=0):
         """rate_proxy: "noise" (additive uniform noise, Balle et al.) or "ste" (the rounded latents the
-        coder sees, straight-through): "ste" prices each latent as the range coder will."""
+        coder sees, straight-through): "ste" prices each latent as the range coder will.
+        lap: the klt encoder's block overlap in pixels (KLTEncoder)."""
         super().__init__()
         if rate_proxy not in ("noise", "ste"):
             raise ValueError(f"rate_proxy must be 'noise' or 'ste', not {rate_proxy!r}")
@@ -452,7 +477,9 @@ class REMAC(nn.Module):
         self.rate_proxy, self.arch = rate_proxy, arch
         self.lambdas = tuple(lambdas or (KLT_LAMBDAS if klt else LAMBDAS))
         self.channels, self.m, self.nz = channels, m, nz
-        self.encoder = ENCODERS[arch](channels, n, m, nz)
+        if lap and not klt:
+            raise ValueError("lap (a lapped block transform) needs arch 'klt'")
+        self.encoder = ENCODERS[arch](channels, n, m, nz, **({"lap": lap} if klt else {}))
         self.hyper = HyperSynthesis(m, nz, slices=slices, spatial=spatial)
         self.z_prior = LogisticMixturePrior(nz)
         skip = klt if decoder_skip is None else decoder_skip

@@ -73,9 +73,39 @@ def test_klt_codec_starts_as_a_perfect_linear_block_codec():
     assert y[:, 0].pow(2).mean() > 100 * y[:, -1].pow(2).mean()
 
 
+def test_lapped_transform_starts_as_the_block_transform_it_widens():
+    """with_lap: a trained 16x16 block transform becomes a 32x32 lapped one (lap 8) with the same
+    y for the same image, so a chunk can widen it and only gain; the outer taps then get gradients,
+    and Adam's saved moments of the old kernel land in the centre (train.pad_moments)."""
+    from models.remac import architecture, with_lap
+    from models.training.train import pad_moments
+    torch.manual_seed(0)
+    block = REMAC(1, arch="klt").eval()
+    with torch.no_grad():
+        block.encoder.rest[-1].weight.normal_(0, 0.01)      # a trained-looking nonlinear branch
+    state = with_lap(block.state_dict(), 8)
+    lapped = REMAC(1, **architecture(state)).eval()
+    lapped.load_state_dict(state)
+    assert lapped.encoder.proj.weight.shape == (256, 1, 32, 32) and architecture(state)["lap"] == 8
+    x = _tiny_images()[:1, :, :64, :96].float() / 255
+    y0, _ = block.encoder.analysis(x)
+    y1, _ = lapped.encoder.analysis(x)
+    assert y1.shape == y0.shape == (1, 256, 4, 6)
+    assert (y1 - y0).abs().max() < 1e-4
+    y1.pow(2).sum().backward()
+    assert lapped.encoder.proj.weight.grad[:, :, :8].abs().sum() > 0      # the new taps learn
+    w = lapped.encoder.proj.weight
+    opt = torch.optim.Adam([w])
+    opt.state[w] = {"exp_avg": torch.ones(256, 1, 16, 16), "exp_avg_sq": torch.ones(256, 1, 16, 16), "step": torch.tensor(3.0)}
+    pad_moments(opt)
+    assert opt.state[w]["exp_avg"].shape == w.shape
+    assert opt.state[w]["exp_avg"][:, :, 8:24, 8:24].min() == 1 and opt.state[w]["exp_avg"].sum() == 256 * 256
+
+
 def test_architecture_is_read_back_from_the_weights():
     from models.remac import architecture
-    for kwargs in ({"arch": "klt", "decoder_width": (96, 96, 64, 48)}, {"arch": "gdn", "decoder_wide": (0, 0, 1, 0)}):
+    for kwargs in ({"arch": "klt", "decoder_width": (96, 96, 64, 48)}, {"arch": "gdn", "decoder_wide": (0, 0, 1, 0)},
+                   {"arch": "klt", "lap": 4}):
         model = REMAC(1, **kwargs)
         again = REMAC(1, **architecture(model.state_dict()))
         assert again.load_state_dict(model.state_dict()) is not None

@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import save_file
 
 from models.precision import CANDIDATES, autocast, choose_by_timing, cpu_info
-from models.remac import REMAC, LAMBDAS, architecture, extend_levels, latent_digest, load_weights, with_spatial
+from models.remac import (REMAC, LAMBDAS, architecture, extend_levels, latent_digest, lapped_kernel, load_weights,
+                          with_lap, with_spatial)
 from models.training import CKPT, DATA, LOGS, WEIGHTS
 from models.training.checkpoint import read_checkpoint
 from models.training.data import folder_weights, klt_basis, load_frames, load_set, PairSampler, rover_descriptors
@@ -33,15 +34,20 @@ def lambda_for_quality(q, lambdas=LAMBDAS):
 
 
 def pad_moments(opt):
-    """Adam moments saved for a checkpoint with fewer quality levels (models.remac.extend_levels):
-    the new gain rows start with zero moments, the others keep theirs."""
+    """Adam moments saved for a smaller model: for a checkpoint with fewer quality levels
+    (models.remac.extend_levels) the new gain rows, for a block transform widened to a lapped one
+    (models.remac.with_lap) the new outer taps, start with zero moments; the others keep theirs."""
     for group in opt.param_groups:
         for p in group["params"]:
             st = opt.state.get(p, {})
             for key in ("exp_avg", "exp_avg_sq"):
-                if key in st and st[key].shape != p.shape:
+                if key not in st or st[key].shape == p.shape:
+                    continue
+                if st[key].shape[1:] == p.shape[1:]:
                     extra = p.shape[0] - st[key].shape[0]
                     st[key] = torch.cat([st[key], st[key].new_zeros((extra, *p.shape[1:]))])
+                else:
+                    st[key] = lapped_kernel(st[key], (p.shape[-1] - 16) // 2)
 
 
 def rd_loss(model, x, x_ref, q, ref_on, decoder_ref_on=None, noisy=True, x_ref_entropy=None, precision="fp32"):
@@ -191,11 +197,15 @@ def main(argv=None):
     model = REMAC(cfg["channels"], decoder_extra=extra, decoder_wide=wide, rate_proxy=cfg.get("rate_proxy", "noise"),
                   arch=cfg.get("arch", "gdn"), m=cfg.get("m"), decoder_width=tuple(cfg.get("decoder_width", (128, 96, 64, 32))),
                   lambdas=cfg.get("lambdas"), slices=slices,
-                  spatial=cfg.get("spatial", False) or (start_state is not None and "hyper.spatial" in start_state))
+                  spatial=cfg.get("spatial", False) or (start_state is not None and "hyper.spatial" in start_state),
+                  **({"lap": max(cfg.get("lap", 0), architecture(start_state)["lap"] if start else 0)}
+                     if cfg.get("arch") == "klt" else {}))
     if start_state is not None:     # a checkpoint with fewer quality levels than the model: extrapolate its gains
         start_state = extend_levels(start_state, len(model.lambdas))
         if model.hyper.has_spatial:     # config "spatial": channel 0 in passes from here on
             start_state = with_spatial(start_state)
+        if model.arch == "klt":         # config "lap": a lapped block transform from here on
+            start_state = with_lap(start_state, model.encoder.lap)
     if model.arch == "klt" and source is None and not args.init:
         model.init_basis(klt_basis(images, patches=cfg.get("klt_patches", 200_000)))     # a fresh klt run starts as the linear block codec
     model = model.to(device).to(memory_format=torch.channels_last)
