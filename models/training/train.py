@@ -35,8 +35,10 @@ def lambda_for_quality(q, lambdas=LAMBDAS):
 
 def pad_moments(opt):
     """Adam moments saved for a smaller model: for a checkpoint with fewer quality levels
-    (models.remac.extend_levels) the new gain rows, for a block transform widened to a lapped one
-    (models.remac.with_lap) the new outer taps, start with zero moments; the others keep theirs."""
+    (models.remac.extend_levels) the new gain rows start with zero moments; for a block transform
+    widened to a lapped one (models.remac.with_lap) the new outer taps start with a zero first
+    moment and the old taps' mean second moment (a zero one makes Adam's first steps there ~3 lr
+    each, and a lapped run's first 1 000 steps lost 5 dB at q90, session 9); the others keep theirs."""
     for group in opt.param_groups:
         for p in group["params"]:
             st = opt.state.get(p, {})
@@ -47,7 +49,12 @@ def pad_moments(opt):
                     extra = p.shape[0] - st[key].shape[0]
                     st[key] = torch.cat([st[key], st[key].new_zeros((extra, *p.shape[1:]))])
                 else:
-                    st[key] = lapped_kernel(st[key], (p.shape[-1] - 16) // 2)
+                    old = st[key]
+                    st[key] = lapped_kernel(old, (p.shape[-1] - 16) // 2)
+                    if key == "exp_avg_sq":     # the new taps: the mean of each kernel's old ones
+                        fill = old.mean((-2, -1), keepdim=True).expand_as(st[key])
+                        st[key] = torch.where(lapped_kernel(torch.ones_like(old), (p.shape[-1] - 16) // 2) > 0,
+                                              st[key], fill).contiguous()
 
 
 def rd_loss(model, x, x_ref, q, ref_on, decoder_ref_on=None, noisy=True, x_ref_entropy=None, precision="fp32"):
