@@ -199,7 +199,7 @@ class GroundModel:
         self.inv_gain = tensors.pop("inv_gain").float()
         layout = decoder_layout(tensors)
         self.decoder = RefDecoder(self.channels, m, width=layout["decoder_width"], extra=layout["decoder_extra"],
-                                  wide=layout["decoder_wide"], skip=layout["decoder_skip"])
+                                  wide=layout["decoder_wide"], skip=layout["decoder_skip"], lap=layout["decoder_lap"])
         self.decoder.load_state_dict({k[len("decoder."):]: v.float() for k, v in tensors.items()})
         self.decoder.eval()
         self._preview = None
@@ -242,7 +242,7 @@ class GroundModel:
             x = x.float()
             if skip:
                 with torch.autocast("cpu", enabled=False):      # the linear path stays fp32
-                    x = x + self.linear_path(y_hat[:, :, box[0]:box[1], box[2]:box[3]], reduce)
+                    x = x + self.linear_path(y_hat, reduce, box)
             sink(box, x)
         work = lambda box: run_tile_split(rest, need, trunk, box, SPLIT, max(1, tile // 2), finish)
         run_parallel(work, grid(trunk.shape[2], trunk.shape[3], tile), threads, progress, self.precision)
@@ -280,18 +280,24 @@ class GroundModel:
                 pass
         return self._preview or None
 
-    def linear_path(self, y_hat: torch.Tensor, reduce: int = 0) -> torch.Tensor:
+    def linear_path(self, y_hat: torch.Tensor, reduce: int = 0, box=None) -> torch.Tensor:
         """The klt decoder's linear block synthesis of y_hat (1,M,h,w), box-averaged to 1/2^reduce
         linear size: the basis images averaged over 2^reduce x 2^reduce pixels, which is exactly the
         box-downsampled linear path (previews add it to the head's output; the head is fitted to
-        what remains)."""
-        lin = self.decoder.synth_lin
-        if not reduce:
-            return lin(y_hat)
-        r = 16 >> reduce
-        m, c = lin.weight.shape[:2]
-        weight = lin.weight.view(m, c, r, 16 // r, r, 16 // r).mean((3, 5))
-        return F.conv_transpose2d(y_hat, weight, lin.bias, stride=r)
+        what remains). box (r0, r1, c0, c1): only the pixels of those latent cells, (1,C,s(r1-r0),
+        s(c1-c0)); a lapped synthesis (RefDecoder lap) reads one latent cell around them for that."""
+        lin, lap = self.decoder.synth_lin, self.decoder.lap
+        h, w = y_hat.shape[-2:]
+        r0, r1, c0, c1 = box or (0, h, 0, w)
+        f, r = 1 << reduce, 16 >> reduce
+        m, c, k = lin.weight.shape[:3]
+        weight = lin.weight.view(m, c, k // f, f, k // f, f).mean((3, 5)) if reduce else lin.weight
+        pad = 1 if lap else 0                                   # latent cells read around the box
+        y = F.pad(y_hat[:, :, max(r0 - pad, 0):r1 + pad, max(c0 - pad, 0):c1 + pad],
+                  (pad - min(c0, pad), pad - min(w - c1, pad), pad - min(r0, pad), pad - min(h - r1, pad)))
+        x = F.conv_transpose2d(y, weight, lin.bias, stride=r)  # pixel i: pixel r (r0 - pad) + i - lap / f
+        top = r * pad + lap // f
+        return x[:, :, top:top + r * (r1 - r0), top:top + r * (c1 - c0)]
 
     def preview_stage(self, reduce: int) -> Stage:
         """The 1/16 trunk features -> the image at 1/2^reduce linear size (reduce 1..3): one 3x3

@@ -135,10 +135,14 @@ def lapped_kernel(weight: torch.Tensor, lap: int) -> torch.Tensor:
     return F.pad(weight, (pad,) * 4) if pad > 0 else weight
 
 
-def with_lap(state: dict, lap: int) -> dict:
-    """A klt checkpoint's tensors with the encoder's block transform widened to `lap` (lapped_kernel):
-    the same y from the same x (KLTEncoder's padding keeps every block where it was)."""
-    return {**state, "encoder.proj.weight": lapped_kernel(state["encoder.proj.weight"], lap)}
+def with_lap(state: dict, lap: int, decoder_lap: int = 0) -> dict:
+    """A klt checkpoint's tensors with the encoder's block transform widened to `lap` and the
+    decoder's linear synthesis to `decoder_lap` (lapped_kernel): the same y from the same x and the
+    same x_hat from the same y (the paddings keep every block where it was)."""
+    out = {**state, "encoder.proj.weight": lapped_kernel(state["encoder.proj.weight"], lap)}
+    if "decoder.synth_lin.weight" in state:
+        out["decoder.synth_lin.weight"] = lapped_kernel(state["decoder.synth_lin.weight"], decoder_lap)
+    return out
 
 
 class HyperSynthesis(nn.Module):
@@ -302,7 +306,7 @@ class RefDecoder(nn.Module):
     """
 
     def __init__(self, channels, m=128, width=(128, 96, 64, 32), extra=(0, 0, 0, 0), wide=(0, 0, 0, 0),
-                 skip=False):
+                 skip=False, lap=0):
         """skip: add a linear block synthesis (transposed conv 16x16/16, initialised as the inverse of
         KLTEncoder's basis) to the network's output, whose last layer then starts at zero: the
         decoder starts as the exact inverse of the linear encoder and learns a correction (deblocking,
@@ -311,7 +315,10 @@ class RefDecoder(nn.Module):
         asymmetric schedule); wide: further blocks after them whose inner layer is twice as wide
         (session 3: the high-resolution scales are only 32-64 channels wide, and the trained codec's
         PSNR saturated at high rate even with unquantized latents). All start as the identity, so a
-        trained decoder loads into a heavier one unchanged and fine-tuning can only add to it."""
+        trained decoder loads into a heavier one unchanged and fine-tuning can only add to it.
+        lap: the linear synthesis's overlap (kernel 16 + 2 lap, stride 16: each latent pixel's
+        basis images reach `lap` pixels into the neighbouring blocks), the synthesis half of
+        KLTEncoder's lapped transform."""
         super().__init__()
         w16, w8, w4, w2 = width
         act = lambda: nn.LeakyReLU(0.1)
@@ -338,7 +345,10 @@ class RefDecoder(nn.Module):
         self.x16, self.x8, self.x4, self.x2 = (grow(ch, n) for ch, n in zip(width, extra))
         self.w16, self.w8, self.w4, self.w2 = (grow(ch, n, 2) for ch, n in zip(width, wide))
         self.extra, self.wide = tuple(extra), tuple(wide)
-        self.synth_lin = nn.ConvTranspose2d(m, channels, 16, 16) if skip else None
+        if lap % 8:         # previews average the basis images over up to 8 x 8 pixels (models.ground)
+            raise ValueError(f"the linear synthesis's overlap must be a multiple of 8 pixels, not {lap}")
+        self.lap = lap
+        self.synth_lin = nn.ConvTranspose2d(m, channels, 16 + 2 * lap, 16, padding=lap) if skip else None
         if skip:
             nn.init.zeros_(self.up1.c.weight)
             nn.init.zeros_(self.up1.c.bias)
@@ -347,7 +357,7 @@ class RefDecoder(nn.Module):
     @torch.no_grad()
     def init_basis(self, basis: torch.Tensor):
         """basis: (M, C*256) orthonormal rows, as KLTEncoder.init_basis: the linear path inverts it."""
-        self.synth_lin.weight.copy_(basis.reshape(self.synth_lin.weight.shape))
+        self.synth_lin.weight.copy_(lapped_kernel(basis.reshape(*self.synth_lin.weight.shape[:2], 16, 16), self.lap))
 
     def reference_features(self, x_ref):
         """x_ref (B,C,H',W') -> pyramid (r4, r8, r16) used by synthesize()."""
@@ -375,14 +385,16 @@ class RefDecoder(nn.Module):
 def decoder_layout(state, prefix="decoder.") -> dict:
     """A state dict's decoder layout, as REMAC keyword arguments: {"decoder_extra": (n16, n8, n4, n2)
     extra blocks, "decoder_wide": (...) wide blocks, "decoder_width": (w16, w8, w4, w2),
-    "decoder_skip": bool (linear synthesis path)}."""
+    "decoder_skip": bool (linear synthesis path), "decoder_lap": its overlap in pixels}."""
     keys = list(state)
     count = lambda block: 1 + max((int(k[len(prefix):].split(".")[1]) for k in keys
                                    if k.startswith(f"{prefix}{block}.")), default=-1)
     return {"decoder_extra": tuple(count(b) for b in ("x16", "x8", "x4", "x2")),
             "decoder_wide": tuple(count(b) for b in ("w16", "w8", "w4", "w2")),
             "decoder_width": tuple(int(state[f"{prefix}{r}.0.weight"].shape[0]) for r in ("ref16", "ref8", "ref4", "ref2")),
-            "decoder_skip": f"{prefix}synth_lin.weight" in state}
+            "decoder_skip": f"{prefix}synth_lin.weight" in state,
+            "decoder_lap": (int(state[f"{prefix}synth_lin.weight"].shape[-1]) - 16) // 2
+            if f"{prefix}synth_lin.weight" in state else 0}
 
 
 def architecture(state) -> dict:
@@ -463,10 +475,11 @@ class REMAC(nn.Module):
 
     def __init__(self, channels, n=64, m=None, nz=64, decoder_extra=(0, 0, 0, 0), rate_proxy="noise",
                  decoder_wide=(0, 0, 0, 0), arch="gdn", decoder_width=(128, 96, 64, 32), decoder_skip=None,
-                 lambdas=None, slices=None, spatial=False, lap=0):
+                 lambdas=None, slices=None, spatial=False, lap=0, decoder_lap=0):
         """rate_proxy: "noise" (additive uniform noise, Balle et al.) or "ste" (the rounded latents the
         coder sees, straight-through): "ste" prices each latent as the range coder will.
-        lap: the klt encoder's block overlap in pixels (KLTEncoder)."""
+        lap, decoder_lap: the klt encoder's and the linear synthesis's block overlap in pixels
+        (KLTEncoder, RefDecoder)."""
         super().__init__()
         if rate_proxy not in ("noise", "ste"):
             raise ValueError(f"rate_proxy must be 'noise' or 'ste', not {rate_proxy!r}")
@@ -483,7 +496,8 @@ class REMAC(nn.Module):
         self.hyper = HyperSynthesis(m, nz, slices=slices, spatial=spatial)
         self.z_prior = LogisticMixturePrior(nz)
         skip = klt if decoder_skip is None else decoder_skip
-        self.decoder = RefDecoder(channels, m, width=decoder_width, extra=decoder_extra, wide=decoder_wide, skip=skip)
+        self.decoder = RefDecoder(channels, m, width=decoder_width, extra=decoder_extra, wide=decoder_wide, skip=skip,
+                                  lap=decoder_lap)
         levels = len(self.lambdas)
         lo, hi = (5.0, 40.0) if klt else (0.3, 2.0)     # klt: quantizer step 1/gain in pixel units
         init = torch.linspace(math.log(lo), math.log(hi), levels)[:, None].repeat(1, m)

@@ -108,16 +108,18 @@ def test_the_tracked_tree_leaves_room_for_a_useful_data_pack():
 
 
 def test_config_lap_widens_a_resumed_run_to_a_lapped_transform(tmp_path):
-    """config "lap": a run trained with 16x16 blocks goes on as a lapped transform: the kernel
-    grows to 16 + 2 lap with its trained centre kept, Adam's moments padded, the step count kept."""
+    """configs "lap", "decoder_lap": a run trained with 16x16 blocks goes on as a lapped transform:
+    the kernels grow to 16 + 2 lap with their trained centres kept, Adam's moments padded, the step
+    count kept."""
     from safetensors.torch import load_file
     run, out = _dry_run(tmp_path)
     args = run + ["--threads", "1", "--precision", "fp32", "--minutes", "10", "--steps"]
     train.main(args + ["10"])
     before = load_file(str(out / "dry.safetensors"))["encoder.proj.weight"]
-    (tmp_path / "cfg.json").write_text(json.dumps({**CONFIG, "lap": 4}))
+    (tmp_path / "cfg.json").write_text(json.dumps({**CONFIG, "lap": 4, "decoder_lap": 8}))
     train.main(args + ["2"])
-    after = load_file(str(out / "dry.safetensors"))["encoder.proj.weight"]
-    assert before.shape[-1] == 16 and after.shape[-1] == 24
+    state = load_file(str(out / "dry.safetensors"))
+    after = state["encoder.proj.weight"]
+    assert before.shape[-1] == 16 and after.shape[-1] == 24 and state["decoder.synth_lin.weight"].shape[-1] == 32
     assert torch.load(out / "dry.opt.pt")["step"] == 12
     assert (after[..., 4:20, 4:20].float() - before.float()).abs().max() < 0.05      # two small steps on

@@ -59,13 +59,15 @@ def test_tiles_cover_the_receptive_field():
     assert (tiled - whole).abs().max().item() <= 1e-5
 
 
-def test_tiles_of_any_decoder_layout_match_its_whole_frame_pass():
+@pytest.mark.parametrize("lap", [0, 8])
+def test_tiles_of_any_decoder_layout_match_its_whole_frame_pass(lap):
     """The generic path on a small random decoder with other widths, extra and wide blocks and, if
-    this RefDecoder has one, the linear synthesis path (synth_lin) added per latent pixel."""
+    this RefDecoder has one, the linear synthesis path (synth_lin) added per latent pixel, block by
+    block or lapped (lap 8: each latent pixel's basis images reach into the neighbouring blocks)."""
     import inspect
     from models.remac import RefDecoder
     torch.manual_seed(2)
-    kw = {"skip": True} if "skip" in inspect.signature(RefDecoder).parameters else {}
+    kw = {"skip": True, "lap": lap} if "skip" in inspect.signature(RefDecoder).parameters else {}
     d = RefDecoder(3, 16, width=(24, 16, 8, 8), extra=(1, 0, 2, 1), wide=(0, 1, 0, 1), **kw).eval()
     with torch.no_grad():
         for p in d.parameters():                      # no identity or zero initialisation left
@@ -156,3 +158,25 @@ def test_progress_bar_only_when_asked_and_for_several_tiles(streams, default_lib
     assert "synthesis" not in capsys.readouterr().err
     decode(streams[GREY], default_library, progress=True)
     assert "synthesis" in capsys.readouterr().err
+
+
+def test_lapped_linear_path_tiles_and_previews_are_the_whole_map_box_averaged():
+    """GroundModel.linear_path of a lapped synthesis (lap 8) per latent box, at every --reduce, is
+    the whole map's synth_lin output box-averaged, cell for cell (a box reads one cell around it)."""
+    import torch.nn.functional as F
+    from models.remac import RefDecoder
+    torch.manual_seed(4)
+    d = RefDecoder(1, 16, width=(24, 16, 8, 8), skip=True, lap=8).eval()
+    with torch.no_grad():
+        d.synth_lin.weight.normal_()
+    gm = ground.GroundModel.__new__(ground.GroundModel)
+    gm.decoder = d
+    y = torch.randn(1, 16, 9, 7)
+    with torch.no_grad():
+        whole = d.synth_lin(y)
+        for reduce in range(4):
+            s = 16 >> reduce
+            tiles = torch.cat([torch.cat([gm.linear_path(y, reduce, (r0, r1, c0, c1)) for c0, c1 in ((0, 3), (3, 7))], 3)
+                               for r0, r1 in ((0, 4), (4, 9))], 2)
+            assert tiles.shape[-2:] == (9 * s, 7 * s)
+            assert (tiles - F.avg_pool2d(whole, 1 << reduce)).abs().max() < 1e-5

@@ -83,15 +83,19 @@ def test_lapped_transform_starts_as_the_block_transform_it_widens():
     block = REMAC(1, arch="klt").eval()
     with torch.no_grad():
         block.encoder.rest[-1].weight.normal_(0, 0.01)      # a trained-looking nonlinear branch
-    state = with_lap(block.state_dict(), 8)
+    state = with_lap(block.state_dict(), 8, 8)
     lapped = REMAC(1, **architecture(state)).eval()
     lapped.load_state_dict(state)
     assert lapped.encoder.proj.weight.shape == (256, 1, 32, 32) and architecture(state)["lap"] == 8
+    assert lapped.decoder.synth_lin.weight.shape == (256, 1, 32, 32) and architecture(state)["decoder_lap"] == 8
     x = _tiny_images()[:1, :, :64, :96].float() / 255
     y0, _ = block.encoder.analysis(x)
     y1, _ = lapped.encoder.analysis(x)
     assert y1.shape == y0.shape == (1, 256, 4, 6)
     assert (y1 - y0).abs().max() < 1e-4
+    with torch.no_grad():       # the synthesis half: the same image from the same latent
+        ref = torch.rand(1, 1, 64, 64)
+        assert (lapped.decoder(y0, ref) - block.decoder(y0, ref)).abs().max() < 1e-4
     y1.pow(2).sum().backward()
     assert lapped.encoder.proj.weight.grad[:, :, :8].abs().sum() > 0      # the new taps learn
     w = lapped.encoder.proj.weight

@@ -205,14 +205,14 @@ def main(argv=None):
                   arch=cfg.get("arch", "gdn"), m=cfg.get("m"), decoder_width=tuple(cfg.get("decoder_width", (128, 96, 64, 32))),
                   lambdas=cfg.get("lambdas"), slices=slices,
                   spatial=cfg.get("spatial", False) or (start_state is not None and "hyper.spatial" in start_state),
-                  **({"lap": max(cfg.get("lap", 0), architecture(start_state)["lap"] if start else 0)}
-                     if cfg.get("arch") == "klt" else {}))
+                  **({key: max(cfg.get(key, 0), architecture(start_state)[key] if start else 0)
+                      for key in ("lap", "decoder_lap")} if cfg.get("arch") == "klt" else {}))
     if start_state is not None:     # a checkpoint with fewer quality levels than the model: extrapolate its gains
         start_state = extend_levels(start_state, len(model.lambdas))
         if model.hyper.has_spatial:     # config "spatial": channel 0 in passes from here on
             start_state = with_spatial(start_state)
-        if model.arch == "klt":         # config "lap": a lapped block transform from here on
-            start_state = with_lap(start_state, model.encoder.lap)
+        if model.arch == "klt":         # configs "lap", "decoder_lap": lapped block transforms from here on
+            start_state = with_lap(start_state, model.encoder.lap, model.decoder.lap)
     if model.arch == "klt" and source is None and not args.init:
         model.init_basis(klt_basis(images, patches=cfg.get("klt_patches", 200_000)))     # a fresh klt run starts as the linear block codec
     model = model.to(device).to(memory_format=torch.channels_last)
