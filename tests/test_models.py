@@ -38,7 +38,7 @@ def test_heavy_decoder_starts_as_the_trained_one():
     y, ref = torch.randn(1, 128, 4, 4), torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(base.decoder(y, ref), heavy.decoder(y, ref))
-    plain = {"decoder_width": (128, 96, 64, 32), "decoder_skip": False}
+    plain = {"decoder_width": (128, 96, 64, 32), "decoder_skip": False, "decoder_lap": 0}
     assert decoder_layout(heavy.state_dict()) == {"decoder_extra": (2, 2, 2, 2), "decoder_wide": (0, 1, 0, 2), **plain}
     assert decoder_layout(base.state_dict()) == {"decoder_extra": (0, 0, 0, 0), "decoder_wide": (0, 0, 0, 0), **plain}
 
