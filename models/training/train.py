@@ -33,12 +33,17 @@ def lambda_for_quality(q, lambdas=LAMBDAS):
     return torch.exp(logs[lo] * (1 - f) + logs[lo + 1] * f)
 
 
+LAP_WARMUP = 100.0      # a widened kernel's new taps: second moment this many times the old taps' mean
+
+
 def pad_moments(opt):
     """Adam moments saved for a smaller model: for a checkpoint with fewer quality levels
     (models.remac.extend_levels) the new gain rows start with zero moments; for a block transform
     widened to a lapped one (models.remac.with_lap) the new outer taps start with a zero first
-    moment and the old taps' mean second moment (a zero one makes Adam's first steps there ~3 lr
-    each, and a lapped run's first 1 000 steps lost 5 dB at q90, session 9); the others keep theirs."""
+    moment and LAP_WARMUP times the old taps' mean second moment, so their steps start ~10x
+    smaller than lr and grow as that moment decays (x 0.37 per 1 000 steps): Adam moves every one
+    of hundreds of new taps per coefficient by ~lr per step from the start otherwise (a zero second
+    moment: ~3 lr; the old taps' mean: 27 steps cost 1.7 dB at q90, session 9); the others keep theirs."""
     for group in opt.param_groups:
         for p in group["params"]:
             st = opt.state.get(p, {})
@@ -52,7 +57,7 @@ def pad_moments(opt):
                     old = st[key]
                     st[key] = lapped_kernel(old, (p.shape[-1] - 16) // 2)
                     if key == "exp_avg_sq":     # the new taps: the mean of each kernel's old ones
-                        fill = old.mean((-2, -1), keepdim=True).expand_as(st[key])
+                        fill = LAP_WARMUP * old.mean((-2, -1), keepdim=True).expand_as(st[key])
                         st[key] = torch.where(lapped_kernel(torch.ones_like(old), (p.shape[-1] - 16) // 2) > 0,
                                               st[key], fill).contiguous()
 
