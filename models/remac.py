@@ -135,6 +135,11 @@ def lapped_kernel(weight: torch.Tensor, lap: int) -> torch.Tensor:
     return F.pad(weight, (pad,) * 4) if pad > 0 else weight
 
 
+def kernel_lap(weight: torch.Tensor) -> int:
+    """The overlap in pixels of a block-transform kernel (M, C, 16 + 2 lap, 16 + 2 lap): lapped_kernel's lap."""
+    return (int(weight.shape[-1]) - 16) // 2
+
+
 def with_lap(state: dict, lap: int, decoder_lap: int = 0) -> dict:
     """A klt checkpoint's tensors with the encoder's block transform widened to `lap` and the
     decoder's linear synthesis to `decoder_lap` (lapped_kernel): the same y from the same x and the
@@ -393,8 +398,7 @@ def decoder_layout(state, prefix="decoder.") -> dict:
             "decoder_wide": tuple(count(b) for b in ("w16", "w8", "w4", "w2")),
             "decoder_width": tuple(int(state[f"{prefix}{r}.0.weight"].shape[0]) for r in ("ref16", "ref8", "ref4", "ref2")),
             "decoder_skip": f"{prefix}synth_lin.weight" in state,
-            "decoder_lap": (int(state[f"{prefix}synth_lin.weight"].shape[-1]) - 16) // 2
-            if f"{prefix}synth_lin.weight" in state else 0}
+            "decoder_lap": kernel_lap(state[f"{prefix}synth_lin.weight"]) if f"{prefix}synth_lin.weight" in state else 0}
 
 
 def architecture(state) -> dict:
@@ -406,7 +410,7 @@ def architecture(state) -> dict:
     slices = (0, *(d for _, d in firsts), m) if firsts else None
     klt = "encoder.proj.weight" in state
     levels = int(state["log_gain"].shape[0])
-    lap = {"lap": (int(state["encoder.proj.weight"].shape[-1]) - 16) // 2} if klt else {}
+    lap = {"lap": kernel_lap(state["encoder.proj.weight"])} if klt else {}
     return {"arch": "klt" if klt else "gdn", "m": m, "slices": slices, "spatial": "hyper.spatial" in state, **lap,
             "lambdas": (KLT_LAMBDAS if klt else LAMBDAS)[:levels], **decoder_layout(state)}
 

@@ -48,10 +48,15 @@ def load_frames(data_dir, folder, channels, side=512, limit=2):
     return torch.from_numpy(np.stack(arrays))
 
 
+def _in_folder(path: str, folder: str) -> bool:
+    """A MANIFEST.csv path lies under `folder` (with or without a trailing slash)."""
+    return path.startswith(folder.rstrip("/") + "/")
+
+
 def _manifest_rows(data_dir, folders, limit=None) -> list:
     """The MANIFEST.csv rows (dicts) of the images in `folders` that are at least 128 x 128."""
     rows = list(csv.DictReader(open(os.path.join(data_dir, "MANIFEST.csv"))))
-    rows = [r for r in rows if any(r["path"].startswith(f.rstrip("/") + "/") for f in folders)]
+    rows = [r for r in rows if any(_in_folder(r["path"], f) for f in folders)]
     rows = [r for r in rows if int(r["width"]) >= 128 and int(r["height"]) >= 128]
     return rows[:limit] if limit else rows
 
@@ -60,8 +65,7 @@ def folder_weights(data_dir, folders, weights: dict) -> list:
     """Per-image draw weights for load_set(data_dir, folders, ...)'s images, in its order: the
     weight of the image's folder in `weights` ({folder: weight}), 1 for folders not named."""
     rows = _manifest_rows(data_dir, folders)
-    return [next((float(w) for f, w in weights.items() if r["path"].startswith(f.rstrip("/") + "/")), 1.0)
-            for r in rows]
+    return [next((float(w) for f, w in weights.items() if _in_folder(r["path"], f)), 1.0) for r in rows]
 
 
 def load_set(data_dir, folders, channels, limit=None):

@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import save_file
 
 from models.precision import CANDIDATES, autocast, choose_by_timing, cpu_info
-from models.remac import (REMAC, LAMBDAS, architecture, extend_levels, latent_digest, lapped_kernel, load_weights,
-                          with_lap, with_spatial)
+from models.remac import (REMAC, LAMBDAS, architecture, extend_levels, kernel_lap, latent_digest, lapped_kernel,
+                          load_weights, with_lap, with_spatial)
 from models.training import CKPT, DATA, LOGS, WEIGHTS
 from models.training.checkpoint import read_checkpoint
 from models.training.data import folder_weights, klt_basis, load_frames, load_set, PairSampler, rover_descriptors
@@ -54,12 +54,11 @@ def pad_moments(opt):
                     extra = p.shape[0] - st[key].shape[0]
                     st[key] = torch.cat([st[key], st[key].new_zeros((extra, *p.shape[1:]))])
                 else:
-                    old = st[key]
-                    st[key] = lapped_kernel(old, (p.shape[-1] - 16) // 2)
-                    if key == "exp_avg_sq":     # the new taps: the mean of each kernel's old ones
+                    old, lap = st[key], kernel_lap(p)
+                    st[key] = lapped_kernel(old, lap)
+                    if key == "exp_avg_sq":     # the new taps: LAP_WARMUP x the mean of each kernel's old ones
                         fill = LAP_WARMUP * old.mean((-2, -1), keepdim=True).expand_as(st[key])
-                        st[key] = torch.where(lapped_kernel(torch.ones_like(old), (p.shape[-1] - 16) // 2) > 0,
-                                              st[key], fill).contiguous()
+                        st[key] = torch.where(lapped_kernel(torch.ones_like(old), lap) > 0, st[key], fill).contiguous()
 
 
 def rd_loss(model, x, x_ref, q, ref_on, decoder_ref_on=None, noisy=True, x_ref_entropy=None, precision="fp32"):
@@ -205,13 +204,14 @@ def main(argv=None):
     # channel-context slices (models.training.context adds them): the checkpoint's, else the config's
     start = source or (args.init[0] if args.init else None)
     start_state = read_checkpoint(start) if start else None
-    slices = architecture(start_state)["slices"] if start else cfg.get("slices")
+    start_arch = architecture(start_state) if start else {}
+    slices = start_arch["slices"] if start else cfg.get("slices")
     model = REMAC(cfg["channels"], decoder_extra=extra, decoder_wide=wide, rate_proxy=cfg.get("rate_proxy", "noise"),
                   arch=cfg.get("arch", "gdn"), m=cfg.get("m"), decoder_width=tuple(cfg.get("decoder_width", (128, 96, 64, 32))),
                   lambdas=cfg.get("lambdas"), slices=slices,
                   spatial=cfg.get("spatial", False) or (start_state is not None and "hyper.spatial" in start_state),
-                  **({key: max(cfg.get(key, 0), architecture(start_state)[key] if start else 0)
-                      for key in ("lap", "decoder_lap")} if cfg.get("arch") == "klt" else {}))
+                  **({key: max(cfg.get(key, 0), start_arch.get(key, 0)) for key in ("lap", "decoder_lap")}
+                     if cfg.get("arch") == "klt" else {}))
     if start_state is not None:     # a checkpoint with fewer quality levels than the model: extrapolate its gains
         start_state = extend_levels(start_state, len(model.lambdas))
         if model.hyper.has_spatial:     # config "spatial": channel 0 in passes from here on
