@@ -138,11 +138,9 @@ def artifacts_section() -> list:
     return rows
 
 
-# sections other scripts write into the same file, carried over when it is regenerated
-CARRIED = ("## Ground decoding: determinism, large frames, previews",      # scripts/bench_decode.py
-           "## Rover: large frames",                                        # scripts/bench_encode.py
-           "## Ground decoding on a cluster",                               # measured by hand, see there
-           "## Grey model, session 4: real-coder ranking")                  # models.training.promote --report
+# the sections this script generates; every other "## " section of the file (written by the
+# benchmark scripts, models.training.promote --report, or by hand per session) is carried over
+GENERATED = ("## Rate–distortion", "## Rover complexity", "## Ground decoding", "## Shipped artifacts")
 
 
 def section_bounds(text: str, heading: str):
@@ -171,7 +169,7 @@ def saved_runs(out: Path, script: str):
 
 def write_section(path: Path, lines: list) -> None:
     """Replace the section whose heading is lines[0] in the markdown file at `path` with `lines`, or
-    append it (the scripts that write CARRIED sections)."""
+    append it (the benchmark scripts that write their own sections)."""
     text = path.read_text()
     section = "\n".join(lines) + "\n"
     bounds = section_bounds(text, lines[0])
@@ -184,13 +182,14 @@ def write_section(path: Path, lines: list) -> None:
 
 
 def carried_sections(path: Path) -> list:
-    """The CARRIED sections of the existing file at `path`, as lines."""
+    """Every "## " section of the existing file at `path` whose heading line is not one of
+    GENERATED, in file order, as lines (each preceded by a blank line)."""
     text = path.read_text() if path.exists() else ""
     out = []
-    for heading in CARRIED:
-        bounds = section_bounds(text, heading)
-        if bounds:
-            out += [""] + text[bounds[0]:bounds[1]].rstrip("\n").split("\n")
+    for chunk in text.split("\n## ")[1:]:
+        section = ("## " + chunk).rstrip("\n").split("\n")
+        if section[0] not in GENERATED:
+            out += [""] + section
     return out
 
 

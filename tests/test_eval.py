@@ -37,3 +37,15 @@ def test_cli_writes_records_summary_and_plots(tmp_path):
     assert (out / "rd_data_grey.png").stat().st_size > 1000
     lines = (out / "records.csv").read_text().splitlines()
     assert lines[0].startswith("codec,setting,image") and len(lines) == 1 + (4 + 8) * 3
+
+
+def test_regenerating_benchmarks_keeps_every_hand_written_section(tmp_path):
+    from evaluation.report import carried_sections
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# REMAC benchmarks\n\nold header\n\n## Rate–distortion\n\n### gray\n| a |\n\n"
+                   "## Rover complexity\nold\n\n## Ground decoding: determinism, large frames\nkept 1\n\n"
+                   "## Ground decoding\nold\n\n## Session 9: what we learned\n### detail\nkept 2\n"
+                   "## Shipped artifacts\nold\n")
+    carried = carried_sections(doc)
+    assert carried == ["", "## Ground decoding: determinism, large frames", "kept 1",
+                       "", "## Session 9: what we learned", "### detail", "kept 2"]
