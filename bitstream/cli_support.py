@@ -17,6 +17,49 @@ TEMP_SUFFIX = ".part"           # atomic_write's temporary files: .NAME.XXXXXXXX
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DAMAGED = 0, 1, 2, 3
 
 
+class _OneLineUsageError(click.UsageError):
+    """A usage error shown as one line, `PROG: error: MESSAGE (see PROG --help)` (exit 2), like every
+    other error of these CLIs; click's own show() prints usage, hint and message on four lines."""
+
+    def show(self, file=None) -> None:
+        prog = self.ctx.command_path if self.ctx else "remac"
+        click.echo(f"{prog}: error: {self.message} (see {prog} --help)", err=True)
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    return _OneLineUsageError(exc.format_message(), exc.ctx)
+
+
+class _OneLineUsage:
+    """Mixin for click commands and groups: every usage error (a bad option value, a missing
+    argument, a click.UsageError the callback raises) is reported by _OneLineUsageError."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except _OneLineUsageError:
+            raise
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except _OneLineUsageError:
+            raise
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+
+class Command(_OneLineUsage, click.Command):
+    """click.Command with one-line usage errors: @click.command(cls=Command)."""
+
+
+class Group(_OneLineUsage, click.Group):
+    """click.Group with one-line usage errors, for itself and its subcommands."""
+    command_class = Command
+
+
 def expand_inputs(inputs, wanted, what: str) -> list:
     """-> [(input, folder relative to the directory it was found in, or an error)]. A directory is
     replaced by the files under it (recursively, sorted, hidden names skipped) that wanted(Path)
@@ -35,8 +78,15 @@ def expand_inputs(inputs, wanted, what: str) -> list:
     return out
 
 
+def input_name(path: str) -> str:
+    """How messages name an input: its path, or 'stdin' for '-'."""
+    return "stdin" if path == STDIO else path
+
+
 def read_input(path: str) -> bytes:
     if path == STDIO:
+        if sys.stdin is None:           # started with stdin closed (<&-)
+            raise RemacError("stdin: closed")
         return sys.stdin.buffer.read()
     p = Path(path)
     if p.is_dir():
@@ -50,6 +100,8 @@ def read_input(path: str) -> bytes:
 
 
 def _write_stdout(data: bytes) -> None:
+    if sys.stdout is None:              # started with stdout closed (>&-)
+        raise RemacError("stdout: cannot write (closed)")
     try:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
@@ -129,6 +181,9 @@ def plan_outputs(prog: str, inputs, output: str, suffix: str, as_json: bool, wan
                 jobs.append((inp, sub))
                 continue
             out = output_for(inp, output, len(expanded), suffix, sub)
+            if _same_file(inp, out):
+                jobs.append((inp, RemacError(f"{out}: output would overwrite the input")))
+                continue
             if output not in (None, STDIO) and sub not in ("", "."):
                 _mkdir(str(Path(out).parent))       # a subfolder of a directory input, mirrored
             jobs.append((inp, out))
@@ -136,6 +191,16 @@ def plan_outputs(prog: str, inputs, output: str, suffix: str, as_json: bool, wan
     except RemacError as exc:
         click.echo(f"{prog}: error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+
+
+def _same_file(inp: str, out: str) -> bool:
+    """Whether writing `out` would replace the file `inp` is read from (the same path, or a link)."""
+    if STDIO in (inp, out):
+        return False
+    try:
+        return os.path.samefile(inp, out)
+    except OSError:                     # either one missing: nothing to overwrite
+        return False
 
 
 def _mkdir(path: str) -> None:

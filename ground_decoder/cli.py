@@ -5,7 +5,7 @@ from functools import partial
 import click
 
 from bitstream import library as lib
-from bitstream.cli_support import STDIO, given, jobs_option, plan_outputs, run_batch, version_option
+from bitstream.cli_support import STDIO, Command, given, jobs_option, plan_outputs, run_batch, version_option
 from bitstream.errors import RemacError
 from ground_decoder import GROUND_INSTALL_HINT, require_torch
 from ground_decoder.api import decode_file
@@ -45,7 +45,7 @@ def _decoder_version(name: str) -> str:
     return f", decoder version {ground.load(name).decoder_version}"
 
 
-@click.command(help=DECODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, help=DECODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("files", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output image, directory, or - for stdout (PNG).")
 @click.option("--ref-lib", type=click.Path(), help="Reference library directory [default: the shipped one].")

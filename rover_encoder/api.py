@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from bitstream import library as lib
-from bitstream.cli_support import STDIO, atomic_write, output_for, read_input
+from bitstream.cli_support import STDIO, atomic_write, input_name, output_for, read_input
 from bitstream.container import SIGNATURE
 from bitstream.errors import RemacError
 from bitstream.library import Library
@@ -98,12 +98,12 @@ def load_source(inp: str, bit_depth: int = None) -> SourceImage:
         return pds.load_product(inp, bit_depth)
     data = read_input(inp)
     if data.startswith(SIGNATURE):
-        raise RemacError(f"{inp}: is already a .rmc stream (use remac-decode)")
+        raise RemacError(f"{input_name(inp)}: is already a .rmc stream (use remac-decode)")
     if pds.has_attached_label(data):
         if inp == STDIO:
             raise RemacError("stdin: PDS products are read from files (labels name other files), not from stdin")
         return pds.load_product(inp, bit_depth)
-    return load_image(data, name=inp, bit_depth=bit_depth)     # the file's bytes are dropped on return
+    return load_image(data, name=input_name(inp), bit_depth=bit_depth)     # the file's bytes are dropped on return
 
 
 def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = None, bpp: float = None,
@@ -122,7 +122,7 @@ def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = 
         result = encode_source(img, quality, target_bytes, bpp, library, use_refs, tile, threads, precision, model,
                                keep_refs)
     except RemacError as exc:
-        raise RemacError(f"{inp}: {exc}") from None
+        raise RemacError(f"{input_name(inp)}: {exc}") from None
     atomic_write(out, result.data)
     h = result.header
     info = {"output": out, "bytes": len(result.data), "bpp": round(result.bpp, 4), "width": h.width,
@@ -130,7 +130,7 @@ def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = 
             "quality": h.quality_value, "refs": {"entropy": result.entropy_ref, "decoder": result.decoder_ref},
             "entropy_ref": result.entropy_ref, "decoder_ref": result.decoder_ref, "encoder": result.precision,
             "metadata": img.metadata.describe(), "product_id": img.metadata.product_id, "warnings": img.warnings,
-            "summary": f"{inp} -> {out}: {len(result.data)} bytes, {result.bpp:.3f} bpp, quality {h.quality_value}"}
+            "summary": f"{input_name(inp)} -> {out}: {len(result.data)} bytes, {result.bpp:.3f} bpp, quality {h.quality_value}"}
     limit = budget(img, target_bytes, bpp)
     if limit is not None:
         info["target_bytes"] = limit

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from bitstream import library as lib
-from bitstream.cli_support import STDIO, given, jobs_option, plan_outputs, run_batch, version_option
+from bitstream.cli_support import STDIO, Command, Group, given, jobs_option, plan_outputs, run_batch, version_option
 from bitstream.errors import RemacError
 from rover_encoder import pds
 from rover_encoder.api import encode_file
@@ -60,7 +60,7 @@ def is_image_name(path: Path) -> bool:
     return fmt is not None and fmt in Image.OPEN
 
 
-@click.command(help=ENCODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, help=ENCODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("images", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file, directory, or - for stdout.")
 @click.option("-q", "--quality", type=click.FloatRange(0, 100), default=DEFAULT_QUALITY, show_default=True,
@@ -83,7 +83,7 @@ def is_image_name(path: Path) -> bool:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
 @click.option("--quiet", is_flag=True, help="Only errors and warnings.")
 @click.option("--target-bytes", type=click.IntRange(1), help="Rate control: at most N bytes per file (instead of -q).")
-@click.option("--bpp", type=click.FloatRange(0, min_open=True),
+@click.option("--bpp", type=click.FloatRange(0, 64, min_open=True),
               help="Rate control: at most X bits per pixel per file, whole file (instead of -q).")
 @jobs_option("images")
 @version_option("remac-encode")
@@ -110,7 +110,7 @@ def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, kee
     run_batch("remac-encode", jobs, work, as_json, quiet, workers)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @version_option("remac-lib")
 def lib_main():
     """Build and inspect REMAC reference libraries.

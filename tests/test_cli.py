@@ -77,6 +77,38 @@ def test_quality_out_of_range_is_a_usage_error():
     assert run(encode_main, [GREY, "--no-refs", "--keep-refs"]).exit_code == 2
 
 
+@pytest.mark.parametrize("cmd,args,line", [
+    (encode_main, [GREY, "-q", "101"], "remac-encode: error: Invalid value for '-q' / '--quality': 101.0 is not "
+                                       "in the range 0<=x<=100. (see remac-encode --help)"),
+    (encode_main, [GREY, "--bpp", "inf"], "remac-encode: error: Invalid value for '--bpp': inf is not in the "
+                                          "range 0<x<=64. (see remac-encode --help)"),
+    (encode_main, [GREY, "--no-refs", "--keep-refs"],
+     "remac-encode: error: --no-refs and --keep-refs exclude each other (see remac-encode --help)"),
+    (lib_main, ["build"], "remac-lib build: error: Missing argument 'IMAGES...'. (see remac-lib build --help)"),
+    (decode_main, [], "remac-decode: error: Missing argument 'FILES...'. (see remac-decode --help)"),
+])
+def test_usage_errors_are_one_line(cmd, args, line):
+    prog = {encode_main: "remac-encode", decode_main: "remac-decode", lib_main: "remac-lib"}[cmd]
+    r = CliRunner().invoke(cmd, [str(a) for a in args], prog_name=prog)
+    assert r.exit_code == 2 and r.stderr.splitlines() == [line], r.stderr
+
+
+@pytest.mark.parametrize("cmd,name,make", [(encode_main, "img.png", lambda p: p.write_bytes(GREY.read_bytes())),
+                                           (decode_main, "img.rmc", None)])
+def test_an_output_that_is_the_input_is_refused(cmd, name, make, tmp_path):
+    src = tmp_path / name
+    if make:
+        make(src)
+    else:
+        assert run(encode_main, [GREY, "-q", "5", "-o", src]).exit_code == 0
+    before = src.read_bytes()
+    os.symlink(src, tmp_path / "link")
+    for out in (src, tmp_path / "link"):
+        r = run(cmd, [src, "-o", out])
+        assert r.exit_code == 1 and r.stderr.splitlines()[0].endswith(f"{out}: output would overwrite the input")
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "link"])
+
+
 def test_decode_against_wrong_library_names_it(tmp_path):
     lib = tmp_path / "lib"
     assert run(lib_main, ["build", RGB3, "-o", lib]).exit_code == 0
@@ -326,6 +358,11 @@ def test_output_failures_are_one_line_and_leave_nothing(tmp_path, monkeypatch):
                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
     assert p.returncode == 1
     assert p.stderr == "remac-encode: error: stdout: cannot write (No space left on device)\n"
+    # stdout closed (>&-): Python starts with sys.stdout None
+    p = subprocess.run([sys.executable, "-m", "rover_encoder", str(GREY), "-q", "5", "-o", "-"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                       preexec_fn=lambda: os.close(1))
+    assert (p.returncode, p.stderr) == (1, "remac-encode: error: stdout: cannot write (closed)\n")
     # a file on a full disk (fsync reports it): no partial output, no temporary left
     from bitstream import cli_support
 
