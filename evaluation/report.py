@@ -66,7 +66,7 @@ def complexity_section() -> list:
     from evaluation.timing import onnx_encode_ms_per_mp, onnx_ms_per_mp_of, cli_peak_rss_mib
     lines = ["| | grey | colour (the grey model on Y, Cb, Cr: x1.5 per pixel) |", "|---|---|---|"]
     grey = rover_complexity("grey")
-    cx = {"grey": grey, "colour": {k: (v * PLANE_COST if k.endswith("kmac_px") and not k.startswith("minnen")
+    cx = {"grey": grey, "colour": {k: (round(v * PLANE_COST, 2) if k.endswith("kmac_px") and not k.startswith("minnen")
                                        and not k.startswith("decoder") else v) for k, v in grey.items()}}
     onnx = {n: ROOT / "rover_encoder" / "assets" / "grey" / "encoder.onnx" for n in cx}
     rows = [
