@@ -1,5 +1,6 @@
 """What the CLIs share: one-line errors, atomic output, directory inputs, batch loops with a
 progress bar, exit codes, -V/--version."""
+import contextlib
 import glob
 import json
 import os
@@ -26,8 +27,15 @@ class _OneLineUsageError(click.UsageError):
         click.echo(f"{prog}: error: {self.message} (see {prog} --help)", err=True)
 
 
-def _one_line(exc: click.UsageError) -> click.UsageError:
-    return _OneLineUsageError(exc.format_message(), exc.ctx)
+@contextlib.contextmanager
+def _usage_errors_on_one_line():
+    """Re-raise any click.UsageError inside as a _OneLineUsageError (same message, same context)."""
+    try:
+        yield
+    except _OneLineUsageError:
+        raise
+    except click.UsageError as exc:
+        raise _OneLineUsageError(exc.format_message(), exc.ctx) from None
 
 
 class _OneLineUsage:
@@ -35,20 +43,12 @@ class _OneLineUsage:
     argument, a click.UsageError the callback raises) is reported by _OneLineUsageError."""
 
     def make_context(self, *args, **kwargs):
-        try:
+        with _usage_errors_on_one_line():
             return super().make_context(*args, **kwargs)
-        except _OneLineUsageError:
-            raise
-        except click.UsageError as exc:
-            raise _one_line(exc) from None
 
     def invoke(self, ctx):
-        try:
+        with _usage_errors_on_one_line():
             return super().invoke(ctx)
-        except _OneLineUsageError:
-            raise
-        except click.UsageError as exc:
-            raise _one_line(exc) from None
 
 
 class Command(_OneLineUsage, click.Command):

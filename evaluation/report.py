@@ -208,11 +208,11 @@ def main(argv=None):
              "images per setting. BD-rates use the `bjontegaard` package (Akima) against JPEG 2000 "
              "(Pillow/OpenJPEG, irreversible, colour with mct=1); negative is better. "
              "A BD-rate is `n/a` where the curves do not overlap in quality.", "",
-             "## Rate–distortion", ""]
+             GENERATED[0], ""]
     for r in args.results:
         lines += rd_section(r, img_dir)
-    lines += ["## Rover complexity", ""] + complexity_section() + ["", "## Ground decoding", ""] + decode_section()
-    lines += ["", "## Shipped artifacts", ""] + artifacts_section()
+    lines += [GENERATED[1], ""] + complexity_section() + ["", GENERATED[2], ""] + decode_section()
+    lines += ["", GENERATED[3], ""] + artifacts_section()
     lines += carried_sections(args.output)
     args.output.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.output}")

@@ -48,16 +48,17 @@ def decode_file(path, out=None, *, library=None, strict: bool = False, threads: 
     the stream), bpp, quality, refs, lost_tiles, damaged, ..., warnings (a list of lines)."""
     from ground_decoder.decode import decode as decode_stream
     inp = str(path)
+    name = input_name(inp)
     out = output_for(inp, None, 1, ".dec.png") if out is None else str(out)
     data = read_input(inp)
     lossy = check_lossless(out, force)
     if not data.startswith(SIGNATURE):
         kind = "an image" if data[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1") else "not a .rmc stream"
-        raise RemacError(f"{input_name(inp)}: {kind} (remac-decode reads .rmc streams; use remac-encode for images)")
+        raise RemacError(f"{name}: {kind} (remac-decode reads .rmc streams; use remac-encode for images)")
     try:
         result = decode_stream(data, _library(library), strict, threads, reduce, progress, tuple(models))
     except RemacError as exc:
-        raise RemacError(f"{input_name(inp)}: {exc}") from None
+        raise RemacError(f"{name}: {exc}") from None
     warnings = list(result.warnings) + ([lossy] if lossy else [])
     h = result.header
     atomic_write(out, image_bytes(result.image, format_for(out), h.bit_depth, _stream_metadata(data, warnings)))
@@ -66,5 +67,5 @@ def decode_file(path, out=None, *, library=None, strict: bool = False, threads: 
             "width": h.width, "height": h.height, "channels": h.output_channels, "bit_depth": h.bit_depth,
             "quality": h.quality_value, "refs": {"entropy": ref(h.entropy_ref_id), "decoder": ref(h.decoder_ref_id)},
             "lost_tiles": result.lost_tiles, "damaged": bool(result.lost_tiles or result.problems),
-            "reduce": reduce, "warnings": [f"{input_name(inp)}: {w}" for w in warnings],
-            "summary": f"{input_name(inp)} -> {out}"}
+            "reduce": reduce, "warnings": [f"{name}: {w}" for w in warnings],
+            "summary": f"{name} -> {out}"}

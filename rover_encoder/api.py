@@ -97,13 +97,14 @@ def load_source(inp: str, bit_depth: int = None) -> SourceImage:
     if inp != STDIO and pds.is_product_input(inp):
         return pds.load_product(inp, bit_depth)
     data = read_input(inp)
+    name = input_name(inp)
     if data.startswith(SIGNATURE):
-        raise RemacError(f"{input_name(inp)}: is already a .rmc stream (use remac-decode)")
+        raise RemacError(f"{name}: is already a .rmc stream (use remac-decode)")
     if pds.has_attached_label(data):
         if inp == STDIO:
-            raise RemacError("stdin: PDS products are read from files (labels name other files), not from stdin")
+            raise RemacError(f"{name}: PDS products are read from files (labels name other files), not from stdin")
         return pds.load_product(inp, bit_depth)
-    return load_image(data, name=input_name(inp), bit_depth=bit_depth)     # the file's bytes are dropped on return
+    return load_image(data, name=name, bit_depth=bit_depth)     # the file's bytes are dropped on return
 
 
 def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = None, bpp: float = None,
@@ -114,6 +115,7 @@ def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = 
     written atomically. -> what remac-encode --json reports: output, bytes, bpp, quality, refs,
     width, height, ..., warnings (a list of lines)."""
     inp = str(path)
+    name = input_name(inp)
     out = output_for(inp, None, 1, ".rmc") if out is None else str(out)
     img = load_source(inp, bit_depth)
     if strip:
@@ -122,7 +124,7 @@ def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = 
         result = encode_source(img, quality, target_bytes, bpp, library, use_refs, tile, threads, precision, model,
                                keep_refs)
     except RemacError as exc:
-        raise RemacError(f"{input_name(inp)}: {exc}") from None
+        raise RemacError(f"{name}: {exc}") from None
     atomic_write(out, result.data)
     h = result.header
     info = {"output": out, "bytes": len(result.data), "bpp": round(result.bpp, 4), "width": h.width,
@@ -130,7 +132,7 @@ def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = 
             "quality": h.quality_value, "refs": {"entropy": result.entropy_ref, "decoder": result.decoder_ref},
             "entropy_ref": result.entropy_ref, "decoder_ref": result.decoder_ref, "encoder": result.precision,
             "metadata": img.metadata.describe(), "product_id": img.metadata.product_id, "warnings": img.warnings,
-            "summary": f"{input_name(inp)} -> {out}: {len(result.data)} bytes, {result.bpp:.3f} bpp, quality {h.quality_value}"}
+            "summary": f"{name} -> {out}: {len(result.data)} bytes, {result.bpp:.3f} bpp, quality {h.quality_value}"}
     limit = budget(img, target_bytes, bpp)
     if limit is not None:
         info["target_bytes"] = limit
