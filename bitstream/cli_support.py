@@ -38,9 +38,14 @@ def _usage_errors_on_one_line():
         raise _OneLineUsageError(exc.format_message(), exc.ctx) from None
 
 
-class _OneLineUsage:
-    """Mixin for click commands and groups: every usage error (a bad option value, a missing
-    argument, a click.UsageError the callback raises) is reported by _OneLineUsageError."""
+class _Conventions:
+    """Mixin for click commands and groups: -h works like --help, and every usage error (a bad
+    option value, a missing argument, a click.UsageError the callback raises) is reported by
+    _OneLineUsageError."""
+
+    def __init__(self, *args, context_settings=None, **kwargs):
+        settings = {"help_option_names": ["-h", "--help"], **(context_settings or {})}
+        super().__init__(*args, context_settings=settings, **kwargs)
 
     def make_context(self, *args, **kwargs):
         with _usage_errors_on_one_line():
@@ -51,12 +56,12 @@ class _OneLineUsage:
             return super().invoke(ctx)
 
 
-class Command(_OneLineUsage, click.Command):
-    """click.Command with one-line usage errors: @click.command(cls=Command)."""
+class Command(_Conventions, click.Command):
+    """click.Command with -h and one-line usage errors: @click.command(cls=Command)."""
 
 
-class Group(_OneLineUsage, click.Group):
-    """click.Group with one-line usage errors, for itself and its subcommands."""
+class Group(_Conventions, click.Group):
+    """click.Group with -h and one-line usage errors, for itself and its subcommands."""
     command_class = Command
 
 

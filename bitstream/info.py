@@ -136,7 +136,7 @@ def _info_one(inp: str) -> dict:
     return {**d, "damaged": not d["intact"], "report": human(inp, d)}
 
 
-@click.command(cls=Command, help=INFO_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, help=INFO_HELP)
 @click.argument("files", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file on stdout.")
 @version_option("remac-info")

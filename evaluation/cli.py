@@ -59,7 +59,7 @@ def plot(curves: dict, title: str, path: Path, metric=1):
     plt.close(fig)
 
 
-@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command)
 @click.argument("image_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--ref-lib", type=click.Path(), help="Reference library [default: shipped].")
 @click.option("--out", "out_dir", default="results", show_default=True, type=click.Path())

@@ -45,7 +45,7 @@ def _decoder_version(name: str) -> str:
     return f", decoder version {ground.load(name).decoder_version}"
 
 
-@click.command(cls=Command, help=DECODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, help=DECODE_HELP)
 @click.argument("files", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output image, directory, or - for stdout (PNG).")
 @click.option("--ref-lib", type=click.Path(), help="Reference library directory [default: the shipped one].")

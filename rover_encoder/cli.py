@@ -60,7 +60,7 @@ def is_image_name(path: Path) -> bool:
     return fmt is not None and fmt in Image.OPEN
 
 
-@click.command(cls=Command, help=ENCODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, help=ENCODE_HELP)
 @click.argument("images", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file, directory, or - for stdout.")
 @click.option("-q", "--quality", type=click.FloatRange(0, 100), default=DEFAULT_QUALITY, show_default=True,
@@ -110,7 +110,7 @@ def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, kee
     run_batch("remac-encode", jobs, work, as_json, quiet, workers)
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group)
 @version_option("remac-lib")
 def lib_main():
     """Build and inspect REMAC reference libraries.

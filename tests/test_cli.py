@@ -29,6 +29,15 @@ def test_help_teaches():
         assert r.exit_code == 0 and ("Examples" in r.output or "remac-lib build" in r.output)
 
 
+def test_dash_h_is_help_on_every_command():
+    from bitstream.info import main as info_main
+    from evaluation.cli import main as eval_main
+    for cmd, args in ((encode_main, []), (decode_main, []), (lib_main, []), (lib_main, ["build"]),
+                      (info_main, []), (eval_main, [])):
+        short, long = run(cmd, args + ["-h"]), run(cmd, args + ["--help"])
+        assert short.exit_code == 0 and short.output == long.output and "Usage:" in short.output
+
+
 def test_encode_decode_round_trip_with_defaults(tmp_path):
     src = tmp_path / "navcam.png"
     src.write_bytes(GREY.read_bytes())
