@@ -118,14 +118,28 @@ def _write_stdout(data: bytes) -> None:
         raise RemacError(f"stdout: cannot write ({exc.strerror or exc})") from None
 
 
+def _write_into(path: str, data: bytes) -> None:
+    """Write `data` into an existing file that is not a regular one (/dev/null, a FIFO)."""
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise RemacError(f"{path}: cannot write ({exc.strerror})") from None
+
+
 def atomic_write(path: str, data: bytes) -> None:
-    """Write all of `data` or nothing: temp file in the target directory, fsync, rename."""
+    """Write all of `data` or nothing: temp file beside the target (a symbolic link's target), fsync,
+    rename. Devices and FIFOs (-o /dev/null) are written into, not replaced."""
     if path == STDIO:
         _write_stdout(data)
         return
     target = Path(path)
     if target.is_dir():
         raise RemacError(f"{path}: output is a directory")
+    if target.exists() and not target.is_file():     # a device, FIFO or socket (or a link to one):
+        _write_into(path, data)                       # a rename would replace it with a plain file
+        return
+    target = Path(os.path.realpath(path))           # a link to a file: replace the file, keep the link
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent or ".")
     except FileNotFoundError:
@@ -151,7 +165,7 @@ def atomic_write(path: str, data: bytes) -> None:
 
 def temp_files(path: str) -> list:
     """The temporary files atomic_write(path, ...) calls left behind, killed before their rename."""
-    target = Path(path)
+    target = Path(os.path.realpath(path))
     return sorted(target.parent.glob(glob.escape(f".{target.name}.") + "*" + TEMP_SUFFIX))
 
 

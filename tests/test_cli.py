@@ -360,6 +360,27 @@ def test_ground_commands_without_torch_say_so_in_one_line(tmp_path, small_rmc):
     assert p.returncode == 0 and "CRC ok" in p.stdout, p.stderr
 
 
+def test_outputs_that_are_not_plain_files_are_written_into_not_replaced(tmp_path):
+    # (a FIFO stands in for /dev/null and /dev/stdout: a failing run must not replace system devices)
+    import stat
+    import threading
+    # a FIFO: its reader gets the stream
+    fifo, got = tmp_path / "p", []
+    os.mkfifo(fifo)
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    assert run(encode_main, [GREY, "-o", fifo]).exit_code == 0
+    reader.join(30)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and got
+    assert run(encode_main, [GREY, "-o", tmp_path / "direct.rmc"]).exit_code == 0
+    assert got[0] == (tmp_path / "direct.rmc").read_bytes()
+    # a symbolic link: the file it names is replaced, the link stays a link
+    (tmp_path / "real.rmc").write_bytes(b"old")
+    (tmp_path / "link.rmc").symlink_to(tmp_path / "real.rmc")
+    assert run(encode_main, [GREY, "-o", tmp_path / "link.rmc"]).exit_code == 0
+    assert (tmp_path / "link.rmc").is_symlink() and (tmp_path / "real.rmc").read_bytes() == got[0]
+
+
 def test_output_failures_are_one_line_and_leave_nothing(tmp_path, monkeypatch):
     # stdout on a full disk
     with open("/dev/full", "wb") as full:
