@@ -3,6 +3,7 @@ progress bar, exit codes, -V/--version."""
 import contextlib
 import glob
 import json
+import math
 import os
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from bitstream.errors import RemacError
 STDIO = "-"
 TEMP_SUFFIX = ".part"           # atomic_write's temporary files: .NAME.XXXXXXXX.part beside NAME
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DAMAGED = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130          # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class _OneLineUsageError(click.UsageError):
@@ -39,9 +41,9 @@ def _usage_errors_on_one_line():
 
 
 class _Conventions:
-    """Mixin for click commands and groups: -h works like --help, and every usage error (a bad
-    option value, a missing argument, a click.UsageError the callback raises) is reported by
-    _OneLineUsageError."""
+    """Mixin for click commands and groups: -h works like --help, every usage error (a bad option
+    value, a missing argument, a click.UsageError the callback raises) is reported by
+    _OneLineUsageError, and Ctrl-C exits 130 (128 + SIGINT) with one line."""
 
     def __init__(self, *args, context_settings=None, **kwargs):
         settings = {"help_option_names": ["-h", "--help"], **(context_settings or {})}
@@ -53,7 +55,11 @@ class _Conventions:
 
     def invoke(self, ctx):
         with _usage_errors_on_one_line():
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except KeyboardInterrupt:       # click's own would print "Aborted!" and exit 1 ("an input failed")
+                click.echo(f"{ctx.command_path}: interrupted", err=True)
+                sys.exit(EXIT_INTERRUPTED)
 
 
 class Command(_Conventions, click.Command):
@@ -231,8 +237,9 @@ def _mkdir(path: str) -> None:
 
 def run_batch(prog: str, jobs, work, as_json: bool, quiet: bool, workers: int = 1, runner=None) -> None:
     """Call work(inp, out) -> dict for every (input, output) job; carry on past failures (an output
-    claimed by two inputs fails the second). workers > 1: that many processes (work must pickle:
-    a functools.partial of a module-level function), results still reported in input order.
+    claimed by two inputs fails the second; out None: the work writes nothing). workers > 1: that
+    many processes (work must pickle: a functools.partial of a module-level function), results
+    still reported in input order.
     runner: runs the jobs elsewhere instead (remac-decode --cluster): runner(work, jobs) yields what
     timed(work, inp, out) returns, for every job in input order.
     A result's "report" (text) goes to stdout unless --json; --json adds "file", "status" (ok,
@@ -243,7 +250,7 @@ def run_batch(prog: str, jobs, work, as_json: bool, quiet: bool, workers: int = 
     failed = damaged = 0
     claimed, todo = {}, []
     for inp, out in jobs:
-        if not isinstance(out, RemacError) and out != STDIO:
+        if not isinstance(out, RemacError) and out not in (STDIO, None):       # None: writes nothing
             if out in claimed:
                 out = RemacError(f"{inp}: output {out} is already written for {claimed[out]}")
             else:
@@ -321,6 +328,16 @@ def _results(work, jobs, workers: int):
             yield timed(work, inp, out) if future is None else future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class FloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan (every comparison with nan is false, so click's passes it)."""
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        if math.isnan(value):
+            self.fail(f"{value} is not a number.", param, ctx)
+        return value
 
 
 def jobs_option(what: str):

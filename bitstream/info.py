@@ -4,7 +4,7 @@ import json
 import click
 
 from bitstream import container, metadata
-from bitstream.cli_support import Command, plan_outputs, read_input, run_batch, version_option
+from bitstream.cli_support import Command, expand_inputs, read_input, run_batch, version_option
 from bitstream.errors import FormatError, RemacError
 from bitstream.modelfile import ASSETS, SHIPPED
 
@@ -141,5 +141,6 @@ def _info_one(inp: str) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file on stdout.")
 @version_option("remac-info")
 def main(files, as_json):
-    jobs = plan_outputs("remac-info", list(files), None, "", False, lambda p: p.suffix.lower() == ".rmc", ".rmc files")
+    found = expand_inputs(list(files), lambda p: p.suffix.lower() == ".rmc", ".rmc files")
+    jobs = [(inp, sub if isinstance(sub, RemacError) else None) for inp, sub in found]     # info writes nothing
     run_batch("remac-info", jobs, lambda inp, _: _info_one(inp), as_json, quiet=True)

@@ -15,7 +15,7 @@ from bitstream.cli_support import atomic_write, input_name, output_for, read_inp
 from bitstream.container import SIGNATURE
 from bitstream.errors import FormatError, RemacError
 from bitstream.library import Library
-from ground_decoder.output import check_lossless, format_for, image_bytes
+from ground_decoder.output import check_lossless, image_bytes
 
 
 def _library(library):
@@ -61,7 +61,7 @@ def decode_file(path, out=None, *, library=None, strict: bool = False, threads: 
         raise RemacError(f"{name}: {exc}") from None
     warnings = list(result.warnings) + ([lossy] if lossy else [])
     h = result.header
-    atomic_write(out, image_bytes(result.image, format_for(out), h.bit_depth, _stream_metadata(data, warnings)))
+    atomic_write(out, image_bytes(result.image, out, h.bit_depth, _stream_metadata(data, warnings)))
     ref = lambda i: None if i == container.ZERO_ID else i.hex()
     return {"output": out, "bytes": len(data), "bpp": round(8 * len(data) / (h.width * h.height), 4),
             "width": h.width, "height": h.height, "channels": h.output_channels, "bit_depth": h.bit_depth,

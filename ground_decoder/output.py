@@ -36,10 +36,17 @@ def check_lossless(path: str, force: bool):
     return f"{path}: writing lossy {fmt} ({settings}) as --force asks"
 
 
-def image_bytes(image, fmt: str, bit_depth: int = 8, meta: Metadata = None) -> bytes:
-    """(H,W) / (H,W,3) uint8 or uint16 samples -> file bytes. A PNG of a 10..14-bit image holds the
-    samples 0..2^D-1 as they are, with an sBIT chunk naming D; PNG gets text chunks, EXIF and XMP,
-    JPEG and WebP EXIF and XMP."""
+GREY_ONLY = (".pgm", ".pbm")      # Pillow would write a colour image into them as P6 all the same
+
+
+def image_bytes(image, path: str, bit_depth: int = 8, meta: Metadata = None) -> bytes:
+    """(H,W) / (H,W,3) uint8 or uint16 samples -> the bytes of the file `path` (format_for(path);
+    '-': PNG). A PNG of a 10..14-bit image holds the samples 0..2^D-1 as they are, with an sBIT
+    chunk naming D; PNG gets text chunks, EXIF and XMP, JPEG and WebP EXIF and XMP."""
+    fmt = format_for(path)
+    if image.ndim == 3 and path.lower().endswith(GREY_ONLY):
+        raise RemacError(f"{path}: a {path.rsplit('.', 1)[-1].upper()} file holds grey images and this one "
+                         f"is colour; write .ppm or .png")
     meta = meta or Metadata()
     kwargs = dict(LOSSY.get(fmt, {}))
     if fmt == "PNG":
@@ -59,5 +66,5 @@ def image_bytes(image, fmt: str, bit_depth: int = 8, meta: Metadata = None) -> b
     try:
         Image.fromarray(image).save(buf, format=fmt, **kwargs)      # uint8 -> L / RGB, uint16 (H,W) -> I;16
     except (KeyError, OSError, ValueError, TypeError) as exc:
-        raise RemacError(f"cannot write a {image.dtype} image as {fmt} ({exc})") from None
+        raise RemacError(f"{path}: cannot write a {image.dtype} image as {fmt} ({exc})") from None
     return buf.getvalue()

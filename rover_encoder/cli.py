@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 
 from bitstream import library as lib
-from bitstream.cli_support import STDIO, Command, Group, given, jobs_option, plan_outputs, run_batch, version_option
+from bitstream.cli_support import STDIO, Command, FloatRange, Group, given, jobs_option, plan_outputs, run_batch, version_option
 from bitstream.errors import RemacError
 from rover_encoder import pds
 from rover_encoder.api import encode_file
-from rover_encoder.encode import DEFAULT_QUALITY, DEFAULT_TILE
+from rover_encoder.encode import DEFAULT_QUALITY, DEFAULT_TILE, check_tile
 from rover_encoder.imageio import BIT_DEPTHS
 
 ENCODE_HELP = """Compress IMAGE(s) (PNG, JPEG, TIFF, ..., PDS3/PDS4 products; grey or RGB; 8 to
@@ -50,6 +50,15 @@ Exit status: 0 all encoded, 1 some input failed (the rest still encoded), 2 usag
 """
 
 
+def tile_side(value: int) -> int:
+    """--tile's check: a bad side is a usage error (exit 2), once, not one error per input."""
+    try:
+        check_tile(value)
+    except RemacError as exc:
+        raise click.BadParameter(f"{exc}.") from None
+    return value
+
+
 def is_image_name(path: Path) -> bool:
     """Files a directory input contributes: what Pillow can open, by extension, and PDS products
     (a detached label, not its data file again: rover_encoder.pds.is_product_file)."""
@@ -63,7 +72,7 @@ def is_image_name(path: Path) -> bool:
 @click.command(cls=Command, help=ENCODE_HELP)
 @click.argument("images", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file, directory, or - for stdout.")
-@click.option("-q", "--quality", type=click.FloatRange(0, 100), default=DEFAULT_QUALITY, show_default=True,
+@click.option("-q", "--quality", type=FloatRange(0, 100), default=DEFAULT_QUALITY, show_default=True,
               help="0 (smallest) .. 100 (best); fractional in steps of 0.01.")
 @click.option("--bit-depth", type=click.Choice([str(d) for d in BIT_DEPTHS]),
               help="True sample depth (overrides a PNG's sBIT) [default: sBIT, else 8 or 16].")
@@ -73,7 +82,8 @@ def is_image_name(path: Path) -> bool:
 @click.option("--keep-refs", is_flag=True,
               help="Keep the chosen references even where coding without them is smaller [default: the "
                    "smaller stream is written].")
-@click.option("--tile", type=int, default=DEFAULT_TILE, show_default=True, help="Tile side, multiple of 64.")
+@click.option("--tile", type=int, default=DEFAULT_TILE, show_default=True, callback=lambda ctx, param, v: tile_side(v),
+              help="Tile side, a multiple of 64 in 64..4096.")
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--encoder", "precision", type=click.Choice(["int8", "float"]),
               help="Rover analysis precision [default: int8 where shipped]. Either decodes the same way.")
@@ -83,7 +93,7 @@ def is_image_name(path: Path) -> bool:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
 @click.option("--quiet", is_flag=True, help="Only errors and warnings.")
 @click.option("--target-bytes", type=click.IntRange(1), help="Rate control: at most N bytes per file (instead of -q).")
-@click.option("--bpp", type=click.FloatRange(0, 64, min_open=True),
+@click.option("--bpp", type=FloatRange(0, 64, min_open=True),
               help="Rate control: at most X bits per pixel per file, whole file (instead of -q).")
 @jobs_option("images")
 @version_option("remac-encode")

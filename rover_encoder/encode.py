@@ -119,6 +119,12 @@ def analyse_windows(img: SourceImage, analyse, header: Header, context: int = TI
 RDO_LAMBDA = 0.05
 
 
+def check_tile(tile: int) -> None:
+    """A tile side must be a multiple of 64 in 64..4096 (RemacError otherwise)."""
+    if tile % 64 or not 64 <= tile <= 4096:
+        raise RemacError(f"tile size {tile} must be a multiple of 64 in 64..4096")
+
+
 class Prepared:
     """An image analysed once (g_a on every tile, references chosen), ready to be coded at any
     quality: y does not depend on the quality, only h_a, the entropy model and the coder do.
@@ -138,8 +144,7 @@ class Prepared:
         code with the chosen references even where they cost bytes (always so with force_refs);
         chroma: the image is a Cb or Cr plane (its own scale-index floors, rover_encoder.planar);
         rdo: the rate weight of the symbol choice (default RDO_LAMBDA; 0: plain rounding)."""
-        if tile % 64 or not 64 <= tile <= 4096:
-            raise RemacError(f"tile size {tile} must be a multiple of 64 in 64..4096")
+        check_tile(tile)
         if context % 64 or context < 0:
             raise RemacError(f"tile context {context} must be a non-negative multiple of 64")
         channels = img.pixels.shape[0]

@@ -11,6 +11,7 @@ PDS archive products are read by rover_encoder/pds.py and pass through from_samp
 """
 import io
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,18 +63,32 @@ def png_sbit(data: bytes):
     return None
 
 
+def stored_format(data: bytes, im: Image.Image) -> tuple:
+    """-> (bits per sample as the file stores them, or None; whether it stores grey). From a PNG's
+    IHDR or a TIFF's BitsPerSample: Pillow opens 16-bit RGB, RGBA and grey+alpha PNGs as 8-bit
+    modes (grey+alpha as RGBA), and this tells when it did."""
+    if data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 26:
+        return data[24], data[25] in (0, 4)           # colour types 0 grey, 4 grey + alpha
+    bits = getattr(im, "tag_v2", {}).get(258)        # TIFF BitsPerSample: an int or one per channel
+    if isinstance(bits, tuple):
+        bits = max(bits, default=None)
+    return (bits if isinstance(bits, int) else None), False
+
+
 def load_image(source, name: str = None, bit_depth: int = None) -> SourceImage:
     """source: path or bytes; bit_depth: the samples' true depth (overrides a PNG sBIT chunk).
     Raises RemacError with a one-line reason for anything unusable."""
     name = name or str(source)
     try:
         data = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
-        im = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():     # our own limit below says it in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
         w, h = im.size
         if w > 65535 or h > 65535 or w * h > 2 ** 28:
             raise RemacError(f"{name}: image {w}x{h} exceeds REMAC's limits (sides <= 65535, <= 2^28 pixels)")
         im.load()
-        return from_pil(im, name, bit_depth, png_sbit(data))
+        return from_pil(im, name, bit_depth, png_sbit(data), stored_format(data, im))
     except RemacError:
         raise
     except MemoryError:
@@ -116,8 +131,8 @@ def _true_depth(container: int, bit_depth, sbit, name: str, warnings: list, decl
     if bit_depth is not None:
         return bit_depth, "--bit-depth"
     if sbit is not None:
-        if sbit > container:
-            warnings.append(f"{name}: {declared_by} {sbit} exceeds the {container}-bit samples; ignored")
+        if not 1 <= sbit <= container:
+            warnings.append(f"{name}: {declared_by} {sbit} is not a depth of {container}-bit samples; ignored")
             return container, None
         depth = next(d for d in BIT_DEPTHS if d >= sbit)
         if depth != sbit and sbit > 8:
@@ -150,23 +165,34 @@ def _to_depth(a: np.ndarray, container: int, depth: int, source, name: str) -> n
     return unit_range(a, peak)
 
 
-def from_pil(im: Image.Image, name: str = "image", bit_depth: int = None, sbit: int = None) -> SourceImage:
-    """bit_depth: the samples' true depth (8, 10, 12, 14, 16), overriding sbit (a PNG's sBIT)."""
-    warnings = []
+def from_pil(im: Image.Image, name: str = "image", bit_depth: int = None, sbit: int = None,
+             stored: tuple = (None, False)) -> SourceImage:
+    """bit_depth: the samples' true depth (8, 10, 12, 14, 16), overriding sbit (a PNG's sBIT);
+    stored: stored_format(), to say when Pillow gave fewer bits than the file holds."""
+    notes = []
     meta = pil_metadata(im)
+    if getattr(im, "n_frames", 1) > 1:
+        notes.append(f"{name}: {im.n_frames} frames or pages; only the first is coded")
+    bits, stored_grey = stored
+    grey_alpha16 = stored_grey and im.mode == "RGBA"        # Pillow's RGBA for a 16-bit grey + alpha PNG
     if im.mode in ("LA", "RGBA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info):
-        warnings.append(f"{name}: alpha channel dropped (REMAC codes no alpha)")
+        notes.append(f"{name}: alpha channel dropped (REMAC codes no alpha)")
         im = im.convert("RGBA" if im.mode in ("RGBA", "RGBa", "P", "PA") else "LA")
-        im = im.convert("RGB" if im.mode == "RGBA" else "L")
+        im = im.convert("L" if im.mode == "LA" or grey_alpha16 else "RGB")
+    elif "transparency" in im.info:         # a colour key (tRNS) on L or RGB
+        notes.append(f"{name}: transparency dropped (REMAC codes no alpha)")
+    if bits is not None and bits > 8 and im.mode in ("L", "RGB"):
+        notes.append(f"{name}: {bits}-bit {'grey+alpha' if grey_alpha16 else 'colour'} "
+                     f"samples coded at 8 bits (their 8 high bits)")
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.asarray(im, dtype=np.int32)        # I;16 and I (int32) samples; 4 bytes, not 8, per pixel
-        return from_samples(a, 16, name, bit_depth, sbit, warnings=warnings, meta=meta)
+        return from_samples(a, 16, name, bit_depth, sbit, warnings=notes, meta=meta)
     if im.mode == "F":
         raise RemacError(f"{name}: floating-point images are not supported (convert to 8 or 16 bit)")
     if im.mode not in ("L", "RGB"):
         im = im.convert("L" if im.mode == "1" else "RGB")
     a = np.asarray(im, dtype=np.uint8)
-    return from_samples(a, 8, name, bit_depth, sbit if sbit is None else min(sbit, 8), warnings=warnings, meta=meta)
+    return from_samples(a, 8, name, bit_depth, sbit if sbit is None else min(sbit, 8), warnings=notes, meta=meta)
 
 
 def from_samples(a: np.ndarray, container: int, name: str = "image", bit_depth: int = None, declared: int = None,
@@ -181,7 +207,13 @@ def from_samples(a: np.ndarray, container: int, name: str = "image", bit_depth: 
     if a.dtype not in (np.uint8, np.uint16) and a.size and (a.min() < 0 or a.max() > 65535):
         raise RemacError(f"{name}: integer samples outside 0..65535 are not supported")
     depth, source = _true_depth(container, bit_depth, declared, name, warnings, declared_by)
+    if source is None and container == 16 and a.size and int(a.max()) < 1 << 14:
+        used = max(8, int(a.max()).bit_length())
+        warnings.append(f"{name}: samples use {used} of 16 bits and no depth is declared; coded as 16-bit "
+                        f"(pass --bit-depth {next(d for d in BIT_DEPTHS if d >= used)} if that is their depth)")
     if a.ndim == 3 and np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]):
         return SourceImage(_to_depth(a[None, ..., 0], container, depth, source, name), 3, depth, warnings, meta)
     planes = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    if planes.shape[0] == 3 and depth != 8:
+        raise RemacError(f"{name}: {depth}-bit samples are defined for grey images only (colour is coded at 8 bits)")
     return SourceImage(_to_depth(planes, container, depth, source, name), planes.shape[0], depth, warnings, meta)

@@ -1,6 +1,8 @@
 """True bit depth: a 12-bit frame (0..4095 in a 16-bit PNG) is coded at its own range and comes
 back as 12-bit samples, at the 8-bit rendering's quality and rate."""
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -10,17 +12,28 @@ from PIL.PngImagePlugin import PngInfo
 
 from ground_decoder.cli import decode_main
 from rover_encoder.cli import encode_main
-from rover_encoder.imageio import load_image, png_sbit
+from rover_encoder.imageio import PNG_SIGNATURE, load_image, png_sbit
 from tests.conftest import COLOUR, GREY, pixels, psnr
 
 
 def png(a, sbit=None) -> bytes:
     info = PngInfo()
-    if sbit:
+    if sbit is not None:
         info.add(b"sBIT", bytes([sbit]))
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, "PNG", pnginfo=info)
     return buf.getvalue()
+
+
+def png16(a: np.ndarray, colour_type: int) -> bytes:
+    """A 16-bit PNG written by hand: Pillow writes no 16-bit RGB (type 2) or grey+alpha (type 4)."""
+    h, w = a.shape[:2]
+    rows = b"".join(b"\0" + a[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return (PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 def twelve_bit(a8: np.ndarray) -> np.ndarray:
@@ -106,3 +119,30 @@ def test_evaluation_psnr_uses_the_true_peak(default_library):
     (r12,) = rd.measure(codec, {"x": a12}, bit_depth=12)
     (r8,) = rd.measure(codec, {"x": a8})
     assert abs(r12.psnr - r8.psnr) <= 0.3 and abs(r12.bpp - r8.bpp) <= 0.05 * r8.bpp
+
+
+def test_what_pillow_narrows_or_drops_is_said_not_silent():
+    grey = twelve_bit(pixels(GREY)[:32, :32]) << 4
+    rgb = np.stack([grey, grey // 2, 65535 - grey], -1).astype(np.uint16)
+    img = load_image(png16(rgb, 2), "rgb48.png")       # 16-bit RGB: Pillow keeps the high bytes
+    assert (img.output_channels, img.bit_depth) == (3, 8)
+    assert np.allclose(img.pixels * 255, (rgb >> 8).transpose(2, 0, 1), atol=1e-3)
+    assert img.warnings == ["rgb48.png: 16-bit colour samples coded at 8 bits (their 8 high bits)"]
+    la = np.stack([grey, np.full_like(grey, 65535)], -1)
+    img = load_image(png16(la, 4), "la32.png")         # 16-bit grey+alpha: Pillow gives RGBA; still grey
+    assert (img.output_channels, img.bit_depth, img.pixels.shape[0]) == (1, 8, 1)
+    assert img.warnings == ["la32.png: alpha channel dropped (REMAC codes no alpha)",
+                            "la32.png: 16-bit grey+alpha samples coded at 8 bits (their 8 high bits)"]
+    a12 = grey >> 4
+    img = load_image(png(a12, sbit=0), "s0.png")       # an invalid sBIT is ignored, like one too large
+    assert img.bit_depth == 16 and img.warnings[0] == "s0.png: sBIT 0 is not a depth of 16-bit samples; ignored"
+    assert img.warnings[1:] == ["s0.png: samples use 12 of 16 bits and no depth is declared; coded as 16-bit "
+                                "(pass --bit-depth 12 if that is their depth)"]
+    assert load_image(png(a12, sbit=12)).warnings == []
+    buf = io.BytesIO()
+    frames = [Image.fromarray(pixels(GREY)[:32, :32]), Image.fromarray(pixels(GREY)[32:64, :32])]
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    assert load_image(buf.getvalue(), "a.gif").warnings == ["a.gif: 2 frames or pages; only the first is coded"]
+    buf = io.BytesIO()
+    frames[0].save(buf, "PNG", transparency=0)
+    assert load_image(buf.getvalue(), "key.png").warnings == ["key.png: transparency dropped (REMAC codes no alpha)"]

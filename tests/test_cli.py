@@ -29,6 +29,18 @@ def test_help_teaches():
         assert r.exit_code == 0 and ("Examples" in r.output or "remac-lib build" in r.output)
 
 
+def test_ctrl_c_exits_130_with_one_line():
+    import click
+
+    from bitstream.cli_support import Command
+
+    @click.command(cls=Command)
+    def slow():
+        raise KeyboardInterrupt
+    r = CliRunner().invoke(slow, [], prog_name="remac-x")
+    assert (r.exit_code, r.stderr) == (130, "remac-x: interrupted\n")
+
+
 def test_dash_h_is_help_on_every_command():
     from bitstream.info import main as info_main
     from evaluation.cli import main as eval_main
@@ -71,7 +83,6 @@ def test_batch_carries_on_past_a_bad_file(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["missing.png"], "missing.png: no such file"),
     ([str(GREY), "--ref-lib", "nowhere/"], "nowhere is not a directory"),
-    ([str(GREY), "--tile", "100"], "tile size 100"),
 ])
 def test_encode_user_errors_are_one_line(args, message, tmp_path):
     r = run(encode_main, args + ["-o", str(tmp_path / "x.rmc")])
@@ -93,6 +104,10 @@ def test_quality_out_of_range_is_a_usage_error():
                                           "range 0<x<=64. (see remac-encode --help)"),
     (encode_main, [GREY, "--no-refs", "--keep-refs"],
      "remac-encode: error: --no-refs and --keep-refs exclude each other (see remac-encode --help)"),
+    (encode_main, [GREY, "-q", "nan"], "remac-encode: error: Invalid value for '-q' / '--quality': nan is not a "
+                                       "number. (see remac-encode --help)"),
+    (encode_main, [GREY, GREY, "--tile", "17"], "remac-encode: error: Invalid value for '--tile': tile size 17 "
+                                                "must be a multiple of 64 in 64..4096. (see remac-encode --help)"),
     (lib_main, ["build"], "remac-lib build: error: Missing argument 'IMAGES...'. (see remac-lib build --help)"),
     (decode_main, [], "remac-decode: error: Missing argument 'FILES...'. (see remac-decode --help)"),
 ])

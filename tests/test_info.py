@@ -81,3 +81,11 @@ def test_version_1_stream_and_directories(tmp_path):
     (tmp_path / "empty").mkdir()
     r = invoke([tmp_path / "empty"])
     assert r.exit_code == 1 and r.stderr == f"remac-info: error: {tmp_path / 'empty'}: is a directory with no .rmc files in it\n"
+
+
+def test_files_that_share_a_name_stem_are_all_reported(tmp_path):
+    # info writes nothing, so a.rmc and a.bak (or a file given twice) are not rival outputs
+    (tmp_path / "a.rmc").write_bytes(GOLDEN_GREY.read_bytes())
+    (tmp_path / "a.bak").write_bytes(GOLDEN_GREY.read_bytes())
+    r = invoke([tmp_path / "a.rmc", tmp_path / "a.bak", tmp_path / "a.rmc", "--json"])
+    assert r.exit_code == 0 and [json.loads(x)["status"] for x in r.stdout.splitlines()] == ["ok"] * 3
