@@ -1,6 +1,7 @@
 """What the CLIs share: one-line errors, atomic output, directory inputs, batch loops with a
 progress bar, exit codes, -V/--version."""
 import contextlib
+import errno
 import glob
 import json
 import math
@@ -142,6 +143,11 @@ def atomic_write(path: str, data: bytes) -> None:
     target = Path(path)
     if target.is_dir():
         raise RemacError(f"{path}: output is a directory")
+    try:
+        os.stat(path)
+    except OSError as exc:          # a link loop would otherwise be replaced by a plain file
+        if exc.errno == errno.ELOOP:
+            raise RemacError(f"{path}: cannot write ({exc.strerror})") from None
     if target.exists() and not target.is_file():     # a device, FIFO or socket (or a link to one):
         _write_into(path, data)                       # a rename would replace it with a plain file
         return
@@ -222,8 +228,8 @@ def _same_file(inp: str, out: str) -> bool:
     """Whether writing `out` would replace the file `inp` is read from (the same path, or a link)."""
     if STDIO in (inp, out):
         return False
-    try:
-        return os.path.samefile(inp, out)
+    try:                                # a device or FIFO is written into, not replaced (atomic_write)
+        return os.path.isfile(out) and os.path.samefile(inp, out)
     except OSError:                     # either one missing: nothing to overwrite
         return False
 
@@ -326,6 +332,14 @@ def _results(work, jobs, workers: int):
         futures = [None if isinstance(out, RemacError) else pool.submit(timed, work, inp, out) for inp, out in jobs]
         for (inp, out), future in zip(jobs, futures):
             yield timed(work, inp, out) if future is None else future.result()
+    except KeyboardInterrupt:       # the workers got the SIGINT too: end them now, not after their jobs
+        for proc in list((pool._processes or {}).values()):
+            proc.terminate()
+        for _, out in jobs:         # a terminated worker skipped atomic_write's own clean-up
+            if isinstance(out, str) and out != STDIO:
+                for tmp in temp_files(out):
+                    tmp.unlink(missing_ok=True)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

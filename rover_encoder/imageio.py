@@ -125,18 +125,20 @@ def pil_metadata(im: Image.Image) -> Metadata:
     return meta
 
 
-def _true_depth(container: int, bit_depth, sbit, name: str, warnings: list, declared_by: str = "sBIT"):
+def _true_depth(container: int, bit_depth, sbit, name: str, notes: list, declared_by: str = "sBIT"):
     """-> (depth, where it came from): --bit-depth, else the file's declaration `sbit` (a PNG's
     sBIT, a PDS label's bit mask; rounded up to a coded depth), else the container's."""
     if bit_depth is not None:
+        if bit_depth > container:
+            raise RemacError(f"{name}: --bit-depth {bit_depth} exceeds the {container}-bit samples read from it")
         return bit_depth, "--bit-depth"
     if sbit is not None:
         if not 1 <= sbit <= container:
-            warnings.append(f"{name}: {declared_by} {sbit} is not a depth of {container}-bit samples; ignored")
+            notes.append(f"{name}: {declared_by} {sbit} is not a depth of {container}-bit samples; ignored")
             return container, None
         depth = next(d for d in BIT_DEPTHS if d >= sbit)
         if depth != sbit and sbit > 8:
-            warnings.append(f"{name}: {declared_by} {sbit} is coded as {depth}-bit")
+            notes.append(f"{name}: {declared_by} {sbit} is coded as {depth}-bit")
         return depth, declared_by
     return container, None
 
@@ -171,7 +173,7 @@ def from_pil(im: Image.Image, name: str = "image", bit_depth: int = None, sbit: 
     stored: stored_format(), to say when Pillow gave fewer bits than the file holds."""
     notes = []
     meta = pil_metadata(im)
-    if getattr(im, "n_frames", 1) > 1:
+    if getattr(im, "n_frames", 1) > 1 and im.format != "MPO":      # MPO: a camera JPEG's preview frames
         notes.append(f"{name}: {im.n_frames} frames or pages; only the first is coded")
     bits, stored_grey = stored
     grey_alpha16 = stored_grey and im.mode == "RGBA"        # Pillow's RGBA for a 16-bit grey + alpha PNG
@@ -186,34 +188,35 @@ def from_pil(im: Image.Image, name: str = "image", bit_depth: int = None, sbit: 
                      f"samples coded at 8 bits (their 8 high bits)")
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.asarray(im, dtype=np.int32)        # I;16 and I (int32) samples; 4 bytes, not 8, per pixel
-        return from_samples(a, 16, name, bit_depth, sbit, warnings=notes, meta=meta)
+        return from_samples(a, 16, name, bit_depth, sbit, notes=notes, meta=meta)
     if im.mode == "F":
         raise RemacError(f"{name}: floating-point images are not supported (convert to 8 or 16 bit)")
     if im.mode not in ("L", "RGB"):
         im = im.convert("L" if im.mode == "1" else "RGB")
     a = np.asarray(im, dtype=np.uint8)
-    return from_samples(a, 8, name, bit_depth, sbit if sbit is None else min(sbit, 8), warnings=notes, meta=meta)
+    narrowed = bits is not None and bits > 8         # the file's sBIT speaks of the samples Pillow dropped
+    return from_samples(a, 8, name, bit_depth, min(sbit, 8) if narrowed and sbit else sbit, notes=notes, meta=meta)
 
 
 def from_samples(a: np.ndarray, container: int, name: str = "image", bit_depth: int = None, declared: int = None,
-                 declared_by: str = "sBIT", warnings: list = None, meta: Metadata = None) -> SourceImage:
+                 declared_by: str = "sBIT", notes: list = None, meta: Metadata = None) -> SourceImage:
     """(H,W) grey or (H,W,3) RGB integer samples in `container`-bit words (8 or 16) -> SourceImage.
     The depth: bit_depth (--bit-depth), else `declared` by the file (`declared_by` names it in
     messages: a PNG's sBIT, a PDS label), else the container's. RGB with equal channels is coded grey."""
-    warnings = [] if warnings is None else warnings
+    notes = [] if notes is None else notes
     meta = Metadata() if meta is None else meta
     if bit_depth is not None and bit_depth not in BIT_DEPTHS:
         raise RemacError(f"{name}: bit depth {bit_depth} is not one of {', '.join(map(str, BIT_DEPTHS))}")
     if a.dtype not in (np.uint8, np.uint16) and a.size and (a.min() < 0 or a.max() > 65535):
         raise RemacError(f"{name}: integer samples outside 0..65535 are not supported")
-    depth, source = _true_depth(container, bit_depth, declared, name, warnings, declared_by)
-    if source is None and container == 16 and a.size and int(a.max()) < 1 << 14:
+    depth, source = _true_depth(container, bit_depth, declared, name, notes, declared_by)
+    if source is None and container == 16 and 0 < int(a.max(initial=0)) < 1 << 14:
         used = max(8, int(a.max()).bit_length())
-        warnings.append(f"{name}: samples use {used} of 16 bits and no depth is declared; coded as 16-bit "
+        notes.append(f"{name}: samples use {used} of 16 bits and no depth is declared; coded as 16-bit "
                         f"(pass --bit-depth {next(d for d in BIT_DEPTHS if d >= used)} if that is their depth)")
     if a.ndim == 3 and np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]):
-        return SourceImage(_to_depth(a[None, ..., 0], container, depth, source, name), 3, depth, warnings, meta)
+        return SourceImage(_to_depth(a[None, ..., 0], container, depth, source, name), 3, depth, notes, meta)
     planes = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-    if planes.shape[0] == 3 and depth != 8:
+    if planes.shape[0] == 3 and depth != 8:     # (container.Header refuses it too; this says it before any work)
         raise RemacError(f"{name}: {depth}-bit samples are defined for grey images only (colour is coded at 8 bits)")
-    return SourceImage(_to_depth(planes, container, depth, source, name), planes.shape[0], depth, warnings, meta)
+    return SourceImage(_to_depth(planes, container, depth, source, name), planes.shape[0], depth, notes, meta)

@@ -10,9 +10,10 @@ from click.testing import CliRunner
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from bitstream.errors import RemacError
 from ground_decoder.cli import decode_main
 from rover_encoder.cli import encode_main
-from rover_encoder.imageio import PNG_SIGNATURE, load_image, png_sbit
+from rover_encoder.imageio import PNG_SIGNATURE, from_samples, load_image, png_sbit
 from tests.conftest import COLOUR, GREY, pixels, psnr
 
 
@@ -95,7 +96,13 @@ def test_samples_above_the_declared_depth_are_refused_in_one_line(tmp_path):
     assert r.stderr.strip() == (f"remac-encode: error: {tmp_path / 'over.png'}: sample value 5000 exceeds "
                                 "the 12-bit maximum 4095 (depth from --bit-depth)")
     r = invoke(encode_main, [COLOUR, "--bit-depth", "10", "-o", tmp_path / "c.rmc"])
-    assert r.exit_code == 1 and "10-bit samples are defined for grey images only" in r.stderr
+    assert r.exit_code == 1 and r.stderr == f"remac-encode: error: {COLOUR}: --bit-depth 10 exceeds the 8-bit samples read from it\n"
+    rgb16 = np.stack([np.full((8, 8), v, np.uint16) for v in (100, 2000, 4000)], -1)      # e.g. a 3-band PDS product
+    with pytest.raises(RemacError, match=r"^c16: 12-bit samples are defined for grey images only \(colour is coded at 8 bits\)$"):
+        from_samples(rgb16, 16, "c16", bit_depth=12)
+    r = invoke(encode_main, [GREY, "--bit-depth", "12", "-o", tmp_path / "g.rmc"])     # 8-bit samples, 16x too dark
+    assert r.exit_code == 1 and r.stderr == (f"remac-encode: error: {GREY}: --bit-depth 12 exceeds the 8-bit "
+                                             "samples read from it\n")
     assert invoke(encode_main, [GREY, "--bit-depth", "11"]).exit_code == 2
 
 
@@ -139,6 +146,9 @@ def test_what_pillow_narrows_or_drops_is_said_not_silent():
     assert img.warnings[1:] == ["s0.png: samples use 12 of 16 bits and no depth is declared; coded as 16-bit "
                                 "(pass --bit-depth 12 if that is their depth)"]
     assert load_image(png(a12, sbit=12)).warnings == []
+    a8 = pixels(GREY)[:32, :32]
+    assert load_image(png(a8, sbit=12), "s12.png").warnings == ["s12.png: sBIT 12 is not a depth of 8-bit samples; ignored"]
+    assert load_image(png(a12 * 0), "black16.png").warnings == []       # all black: no depth to suggest
     buf = io.BytesIO()
     frames = [Image.fromarray(pixels(GREY)[:32, :32]), Image.fromarray(pixels(GREY)[32:64, :32])]
     frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])

@@ -104,6 +104,8 @@ def test_quality_out_of_range_is_a_usage_error():
                                           "range 0<x<=64. (see remac-encode --help)"),
     (encode_main, [GREY, "--no-refs", "--keep-refs"],
      "remac-encode: error: --no-refs and --keep-refs exclude each other (see remac-encode --help)"),
+    (encode_main, [GREY, "--bpp", "nan"], "remac-encode: error: Invalid value for '--bpp': nan is not a number. "
+                                          "(see remac-encode --help)"),
     (encode_main, [GREY, "-q", "nan"], "remac-encode: error: Invalid value for '-q' / '--quality': nan is not a "
                                        "number. (see remac-encode --help)"),
     (encode_main, [GREY, GREY, "--tile", "17"], "remac-encode: error: Invalid value for '--tile': tile size 17 "
@@ -327,6 +329,26 @@ def test_lossy_output_needs_force(tmp_path, small_rmc):
     r = run(decode_main, [src, "-o", tmp_path / "s.webp", "--force"])
     assert r.exit_code == 0 and "warning" in r.stderr and "lossy WEBP (quality 95)" in r.stderr
     assert Image.open(tmp_path / "s.webp").format == "WEBP"
+
+
+def test_outputs_the_format_cannot_hold_are_refused_by_name(tmp_path, default_library):
+    import io
+
+    from rover_encoder.encode import encode
+    from rover_encoder.imageio import load_image
+    colour = load_image(COLOUR)
+    colour.pixels = colour.pixels[:, :64, :64]
+    (tmp_path / "c.rmc").write_bytes(encode(colour, 50, default_library, tile=64).data)
+    r = run(decode_main, [tmp_path / "c.rmc", "-o", tmp_path / "c.pgm"])
+    assert r.exit_code == 1 and not (tmp_path / "c.pgm").exists() and r.stderr.splitlines() == [
+        f"remac-decode: error: {tmp_path / 'c.pgm'}: a PGM file holds grey images and this one is colour; "
+        "write .ppm or .png"]
+    buf = io.BytesIO()
+    Image.fromarray((pixels(GREY)[:64, :64].astype(np.uint16) * 257)).save(buf, "PNG")      # 16-bit grey
+    (tmp_path / "g.rmc").write_bytes(encode(load_image(buf.getvalue()), 50, default_library, tile=64).data)
+    r = run(decode_main, [tmp_path / "g.rmc", "-o", tmp_path / "g.bmp"])
+    assert r.exit_code == 1 and not (tmp_path / "g.bmp").exists() and len(r.stderr.splitlines()) == 1
+    assert r.stderr.startswith(f"remac-decode: error: {tmp_path / 'g.bmp'}: cannot write a uint16 image as BMP")
 
 
 def test_metadata_is_carried_to_the_decoded_png_unless_stripped(tmp_path):
