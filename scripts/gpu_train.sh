@@ -2,7 +2,7 @@
 # One GPU burst of the current training run, in one command (device tool: carry .pack):
 #
 #   bash scripts/gpu_train.sh CONFIG RUN MINUTES OUT
-#   e.g. bash scripts/gpu_train.sh models/training/configs/grey_klt.json grey_klt 8 "$OUT/ckpt"
+#   e.g. bash scripts/gpu_train.sh models/training/configs/grey_lap_fine.json grey_lap 8 "$OUT/ckpt"
 #
 # Resumes from OUT when it already holds RUN (a second burst), else from the committed checkpoint
 # models/weights/RUN.safetensors; trains MINUTES in bf16 (the only candidate on CUDA) with large
