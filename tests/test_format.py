@@ -9,8 +9,8 @@ from bitstream import container
 from bitstream.container import Header
 from bitstream.errors import FormatError
 from rover_encoder.encode import encode
-from rover_encoder.imageio import load_image
-from tests.conftest import GREY
+from rover_encoder.imageio import from_samples, load_image
+from tests.conftest import GREY, pixels
 
 
 @pytest.fixture(scope="module")
@@ -187,8 +187,7 @@ def test_framing_errors(stream, stream_v1):
 def test_version_2_header_layout(default_library):
     """A 12-bit image at quality 60.25: format 2.0, bit_depth 12 at offset 44, quality 60 at 45 and
     its hundredths at 55 (1.0's reserved byte); everything else as in 1.0."""
-    img = load_image(GREY, bit_depth=12)
-    img.pixels = img.pixels[:, :64, :64]
+    img = from_samples(pixels(GREY)[:64, :64].astype(np.uint16) << 4, 16, "g12", bit_depth=12)
     r = encode(img, 60.25, default_library, tile=64)
     data = rewritten(r.data, (2, 0))
     payload = segments(data)[0][1]
