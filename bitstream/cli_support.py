@@ -6,6 +6,7 @@ import glob
 import json
 import math
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -140,15 +141,15 @@ def atomic_write(path: str, data: bytes) -> None:
     if path == STDIO:
         _write_stdout(data)
         return
-    target = Path(path)
-    if target.is_dir():
-        raise RemacError(f"{path}: output is a directory")
     try:
-        os.stat(path)
-    except OSError as exc:          # a link loop would otherwise be replaced by a plain file
-        if exc.errno == errno.ELOOP:
+        mode = os.stat(path).st_mode                # through links
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:                # a link loop would otherwise be replaced by a plain file
             raise RemacError(f"{path}: cannot write ({exc.strerror})") from None
-    if target.exists() and not target.is_file():     # a device, FIFO or socket (or a link to one):
+        mode = None                                 # missing (or a dangling link): created below
+    if mode is not None and stat.S_ISDIR(mode):
+        raise RemacError(f"{path}: output is a directory")
+    if mode is not None and not stat.S_ISREG(mode):  # a device, FIFO or socket (or a link to one):
         _write_into(path, data)                       # a rename would replace it with a plain file
         return
     target = Path(os.path.realpath(path))           # a link to a file: replace the file, keep the link
@@ -179,6 +180,14 @@ def temp_files(path: str) -> list:
     """The temporary files atomic_write(path, ...) calls left behind, killed before their rename."""
     target = Path(os.path.realpath(path))
     return sorted(target.parent.glob(glob.escape(f".{target.name}.") + "*" + TEMP_SUFFIX))
+
+
+def remove_temp_files(jobs) -> None:
+    """Remove what atomic_write left beside each job's output when its writer was killed."""
+    for _, out in jobs:
+        if isinstance(out, str) and out != STDIO:
+            for tmp in temp_files(out):
+                tmp.unlink(missing_ok=True)
 
 
 def output_for(inp: str, output: str, n_inputs: int, suffix: str, subdir: str = "") -> str:
@@ -335,10 +344,7 @@ def _results(work, jobs, workers: int):
     except KeyboardInterrupt:       # the workers got the SIGINT too: end them now, not after their jobs
         for proc in list((pool._processes or {}).values()):
             proc.terminate()
-        for _, out in jobs:         # a terminated worker skipped atomic_write's own clean-up
-            if isinstance(out, str) and out != STDIO:
-                for tmp in temp_files(out):
-                    tmp.unlink(missing_ok=True)
+        remove_temp_files(jobs)     # a terminated worker skipped atomic_write's own clean-up
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

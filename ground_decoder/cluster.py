@@ -24,7 +24,7 @@ import os
 import uuid
 from contextlib import contextmanager
 
-from bitstream.cli_support import temp_files, timed
+from bitstream.cli_support import remove_temp_files, timed
 from bitstream.errors import RemacError
 
 LOCAL = "local"
@@ -84,10 +84,7 @@ def cluster_results(client, work, jobs):
             yield named(info), named(error), seconds
     finally:
         client.cancel([f for f in futures if f is not None])
-        for _, out in jobs:
-            if not isinstance(out, RemacError):
-                for tmp in temp_files(out):
-                    tmp.unlink(missing_ok=True)
+        remove_temp_files(jobs)
 
 
 def as_given(names: dict):

@@ -50,8 +50,8 @@ Exit status: 0 all encoded, 1 some input failed (the rest still encoded), 2 usag
 """
 
 
-def tile_side(value: int) -> int:
-    """--tile's check: a bad side is a usage error (exit 2), once, not one error per input."""
+def tile_side(ctx, param, value: int) -> int:
+    """--tile's callback: a bad side is a usage error (exit 2), once, not one error per input."""
     try:
         check_tile(value)
     except RemacError as exc:
@@ -82,7 +82,7 @@ def is_image_name(path: Path) -> bool:
 @click.option("--keep-refs", is_flag=True,
               help="Keep the chosen references even where coding without them is smaller [default: the "
                    "smaller stream is written].")
-@click.option("--tile", type=int, default=DEFAULT_TILE, show_default=True, callback=lambda ctx, param, v: tile_side(v),
+@click.option("--tile", type=int, default=DEFAULT_TILE, show_default=True, callback=tile_side,
               help="Tile side, a multiple of 64 in 64..4096.")
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--encoder", "precision", type=click.Choice(["int8", "float"]),

@@ -176,6 +176,7 @@ def from_pil(im: Image.Image, name: str = "image", bit_depth: int = None, sbit: 
     if getattr(im, "n_frames", 1) > 1 and im.format != "MPO":      # MPO: a camera JPEG's preview frames
         notes.append(f"{name}: {im.n_frames} frames or pages; only the first is coded")
     bits, stored_grey = stored
+    narrowed = bits is not None and bits > 8                # Pillow read fewer bits than the file holds
     grey_alpha16 = stored_grey and im.mode == "RGBA"        # Pillow's RGBA for a 16-bit grey + alpha PNG
     if im.mode in ("LA", "RGBA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info):
         notes.append(f"{name}: alpha channel dropped (REMAC codes no alpha)")
@@ -183,7 +184,7 @@ def from_pil(im: Image.Image, name: str = "image", bit_depth: int = None, sbit: 
         im = im.convert("L" if im.mode == "LA" or grey_alpha16 else "RGB")
     elif "transparency" in im.info:         # a colour key (tRNS) on L or RGB
         notes.append(f"{name}: transparency dropped (REMAC codes no alpha)")
-    if bits is not None and bits > 8 and im.mode in ("L", "RGB"):
+    if narrowed and im.mode in ("L", "RGB"):
         notes.append(f"{name}: {bits}-bit {'grey+alpha' if grey_alpha16 else 'colour'} "
                      f"samples coded at 8 bits (their 8 high bits)")
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -194,8 +195,8 @@ def from_pil(im: Image.Image, name: str = "image", bit_depth: int = None, sbit: 
     if im.mode not in ("L", "RGB"):
         im = im.convert("L" if im.mode == "1" else "RGB")
     a = np.asarray(im, dtype=np.uint8)
-    narrowed = bits is not None and bits > 8         # the file's sBIT speaks of the samples Pillow dropped
-    return from_samples(a, 8, name, bit_depth, min(sbit, 8) if narrowed and sbit else sbit, notes=notes, meta=meta)
+    sbit = min(sbit, 8) if narrowed and sbit else sbit     # its sBIT speaks of the bits Pillow dropped
+    return from_samples(a, 8, name, bit_depth, sbit, notes=notes, meta=meta)
 
 
 def from_samples(a: np.ndarray, container: int, name: str = "image", bit_depth: int = None, declared: int = None,
@@ -210,10 +211,11 @@ def from_samples(a: np.ndarray, container: int, name: str = "image", bit_depth: 
     if a.dtype not in (np.uint8, np.uint16) and a.size and (a.min() < 0 or a.max() > 65535):
         raise RemacError(f"{name}: integer samples outside 0..65535 are not supported")
     depth, source = _true_depth(container, bit_depth, declared, name, notes, declared_by)
-    if source is None and container == 16 and 0 < int(a.max(initial=0)) < 1 << 14:
-        used = max(8, int(a.max()).bit_length())
+    top = int(a.max(initial=0))
+    if source is None and container == 16 and 0 < top < 1 << 14:
+        used = max(8, top.bit_length())
         notes.append(f"{name}: samples use {used} of 16 bits and no depth is declared; coded as 16-bit "
-                        f"(pass --bit-depth {next(d for d in BIT_DEPTHS if d >= used)} if that is their depth)")
+                     f"(pass --bit-depth {next(d for d in BIT_DEPTHS if d >= used)} if that is their depth)")
     if a.ndim == 3 and np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]):
         return SourceImage(_to_depth(a[None, ..., 0], container, depth, source, name), 3, depth, notes, meta)
     planes = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
