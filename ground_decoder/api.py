@@ -15,7 +15,7 @@ from bitstream.cli_support import atomic_write, input_name, output_for, read_inp
 from bitstream.container import SIGNATURE
 from bitstream.errors import FormatError, RemacError
 from bitstream.library import Library
-from ground_decoder.output import check_lossless, image_bytes
+from ground_decoder.output import check_channels, check_lossless, image_bytes
 
 
 def _library(library):
@@ -55,6 +55,10 @@ def decode_file(path, out=None, *, library=None, strict: bool = False, threads: 
     if not data.startswith(SIGNATURE):
         kind = "an image" if data[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1") else "not a .rmc stream"
         raise RemacError(f"{name}: {kind} (remac-decode reads .rmc streams; use remac-encode for images)")
+    try:
+        check_channels(out, container.read(data).header.output_channels)     # before a long decode
+    except FormatError:
+        pass        # a damaged header: decode_stream conceals or reports it
     try:
         result = decode_stream(data, _library(library), strict, threads, reduce, progress, tuple(models))
     except RemacError as exc:

@@ -39,14 +39,20 @@ def check_lossless(path: str, force: bool):
 GREY_ONLY = (".pgm", ".pbm")      # Pillow would write a colour image into them as P6 all the same
 
 
+def check_channels(path: str, channels: int):
+    """Raise RemacError (one line) when an image of `channels` cannot be written to `path`: a colour
+    image to a grey-only format. Checked from the stream's header before decoding, and again on write."""
+    if channels == 3 and path.lower().endswith(GREY_ONLY):
+        raise RemacError(f"{path}: a {path.rsplit('.', 1)[-1].upper()} file holds grey images and this one "
+                         f"is colour; write .ppm or .png")
+
+
 def image_bytes(image, path: str, bit_depth: int = 8, meta: Metadata = None) -> bytes:
     """(H,W) / (H,W,3) uint8 or uint16 samples -> the bytes of the file `path` (format_for(path);
     '-': PNG). A PNG of a 10..14-bit image holds the samples 0..2^D-1 as they are, with an sBIT
     chunk naming D; PNG gets text chunks, EXIF and XMP, JPEG and WebP EXIF and XMP."""
     fmt = format_for(path)
-    if image.ndim == 3 and path.lower().endswith(GREY_ONLY):
-        raise RemacError(f"{path}: a {path.rsplit('.', 1)[-1].upper()} file holds grey images and this one "
-                         f"is colour; write .ppm or .png")
+    check_channels(path, 3 if image.ndim == 3 else 1)
     meta = meta or Metadata()
     kwargs = dict(LOSSY.get(fmt, {}))
     if fmt == "PNG":

@@ -331,15 +331,18 @@ def test_lossy_output_needs_force(tmp_path, small_rmc):
     assert Image.open(tmp_path / "s.webp").format == "WEBP"
 
 
-def test_outputs_the_format_cannot_hold_are_refused_by_name(tmp_path, default_library):
+def test_outputs_the_format_cannot_hold_are_refused_by_name(tmp_path, default_library, monkeypatch):
     import io
 
+    import ground_decoder.decode
     from rover_encoder.encode import encode
     from rover_encoder.imageio import load_image
     colour = load_image(COLOUR)
     colour.pixels = colour.pixels[:, :64, :64]
     (tmp_path / "c.rmc").write_bytes(encode(colour, 50, default_library, tile=64).data)
-    r = run(decode_main, [tmp_path / "c.rmc", "-o", tmp_path / "c.pgm"])
+    with monkeypatch.context() as patch:        # colour into .pgm: refused from the header, before decoding
+        patch.setattr(ground_decoder.decode, "decode", lambda *a, **k: pytest.fail("decoded before refusing"))
+        r = run(decode_main, [tmp_path / "c.rmc", "-o", tmp_path / "c.pgm"])
     assert r.exit_code == 1 and not (tmp_path / "c.pgm").exists() and r.stderr.splitlines() == [
         f"remac-decode: error: {tmp_path / 'c.pgm'}: a PGM file holds grey images and this one is colour; "
         "write .ppm or .png"]

@@ -123,3 +123,33 @@ def test_config_lap_widens_a_resumed_run_to_a_lapped_transform(tmp_path):
     assert before.shape[-1] == 16 and after.shape[-1] == 24 and state["decoder.synth_lin.weight"].shape[-1] == 32
     assert torch.load(out / "dry.opt.pt")["step"] == 12
     assert (after[..., 4:20, 4:20].float() - before.float()).abs().max() < 0.05      # two small steps on
+
+
+def test_a_decoder_stage_trains_an_overlay_that_promote_lays_over_the_shipped_model(tmp_path, monkeypatch, capsys):
+    """--stage decoder: a heavier decoder on the shipped model's frozen latents, saved as an overlay
+    (decoder + inverse gains) that resumes on its own; promote's candidate is the shipped checkpoint
+    with that decoder, and it codes exactly as the shipped one (same model ID, no store release)."""
+    from safetensors.torch import load_file
+    from models.remac import latent_digest
+    from models.training import promote
+    run, out = _dry_run(tmp_path)
+    args = run + ["--threads", "1", "--precision", "fp32", "--minutes", "10", "--steps"]
+    train.main(args + ["4"])
+    shipped = out / "grey.safetensors"
+    (out / "dry.safetensors").rename(shipped)
+    monkeypatch.setattr(train, "WEIGHTS", out)
+    heavy = run[:2] + ["dry_heavy"] + run[3:] + ["--stage", "decoder", "--decoder-extra", "0,0,0,1"] + args[len(run):]
+    train.main(heavy + ["2"])
+    train.main(heavy + ["1"])                                           # resumes from its own overlay
+    assert torch.load(out / "dry_heavy.opt.pt")["step"] == 3
+    overlay = load_file(str(out / "dry_heavy.safetensors"))
+    base = load_file(str(shipped))
+    assert set(overlay) - {"log_inv_gain"} == {k for k in overlay if k.startswith("decoder.")}
+    assert "decoder.x2.0.c1.weight" in overlay and "decoder.x2.0.c1.weight" not in base
+    monkeypatch.setattr(promote, "checkpoint_path", lambda name: shipped)
+    candidate = tmp_path / "candidate.safetensors"
+    promote.write_candidate("grey", out / "dry_heavy.safetensors", candidate)
+    merged = load_file(str(candidate))
+    assert latent_digest(merged) == latent_digest(base) and "decoder.x2.0.c1.weight" in merged
+    assert promote.same_bitstream(candidate, shipped)
+    assert not promote.same_bitstream(out / "dry_heavy.safetensors", shipped)

@@ -23,7 +23,7 @@ def streams(default_library):
 @pytest.mark.parametrize("name", ["grey"])
 def test_stages_chain_to_the_decoder(name):
     """decoder_stages is RefDecoder.synthesize cut at its pixel shuffles, nothing more or less
-    (plus, for a decoder with a linear block path, GroundModel.linear_path)."""
+    (plus, for a decoder with a linear block path, GroundModel.linear_path), up to float rounding."""
     gm = ground.load(name)
     d = gm.decoder
     torch.manual_seed(0)
@@ -35,7 +35,10 @@ def test_stages_chain_to_the_decoder(name):
             x = stage.fn(x)
         if d.synth_lin is not None:
             x = x + gm.linear_path(y)
-        assert torch.equal(x, d.synthesize(y, feats))
+        # float rounding at most: on AMD EPYC oneDNN rounds the cropped transposed convolution and the
+        # staged chain differently from the one-call synthesis (1e-6 of a [0, 1] image); a stage
+        # left out or run twice is off by far more
+        assert (x - d.synthesize(y, feats)).abs().max() < 1e-5
 
 
 def test_tiles_cover_the_receptive_field(monkeypatch):

@@ -223,28 +223,24 @@ def test_training_references_follow_the_rover_descriptor():
     assert [sampler.reference_of(i) for i in range(6)] == [1, 0, 3, 2, 5, 4]
 
 
-def test_decoder_overlay_merges_only_onto_the_latents_it_was_trained_on(tmp_path, monkeypatch):
-    """Asymmetric schedule, stage 2 -> shipping: export folds a decoder-only overlay into the joint
-    checkpoint when its latent digest matches (scale floors may differ), and refuses otherwise."""
-    from safetensors.torch import load_file, save_file
-    from models.training import export
+def test_decoder_overlay_merges_only_onto_the_latents_it_was_trained_on():
+    """Asymmetric schedule, stage 2 -> shipping: a decoder-only overlay is laid over the joint
+    checkpoint when its latent digest matches (scale floors may differ), and refused otherwise."""
+    from models.training.export import is_overlay, with_overlay
     from models.remac import latent_digest
-    base = REMAC(1)
-    state = {k: v.contiguous() for k, v in base.state_dict().items()}
+    state = {k: v.contiguous() for k, v in REMAC(1).state_dict().items()}
     heavy = REMAC(1, decoder_wide=(0, 0, 1, 1))
     overlay = {k: v.contiguous() for k, v in heavy.state_dict().items() if k.startswith("decoder.")}
-    base_path, over_path = tmp_path / "m.safetensors", tmp_path / "m_heavy.safetensors"
-    monkeypatch.setattr(export, "checkpoint_path", lambda name: base_path)
-    monkeypatch.setattr(export, "heavy_checkpoint_path", lambda name: over_path)
     calibrated = dict(state, **{"hyper.out.lo": state["hyper.out.lo"] + 1})      # floors moved since
-    save_file(calibrated, base_path, metadata={"step": "1"})
-    save_file(overlay, over_path, metadata={"latent_digest": latent_digest(state), "step": "7"})
-    assert export.merge_heavy("m") and not over_path.exists()
-    merged = load_file(base_path)
-    assert "decoder.w2.0.c1.weight" in merged and torch.equal(merged["hyper.out.lo"], calibrated["hyper.out.lo"])
-    save_file(overlay, over_path, metadata={"latent_digest": "0" * 64})
+    assert is_overlay(overlay) and not is_overlay(calibrated)
+    merged = with_overlay(calibrated, overlay, {"latent_digest": latent_digest(state)})
+    assert torch.equal(merged["decoder.w2.0.c1.weight"], overlay["decoder.w2.0.c1.weight"])
+    assert torch.equal(merged["hyper.out.lo"], calibrated["hyper.out.lo"])
+    assert not any(k.startswith("decoder.") and k not in overlay for k in merged)
     with pytest.raises(SystemExit, match="other latents"):
-        export.merge_heavy("m")
+        with_overlay(calibrated, overlay, {"latent_digest": "0" * 64})
+    with pytest.raises(SystemExit, match="more than a decoder"):
+        with_overlay(calibrated, overlay | {"log_gain": state["log_gain"]}, {"latent_digest": latent_digest(state)})
 
 
 def test_checkpoint_comparison_curve_has_one_finite_point_per_quality():

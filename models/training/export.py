@@ -5,8 +5,9 @@
         -> bitstream/assets/<name>/entropy.npz            integer h_s, CDF tables, gain table
         -> bitstream/assets/<name>/model.json             identity (model ID) and layer kinds
 
-A decoder-stage overlay (models/weights/<name>_heavy.safetensors) is first folded into the
-checkpoint (merge_heavy). `python -m models.training.export grey colour`
+A decoder-stage overlay (models/weights/<name>_heavy.safetensors) is not exported: it becomes part
+of the shipped checkpoint through models.training.promote (with_overlay).
+`python -m models.training.export grey colour`
 """
 import argparse
 import hashlib
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load, load_file, save_file
+from safetensors.torch import load, save_file
 
 from bitstream import spatial as bitstream_spatial
 from bitstream import spec
@@ -36,10 +37,6 @@ def checkpoint_path(name: str) -> Path:
     return WEIGHTS / f"{name}.safetensors"
 
 
-def heavy_checkpoint_path(name: str) -> Path:
-    return WEIGHTS / f"{name}_heavy.safetensors"
-
-
 def load_model(name: str, weights: Path = None) -> REMAC:
     """A joint checkpoint (encoder, entropy model, decoder with however many extra blocks it holds)."""
     return model_from_state(name, read_checkpoint(weights or checkpoint_path(name)))
@@ -52,31 +49,21 @@ def model_from_state(name: str, state: dict) -> REMAC:
     return model.eval()
 
 
-def merge_heavy(name: str) -> bool:
-    """Fold a decoder-stage overlay (models/weights/<name>_heavy.safetensors: decoder + inverse gains,
-    `models.training.train --stage decoder`) into the shipped checkpoint, then remove the overlay. Refuses an
-    overlay trained on other latents (models.remac.latent_digest). -> whether one was merged."""
-    path, base_path = heavy_checkpoint_path(name), checkpoint_path(name)
-    if not path.exists():
-        return False
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        overlay_meta = f.metadata()
-    with safe_open(str(base_path), framework="pt") as f:
-        base_meta = f.metadata()
-    overlay, base = load_file(str(path)), read_checkpoint(base_path)
+def with_overlay(base: dict, overlay: dict, overlay_meta: dict, where: str = "the overlay") -> dict:
+    """A decoder-stage checkpoint (`models.training.train --stage decoder`: decoder + inverse gains
+    only, models/weights/<name>_heavy.safetensors) laid over the joint checkpoint it was trained on:
+    base's bitstream side, overlay's decoder. Refuses an overlay that holds more than a decoder or
+    was trained on other latents (models.remac.latent_digest; calibrated scale floors may differ)."""
     if any(not (k.startswith("decoder.") or k == "log_inv_gain") for k in overlay):
-        raise SystemExit(f"{path} holds more than a decoder: refusing to change the bitstream side")
+        raise SystemExit(f"{where} holds more than a decoder: refusing to change the bitstream side")
     if overlay_meta.get("latent_digest") != latent_digest(base):
-        raise SystemExit(f"{path} was trained on other latents than {base_path}: retrain it or delete it")
-    state = {k: v for k, v in base.items() if not k.startswith("decoder.")} | overlay
-    meta = {**base_meta, "decoder_stage_steps": overlay_meta.get("step", "?"),
-            "decoder_extra": overlay_meta.get("decoder_extra", ""), "decoder_wide": overlay_meta.get("decoder_wide", "")}
-    save_file(state, str(base_path) + ".tmp", metadata=meta)
-    os.replace(str(base_path) + ".tmp", base_path)
-    path.unlink()
-    print(f"{name}: merged the decoder-stage overlay ({meta['decoder_stage_steps']} steps) into {base_path}")
-    return True
+        raise SystemExit(f"{where} was trained on other latents than the shipped model: retrain it or delete it")
+    return {k: v for k, v in base.items() if not k.startswith("decoder.")} | overlay
+
+
+def is_overlay(state: dict) -> bool:
+    """A decoder-stage checkpoint (no bitstream side) rather than a joint one."""
+    return "log_gain" not in state
 
 
 def y_tables(fitted=None):
@@ -174,8 +161,6 @@ def export(name: str, weights: Path = None, out: Path = None) -> str:
     """Export a checkpoint (default: the shipped one) to the shipped places, or with `out` to one
     model directory (model.json, entropy.npz, encoder.onnx, decoder.safetensors: the layout of a
     model store, bitstream.store). -> the model ID (hex)."""
-    if weights is None:
-        merge_heavy(name)
     path = Path(weights or checkpoint_path(name))
     blob = path.read_bytes()     # one read: hash and weights agree
     state = with_decoder(load(blob), path)

@@ -87,11 +87,48 @@ def release_shipped(name: str) -> Path:
     return released
 
 
+def write_candidate(name: str, candidate: Path, out: Path):
+    """Copy a candidate checkpoint to `out`; a decoder-stage overlay (decoder + inverse gains) is
+    first laid over the shipped checkpoint (models.training.export.with_overlay)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    from models.training.checkpoint import read_checkpoint
+    from models.training.export import is_overlay, with_overlay
+    state = load_file(str(candidate))
+    if not is_overlay(state):
+        shutil.copyfile(candidate, out)
+        return
+    with safe_open(str(candidate), framework="pt") as f:
+        overlay_meta = f.metadata()
+    with safe_open(str(checkpoint_path(name)), framework="pt") as f:
+        meta = f.metadata()
+    merged = with_overlay(read_checkpoint(checkpoint_path(name)), state, overlay_meta, str(candidate))
+    meta |= {"decoder_stage_steps": overlay_meta.get("step", "?"), "decoder_extra": overlay_meta.get("decoder_extra", ""),
+             "decoder_wide": overlay_meta.get("decoder_wide", "")}
+    save_file(merged, str(out), metadata=meta)
+    print(f"{candidate.name}: a decoder-stage overlay ({meta['decoder_stage_steps']} steps) on the shipped {name} model")
+
+
+def same_bitstream(a: Path, b: Path) -> bool:
+    """Whether two checkpoints code identically: every tensor but the decoder's and the inverse
+    gains is equal (then the model ID is too: only the ground's reconstruction differs)."""
+    import torch
+    from safetensors.torch import load_file
+    sa, sb = ({k: v for k, v in load_file(str(p)).items() if not k.startswith("decoder.") and k != "log_inv_gain"}
+              for p in (a, b))
+    return sa.keys() == sb.keys() and all(sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def install(name: str, calibrated: Path, data: Path, candidate: Path = None):
     """Make `calibrated` the shipped `name` model (the old one goes to the store) and rebuild every
     artifact. A run's own checkpoint (models/weights/<run>.safetensors) is then removed: the run goes
-    on from the shipped checkpoint (models.training.train), so the tree holds one copy of it."""
-    release_shipped(name)
+    on from the shipped checkpoint (models.training.train), so the tree holds one copy of it.
+    A candidate that codes exactly as the shipped model (a new decoder only) keeps its model ID:
+    nothing is filed in the store, and every stream made so far decodes with the new decoder."""
+    if same_bitstream(calibrated, checkpoint_path(name)):
+        print("the bitstream side is unchanged: model ID kept, only the ground decoder is new")
+    else:
+        release_shipped(name)
     for model_id in store.prune(STORE, STORE_KEEP):
         for golden in GOLDEN.glob(f"*_{model_id}.*"):
             golden.unlink()
@@ -121,7 +158,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         calibrated = Path(tmp) / f"{args.name}.safetensors"
-        shutil.copyfile(args.candidate, calibrated)
+        write_candidate(args.name, args.candidate, calibrated)
         upgrade_file(calibrated, args.spatial)
         calibrate(args.name, str(args.data), weights=str(calibrated), mode=args.floors)
         results = rank(args.name, calibrated, args.data, args.limit)

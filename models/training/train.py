@@ -204,8 +204,11 @@ def main(argv=None):
     # channel-context slices (models.training.context adds them): the checkpoint's, else the config's
     start = source or (args.init[0] if args.init else None)
     start_state = read_checkpoint(start) if start else None
-    start_arch = architecture(start_state) if start else {}
-    slices = start_arch["slices"] if start else cfg.get("slices")
+    if args.stage == "decoder":     # the bitstream side is always the shipped model's; a decoder-stage
+        # checkpoint is an overlay (decoder + inverse gains, export.merge_heavy) on top of it
+        start_state = read_checkpoint(base_weights) | (start_state or {})
+    start_arch = architecture(start_state) if start_state is not None else {}
+    slices = start_arch["slices"] if start_state is not None else cfg.get("slices")
     model = REMAC(cfg["channels"], decoder_extra=extra, decoder_wide=wide, rate_proxy=cfg.get("rate_proxy", "noise"),
                   arch=cfg.get("arch", "gdn"), m=cfg.get("m"), decoder_width=tuple(cfg.get("decoder_width", (128, 96, 64, 32))),
                   lambdas=cfg.get("lambdas"), slices=slices,
@@ -218,7 +221,7 @@ def main(argv=None):
             start_state = with_spatial(start_state)
         if model.arch == "klt":         # configs "lap", "decoder_lap": lapped block transforms from here on
             start_state = with_lap(start_state, model.encoder.lap, model.decoder.lap)
-    if model.arch == "klt" and source is None and not args.init:
+    if model.arch == "klt" and source is None and not args.init and args.stage == "joint":
         model.init_basis(klt_basis(images, patches=cfg.get("klt_patches", 200_000)))     # a fresh klt run starts as the linear block codec
     model = model.to(device).to(memory_format=torch.channels_last)
     if source is None:
