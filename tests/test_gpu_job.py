@@ -148,7 +148,7 @@ def test_a_decoder_stage_trains_an_overlay_that_promote_lays_over_the_shipped_mo
     assert "decoder.x2.0.c1.weight" in overlay and "decoder.x2.0.c1.weight" not in base
     monkeypatch.setattr(promote, "checkpoint_path", lambda name: shipped)
     candidate = tmp_path / "candidate.safetensors"
-    promote.write_candidate("grey", out / "dry_heavy.safetensors", candidate)
+    assert promote.write_candidate("grey", out / "dry_heavy.safetensors", candidate)
     merged = load_file(str(candidate))
     assert latent_digest(merged) == latent_digest(base) and "decoder.x2.0.c1.weight" in merged
     assert promote.same_bitstream(candidate, shipped)

@@ -14,6 +14,9 @@ range: the measure of the project's targets), make it the shipped model in one g
            default library (scripts/make_artifacts.sh), new golden vector and test floors
            (scripts/make_golden.py)
       no:  change nothing; print the numbers
+A decoder-stage candidate (`train --stage decoder`: an overlay of decoder + inverse gains) is laid
+over the shipped checkpoint and ranked without recalibrating: the streams are the shipped model's
+byte for byte, so only PSNR can differ, and promoting it keeps the model ID (no store release).
 Then run the tests and commit. --force promotes regardless (never without a reason in the log).
 """
 import argparse
@@ -87,9 +90,10 @@ def release_shipped(name: str) -> Path:
     return released
 
 
-def write_candidate(name: str, candidate: Path, out: Path):
+def write_candidate(name: str, candidate: Path, out: Path) -> bool:
     """Copy a candidate checkpoint to `out`; a decoder-stage overlay (decoder + inverse gains) is
-    first laid over the shipped checkpoint (models.training.export.with_overlay)."""
+    first laid over the shipped checkpoint (models.training.export.with_overlay). -> whether it was
+    an overlay (its bitstream side is then the shipped one, calibration included)."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
     from models.training.checkpoint import read_checkpoint
@@ -97,7 +101,7 @@ def write_candidate(name: str, candidate: Path, out: Path):
     state = load_file(str(candidate))
     if not is_overlay(state):
         shutil.copyfile(candidate, out)
-        return
+        return False
     with safe_open(str(candidate), framework="pt") as f:
         overlay_meta = f.metadata()
     with safe_open(str(checkpoint_path(name)), framework="pt") as f:
@@ -107,6 +111,7 @@ def write_candidate(name: str, candidate: Path, out: Path):
              "decoder_wide": overlay_meta.get("decoder_wide", "")}
     save_file(merged, str(out), metadata=meta)
     print(f"{candidate.name}: a decoder-stage overlay ({meta['decoder_stage_steps']} steps) on the shipped {name} model")
+    return True
 
 
 def same_bitstream(a: Path, b: Path) -> bool:
@@ -158,9 +163,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         calibrated = Path(tmp) / f"{args.name}.safetensors"
-        write_candidate(args.name, args.candidate, calibrated)
-        upgrade_file(calibrated, args.spatial)
-        calibrate(args.name, str(args.data), weights=str(calibrated), mode=args.floors)
+        if not write_candidate(args.name, args.candidate, calibrated):     # an overlay codes as the shipped
+            upgrade_file(calibrated, args.spatial)                          # model: same calibration, same ID
+            calibrate(args.name, str(args.data), weights=str(calibrated), mode=args.floors)
         results = rank(args.name, calibrated, args.data, args.limit)
         better = all(improves(r) for r in results.values())
         if args.report:
