@@ -31,8 +31,7 @@ def decode(data: bytes, library=None, strict: bool = False, threads: int = 2, re
     return decode_stream(bytes(data), _library(library), strict, threads, reduce, models=tuple(models)).image
 
 
-def _stream_metadata(data: bytes, warnings: list) -> metadata.Metadata:
-    payload = container.read(data).metadata
+def _stream_metadata(payload: bytes, warnings: list) -> metadata.Metadata:
     try:
         return metadata.unpack(payload) if payload else None
     except FormatError as exc:
@@ -56,16 +55,18 @@ def decode_file(path, out=None, *, library=None, strict: bool = False, threads: 
         kind = "an image" if data[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1") else "not a .rmc stream"
         raise RemacError(f"{name}: {kind} (remac-decode reads .rmc streams; use remac-encode for images)")
     try:
-        check_channels(out, container.read(data).header.output_channels)     # before a long decode
+        parsed = container.read(data)
     except FormatError:
-        pass        # a damaged header: decode_stream conceals or reports it
+        parsed = None       # a damaged header: decode_stream reports it
+    if parsed is not None:
+        check_channels(out, parsed.header.output_channels)     # before a long decode
     try:
         result = decode_stream(data, _library(library), strict, threads, reduce, progress, tuple(models))
     except RemacError as exc:
         raise RemacError(f"{name}: {exc}") from None
     warnings = list(result.warnings) + ([lossy] if lossy else [])
     h = result.header
-    atomic_write(out, image_bytes(result.image, out, h.bit_depth, _stream_metadata(data, warnings)))
+    atomic_write(out, image_bytes(result.image, out, h.bit_depth, _stream_metadata(parsed.metadata, warnings)))
     ref = lambda i: None if i == container.ZERO_ID else i.hex()
     return {"output": out, "bytes": len(data), "bpp": round(8 * len(data) / (h.width * h.height), 4),
             "width": h.width, "height": h.height, "channels": h.output_channels, "bit_depth": h.bit_depth,

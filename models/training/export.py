@@ -61,8 +61,9 @@ def with_overlay(base: dict, overlay: dict, overlay_meta: dict, where: str = "th
     return {k: v for k, v in base.items() if not k.startswith("decoder.")} | overlay
 
 
-def is_overlay(state: dict) -> bool:
-    """A decoder-stage checkpoint (no bitstream side) rather than a joint one."""
+def is_overlay(state) -> bool:
+    """Whether a checkpoint's tensors (a dict, or its set of names) are a decoder-stage overlay (no
+    bitstream side) rather than a joint checkpoint."""
     return "log_gain" not in state
 
 

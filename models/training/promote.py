@@ -98,12 +98,12 @@ def write_candidate(name: str, candidate: Path, out: Path) -> bool:
     from safetensors.torch import load_file, save_file
     from models.training.checkpoint import read_checkpoint
     from models.training.export import is_overlay, with_overlay
-    state = load_file(str(candidate))
-    if not is_overlay(state):
+    with safe_open(str(candidate), framework="pt") as f:
+        keys, overlay_meta = set(f.keys()), f.metadata()
+    if not is_overlay(keys):
         shutil.copyfile(candidate, out)
         return False
-    with safe_open(str(candidate), framework="pt") as f:
-        overlay_meta = f.metadata()
+    state = load_file(str(candidate))
     with safe_open(str(checkpoint_path(name)), framework="pt") as f:
         meta = f.metadata()
     merged = with_overlay(read_checkpoint(checkpoint_path(name)), state, overlay_meta, str(candidate))

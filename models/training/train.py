@@ -205,7 +205,7 @@ def main(argv=None):
     start = source or (args.init[0] if args.init else None)
     start_state = read_checkpoint(start) if start else None
     if args.stage == "decoder":     # the bitstream side is always the shipped model's; a decoder-stage
-        # checkpoint is an overlay (decoder + inverse gains, export.merge_heavy) on top of it
+        # checkpoint is an overlay (decoder + inverse gains, export.with_overlay) on top of it
         start_state = read_checkpoint(base_weights) | (start_state or {})
     start_arch = architecture(start_state) if start_state is not None else {}
     slices = start_arch["slices"] if start_state is not None else cfg.get("slices")
