@@ -98,18 +98,23 @@ class KLTEncoder(RoverGraph):
     16x16 basis in the centre with zeros around it, so a trained model gains the overlap
     without changing its output; the linear part's cost grows from 0.25 to (1 + lap/8)^2 x 0.25
     kMAC/px per input channel.
+
+    width: channels of the correction branch at 1/4 and 1/8 (default n); the first layer (n/2
+    channels, the descriptor's source) does not change with it. with_width widens a trained
+    branch without changing its output.
     """
 
-    def __init__(self, channels, n=64, m=256, nz=64, lap=0):
+    def __init__(self, channels, n=64, m=256, nz=64, lap=0, width=None):
         super().__init__()
         self.lap = lap
+        self.width = w = width or n
         self.proj = nn.Conv2d(channels, m, 16 + 2 * lap, 16, padding=lap, bias=False)
         self.conv1 = nn.Conv2d(channels, n // 2, 5, 2, 2)
         self.gdn1 = SimpleGDN(n // 2)
         self.rest = nn.Sequential(
-            nn.Conv2d(n // 2, n, 5, 2, 2), SimpleGDN(n),
-            nn.Conv2d(n, n, 5, 2, 2), SimpleGDN(n),
-            nn.Conv2d(n, m, 5, 2, 2))
+            nn.Conv2d(n // 2, w, 5, 2, 2), SimpleGDN(w),
+            nn.Conv2d(w, w, 5, 2, 2), SimpleGDN(w),
+            nn.Conv2d(w, m, 5, 2, 2))
         nn.init.zeros_(self.rest[-1].weight)
         nn.init.zeros_(self.rest[-1].bias)
         self.h_a = hyper_analysis(m, nz)
@@ -410,7 +415,8 @@ def architecture(state) -> dict:
     slices = (0, *(d for _, d in firsts), m) if firsts else None
     klt = "encoder.proj.weight" in state
     levels = int(state["log_gain"].shape[0])
-    lap = {"lap": kernel_lap(state["encoder.proj.weight"])} if klt else {}
+    lap = {"lap": kernel_lap(state["encoder.proj.weight"]),
+           "encoder_width": int(state["encoder.rest.0.weight"].shape[0])} if klt else {}
     return {"arch": "klt" if klt else "gdn", "m": m, "slices": slices, "spatial": "hyper.spatial" in state, **lap,
             "lambdas": (KLT_LAMBDAS if klt else LAMBDAS)[:levels], **decoder_layout(state)}
 
@@ -436,6 +442,45 @@ def with_spatial(state: dict) -> dict:
     """A checkpoint's tensors with the spatial-context flag (HyperSynthesis(spatial=True)): channel
     0 coded in passes from then on; nothing else changes (the calibration chooses the shifts)."""
     return {**state, "hyper.spatial": torch.ones(1)}
+
+
+def with_width(state: dict, width: int, seed: int = 0) -> dict:
+    """A klt checkpoint's tensors with the encoder's correction branch (KLTEncoder.rest) widened to
+    `width` channels at 1/4 and 1/8, y unchanged: the new channels of rest.0 and rest.2 start as a
+    fresh layer would (PyTorch's default init, seeded), and every weight that reads a new channel
+    (rest.2, rest.4) starts at zero, so gradients reach them and nothing moves before they do. Each
+    GDN's new channels are normalised among themselves (gamma 0.1 I); the old channels' terms for
+    a new one start at 1e-6 (not 0: |gamma| has no gradient at 0), a relative change of ~1e-6.
+    A state as wide or wider is returned as it is."""
+    old = int(state["encoder.rest.0.weight"].shape[0])
+    if width <= old:
+        return state
+    gen = torch.Generator().manual_seed(seed)
+    out = dict(state)
+
+    def grow(w, rows, cols):
+        """(o, i, ...) -> (rows, cols, ...): old in the corner, zeros elsewhere."""
+        big = w.new_zeros((rows, cols, *w.shape[2:]))
+        big[:w.shape[0], :w.shape[1]] = w
+        return big
+
+    for conv in ("encoder.rest.0", "encoder.rest.2"):
+        w, b = state[f"{conv}.weight"], state[f"{conv}.bias"]
+        cin = w.shape[1] if conv.endswith(".0") else width
+        bound = 1 / math.sqrt(cin * w.shape[2] * w.shape[3])   # nn.Conv2d's default (kaiming_uniform a=sqrt5)
+        big = grow(w, width, cin)
+        big[old:] = (torch.rand(big[old:].shape, generator=gen) * 2 - 1) * bound
+        out[f"{conv}.weight"] = big
+        out[f"{conv}.bias"] = torch.cat([b, b.new_zeros(width - old)])
+    for gdn in ("encoder.rest.1", "encoder.rest.3"):
+        gamma = grow(state[f"{gdn}.gamma"], width, width)
+        gamma[:old, old:] = 1e-6
+        gamma[old:, old:] = 0.1 * torch.eye(width - old).view(width - old, width - old, 1, 1)
+        out[f"{gdn}.gamma"] = gamma
+        out[f"{gdn}.beta"] = torch.cat([state[f"{gdn}.beta"], state[f"{gdn}.beta"].new_ones(width - old)])
+    w4 = state["encoder.rest.4.weight"]
+    out["encoder.rest.4.weight"] = grow(w4, w4.shape[0], width)
+    return out
 
 
 def latent_digest(state: dict) -> str:
@@ -479,11 +524,11 @@ class REMAC(nn.Module):
 
     def __init__(self, channels, n=64, m=None, nz=64, decoder_extra=(0, 0, 0, 0), rate_proxy="noise",
                  decoder_wide=(0, 0, 0, 0), arch="gdn", decoder_width=(128, 96, 64, 32), decoder_skip=None,
-                 lambdas=None, slices=None, spatial=False, lap=0, decoder_lap=0):
+                 lambdas=None, slices=None, spatial=False, lap=0, decoder_lap=0, encoder_width=None):
         """rate_proxy: "noise" (additive uniform noise, Balle et al.) or "ste" (the rounded latents the
         coder sees, straight-through): "ste" prices each latent as the range coder will.
         lap, decoder_lap: the klt encoder's and the linear synthesis's block overlap in pixels
-        (KLTEncoder, RefDecoder)."""
+        (KLTEncoder, RefDecoder); encoder_width: the klt encoder's correction-branch width (default n)."""
         super().__init__()
         if rate_proxy not in ("noise", "ste"):
             raise ValueError(f"rate_proxy must be 'noise' or 'ste', not {rate_proxy!r}")
@@ -496,7 +541,9 @@ class REMAC(nn.Module):
         self.channels, self.m, self.nz = channels, m, nz
         if lap and not klt:
             raise ValueError("lap (a lapped block transform) needs arch 'klt'")
-        self.encoder = ENCODERS[arch](channels, n, m, nz, **({"lap": lap} if klt else {}))
+        if encoder_width and not klt:
+            raise ValueError("encoder_width (a wider correction branch) needs arch 'klt'")
+        self.encoder = ENCODERS[arch](channels, n, m, nz, **({"lap": lap, "width": encoder_width} if klt else {}))
         self.hyper = HyperSynthesis(m, nz, slices=slices, spatial=spatial)
         self.z_prior = LogisticMixturePrior(nz)
         skip = klt if decoder_skip is None else decoder_skip

@@ -107,10 +107,41 @@ def test_lapped_transform_starts_as_the_block_transform_it_widens():
     assert opt.state[w]["exp_avg_sq"].max() == 100      # new taps: a warm-up (100 x the old ones' mean), not 0
 
 
+def test_widened_correction_branch_keeps_y_and_learns():
+    """with_width: the klt encoder's correction branch grows from 64 to 96 channels with the same y
+    for the same image (the new channels feed only zero weights), the weights reading the new
+    channels get gradients, architecture() reads the width back, and Adam's saved moments land in
+    the corner with a warm-up second moment for the new entries (train.pad_moments)."""
+    from models.remac import architecture, with_width
+    from models.training.train import LAP_WARMUP, pad_moments
+    torch.manual_seed(0)
+    narrow = REMAC(1, arch="klt").eval()
+    with torch.no_grad():
+        narrow.encoder.rest[-1].weight.normal_(0, 0.01)     # a trained-looking nonlinear branch
+    state = with_width(narrow.state_dict(), 96)
+    assert architecture(state)["encoder_width"] == 96 and with_width(state, 64) is state
+    wide = REMAC(1, **architecture(state)).eval()
+    wide.load_state_dict(state)
+    assert wide.encoder.rest[2].weight.shape == (96, 96, 5, 5) and wide.encoder.rest[4].weight.shape == (256, 96, 5, 5)
+    x = _tiny_images()[:1, :, :64, :96].float() / 255
+    (y0, s0), (y1, s1) = narrow.encoder.analysis(x), wide.encoder.analysis(x)
+    assert torch.equal(s0, s1) and (y1 - y0).abs().max() < 1e-5
+    y1.pow(2).sum().backward()
+    assert wide.encoder.rest[4].weight.grad[:, 64:].abs().sum() > 0      # the new channels are read
+    assert wide.encoder.rest[0].weight.grad[64:].abs().sum() > 0         # and learn
+    w = wide.encoder.rest[2].weight
+    opt = torch.optim.Adam([w])
+    opt.state[w] = {"exp_avg": torch.ones(64, 64, 5, 5), "exp_avg_sq": torch.full((64, 64, 5, 5), 2.0),
+                    "step": torch.tensor(3.0)}
+    pad_moments(opt)
+    assert opt.state[w]["exp_avg"].shape == w.shape and opt.state[w]["exp_avg"].sum() == 64 * 64 * 25
+    assert opt.state[w]["exp_avg_sq"][:64, :64].eq(2).all() and opt.state[w]["exp_avg_sq"][64:].eq(2 * LAP_WARMUP).all()
+
+
 def test_architecture_is_read_back_from_the_weights():
     from models.remac import architecture
     for kwargs in ({"arch": "klt", "decoder_width": (96, 96, 64, 48)}, {"arch": "gdn", "decoder_wide": (0, 0, 1, 0)},
-                   {"arch": "klt", "lap": 4}):
+                   {"arch": "klt", "lap": 4}, {"arch": "klt", "encoder_width": 80}):
         model = REMAC(1, **kwargs)
         again = REMAC(1, **architecture(model.state_dict()))
         assert again.load_state_dict(model.state_dict()) is not None

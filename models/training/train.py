@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from models.precision import CANDIDATES, autocast, choose_by_timing, cpu_info
 from models.remac import (REMAC, LAMBDAS, architecture, extend_levels, kernel_lap, latent_digest, lapped_kernel,
-                          load_weights, with_lap, with_spatial)
+                          load_weights, with_lap, with_spatial, with_width)
 from models.training import CKPT, DATA, LOGS, WEIGHTS
 from models.training.checkpoint import read_checkpoint
 from models.training.data import folder_weights, klt_basis, load_frames, load_set, PairSampler, rover_descriptors
@@ -40,7 +40,8 @@ def pad_moments(opt):
     """Adam moments saved for a smaller model: for a checkpoint with fewer quality levels
     (models.remac.extend_levels) the new gain rows start with zero moments; for a block transform
     widened to a lapped one (models.remac.with_lap) the new outer taps start with a zero first
-    moment and LAP_WARMUP times the old taps' mean second moment, so their steps start ~10x
+    moment and LAP_WARMUP times the old taps' mean second moment (so do the new weights of a branch
+    widened by models.remac.with_width, most of which read a new channel), so their steps start ~10x
     smaller than lr and grow as that moment decays (x 0.37 per 1 000 steps): Adam moves every one
     of hundreds of new taps per coefficient by ~lr per step from the start otherwise (a zero second
     moment: ~3 lr; the old taps' mean: 27 steps cost 1.7 dB at q90, session 9); the others keep theirs."""
@@ -53,6 +54,11 @@ def pad_moments(opt):
                 if st[key].shape[1:] == p.shape[1:]:
                     extra = p.shape[0] - st[key].shape[0]
                     st[key] = torch.cat([st[key], st[key].new_zeros((extra, *p.shape[1:]))])
+                elif st[key].shape[2:] == p.shape[2:]:      # a widened branch (with_width): old in the corner
+                    old = st[key]
+                    fill = LAP_WARMUP * old.mean() if key == "exp_avg_sq" else 0.0
+                    st[key] = torch.full_like(p, float(fill))
+                    st[key][:old.shape[0], :old.shape[1]] = old
                 else:
                     old, lap = st[key], kernel_lap(p)
                     st[key] = lapped_kernel(old, lap)
@@ -214,13 +220,15 @@ def main(argv=None):
                   lambdas=cfg.get("lambdas"), slices=slices,
                   spatial=cfg.get("spatial", False) or (start_state is not None and "hyper.spatial" in start_state),
                   **({key: max(cfg.get(key, 0), start_arch.get(key, 0)) for key in ("lap", "decoder_lap")}
+                     if cfg.get("arch") == "klt" else {}),
+                  **({"encoder_width": max(cfg.get("encoder_width", 64), start_arch.get("encoder_width", 64))}
                      if cfg.get("arch") == "klt" else {}))
     if start_state is not None:     # a checkpoint with fewer quality levels than the model: extrapolate its gains
         start_state = extend_levels(start_state, len(model.lambdas))
         if model.hyper.has_spatial:     # config "spatial": channel 0 in passes from here on
             start_state = with_spatial(start_state)
         if model.arch == "klt":         # configs "lap", "decoder_lap": lapped block transforms from here on
-            start_state = with_lap(start_state, model.encoder.lap, model.decoder.lap)
+            start_state = with_width(with_lap(start_state, model.encoder.lap, model.decoder.lap), model.encoder.width)
     if model.arch == "klt" and source is None and not args.init and args.stage == "joint":
         model.init_basis(klt_basis(images, patches=cfg.get("klt_patches", 200_000)))     # a fresh klt run starts as the linear block codec
     model = model.to(device).to(memory_format=torch.channels_last)
