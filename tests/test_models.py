@@ -138,6 +138,26 @@ def test_widened_correction_branch_keeps_y_and_learns():
     assert opt.state[w]["exp_avg_sq"][:64, :64].eq(2).all() and opt.state[w]["exp_avg_sq"][64:].eq(2 * LAP_WARMUP).all()
 
 
+def test_optimizer_state_follows_its_parameters_into_new_groups():
+    """An Adam state saved with two groups (parameters, gains) resumes in three (parameters, the
+    encoder branch at its own lr, gains): each parameter gets its own moments back, by name."""
+    from models.training.train import regroup, saved_order
+    a, b, g = (torch.nn.Parameter(torch.zeros(k)) for k in (2, 3, 4))
+    model_order = ["a", "encoder.rest.0.weight", "log_gain"]
+    old = torch.optim.Adam([{"params": [a, b], "lr_scale": 1.0}, {"params": [g], "lr_scale": 10.0}])
+    for p in (a, b, g):
+        old.state[p] = {"step": torch.tensor(7.0), "exp_avg": torch.full_like(p, p.numel()), "exp_avg_sq": torch.ones_like(p)}
+    saved = {"opt": old.state_dict(), "step": 7}
+    new = torch.optim.Adam([{"params": [a], "lr_scale": 1.0}, {"params": [b], "lr_scale": 10.0},
+                            {"params": [g], "lr_scale": 10.0}])
+    new.load_state_dict(regroup(saved["opt"], saved_order(saved, model_order, ("log_gain", "log_inv_gain")), new,
+                                model_order))
+    assert [new.state[p]["exp_avg"][0].item() for p in (a, b, g)] == [2, 3, 4]
+    assert [grp["lr_scale"] for grp in new.param_groups] == [1.0, 10.0, 10.0]
+    with pytest.raises(KeyError):
+        regroup(saved["opt"], ["a", "b"], new, ["a", "c"])
+
+
 def test_architecture_is_read_back_from_the_weights():
     from models.remac import architecture
     for kwargs in ({"arch": "klt", "decoder_width": (96, 96, 64, 48)}, {"arch": "gdn", "decoder_wide": (0, 0, 1, 0)},

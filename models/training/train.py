@@ -128,11 +128,11 @@ def pick_precision(args, cfg, model, sampler, device):
     return choose_by_timing(step, candidates)
 
 
-def regroup(saved: dict, opt, order: list, flat: list) -> dict:
-    """Map an optimizer state saved with one flat parameter group onto the current groups."""
-    if len(saved["param_groups"]) == len(opt.param_groups):
-        return saved
-    old_index = {name: i for i, name in enumerate(flat)}
+def regroup(saved: dict, saved_names: list, opt, order: list) -> dict:
+    """Map an optimizer state saved with its parameters in `saved_names` order (any grouping) onto
+    the current groups, whose parameters are `order`; each group keeps its own lr_scale. Raises
+    KeyError when a current parameter has no saved state (Adam then warm-starts)."""
+    old_index = {name: i for i, name in enumerate(saved_names)}
     state = {new: saved["state"][old_index[name]] for new, name in enumerate(order)
              if old_index[name] in saved["state"]}
     groups, start = [], 0
@@ -141,6 +141,16 @@ def regroup(saved: dict, opt, order: list, flat: list) -> dict:
         groups.append({**saved["param_groups"][0], "lr_scale": g["lr_scale"], "params": list(range(start, start + n))})
         start += n
     return {"state": state, "param_groups": groups}
+
+
+def saved_order(state: dict, model_order: list, gain_names: tuple) -> list:
+    """The parameter names of a saved optimizer state, in its order: stored since session 13; older
+    states had one flat group (model order) or two (the non-gain parameters, then the gains)."""
+    if "names" in state:
+        return state["names"]
+    if len(state["opt"]["param_groups"]) == 1:
+        return model_order
+    return [n for n in model_order if n not in gain_names] + [n for n in gain_names if n in model_order]
 
 
 def main(argv=None):
@@ -243,14 +253,18 @@ def main(argv=None):
             p.requires_grad = name.startswith("decoder.") or name == "log_inv_gain"
     # the per-quality gains move in log space: at the shared lr, Adam's bounded steps would need
     # ~10k steps to spread them over the rate range, so they learn 10x faster (gain_lr_scale)
+    # "branch_lr_scale": the klt encoder's correction branch (encoder.rest) learns that much faster,
+    # so channels grown from zero (with_width) move within a chunk of the fine-tuning lr
     gain_names = ("log_gain", "log_inv_gain")
     params = dict(model.named_parameters())
-    order = [n for n, p in params.items() if p.requires_grad and n not in gain_names] + \
-            [n for n in gain_names if params[n].requires_grad]
-    trainable = [params[n] for n in order if n not in gain_names]
-    gains = [params[n] for n in order if n in gain_names]
-    scale = cfg.get("gain_lr_scale", 10.0)
-    opt = torch.optim.Adam([{"params": trainable, "lr_scale": 1.0}, {"params": gains, "lr_scale": scale}],
+    model_order = [n for n, p in params.items() if p.requires_grad]
+    branch = [n for n in model_order if n.startswith("encoder.rest.") and cfg.get("branch_lr_scale", 1.0) != 1.0]
+    param_sets = [([n for n in model_order if n not in gain_names and n not in branch], 1.0),
+                  (branch, cfg.get("branch_lr_scale", 1.0)),
+                  ([n for n in gain_names if n in model_order], cfg.get("gain_lr_scale", 10.0))]
+    param_sets = [(names, scale) for names, scale in param_sets if names]
+    order = [n for names, _ in param_sets for n in names]
+    opt = torch.optim.Adam([{"params": [params[n] for n in names], "lr_scale": scale} for names, scale in param_sets],
                            lr=cfg["lr"])
     os.makedirs(args.ckpt_dir, exist_ok=True)
     os.makedirs(args.log_dir, exist_ok=True)
@@ -271,7 +285,7 @@ def main(argv=None):
             state = None
         if state is not None:
             try:
-                opt.load_state_dict(regroup(state["opt"], opt, order, [n for n, p in params.items() if p.requires_grad]))
+                opt.load_state_dict(regroup(state["opt"], saved_order(state, model_order, gain_names), opt, order))
             except (ValueError, KeyError):      # other parameters (e.g. context slices added): start Adam afresh
                 print("optimizer state does not match this model's parameters: Adam warm-starts", flush=True)
             pad_moments(opt)
@@ -323,7 +337,8 @@ def main(argv=None):
                             "decoder_extra": ",".join(map(str, extra)), "decoder_wide": ",".join(map(str, wide)),
                             "lambdas": json.dumps(model.lambdas), "latent_digest": latent_digest(model.state_dict())})
         os.replace(tmp, weights)
-        torch.save({"opt": opt.state_dict(), "step": step, "elapsed": elapsed_before + time.time() - start}, opt_path)
+        torch.save({"opt": opt.state_dict(), "names": order, "step": step,
+                    "elapsed": elapsed_before + time.time() - start}, opt_path)
 
     acc, last_save = [], time.time()
     first_step = step
