@@ -229,15 +229,14 @@ def main(argv=None):
                   arch=cfg.get("arch", "gdn"), m=cfg.get("m"), decoder_width=tuple(cfg.get("decoder_width", (128, 96, 64, 32))),
                   lambdas=cfg.get("lambdas"), slices=slices,
                   spatial=cfg.get("spatial", False) or (start_state is not None and "hyper.spatial" in start_state),
-                  **({key: max(cfg.get(key, 0), start_arch.get(key, 0)) for key in ("lap", "decoder_lap")}
-                     if cfg.get("arch") == "klt" else {}),
-                  **({"encoder_width": max(cfg.get("encoder_width", 64), start_arch.get("encoder_width", 64))}
+                  **({key: max(cfg.get(key, 0), start_arch.get(key, 0)) for key in ("lap", "decoder_lap", "encoder_width")}
                      if cfg.get("arch") == "klt" else {}))
     if start_state is not None:     # a checkpoint with fewer quality levels than the model: extrapolate its gains
         start_state = extend_levels(start_state, len(model.lambdas))
         if model.hyper.has_spatial:     # config "spatial": channel 0 in passes from here on
             start_state = with_spatial(start_state)
-        if model.arch == "klt":         # configs "lap", "decoder_lap": lapped block transforms from here on
+        if model.arch == "klt":         # configs "lap", "decoder_lap", "encoder_width": lapped block
+            # transforms and a wider correction branch from here on
             start_state = with_width(with_lap(start_state, model.encoder.lap, model.decoder.lap), model.encoder.width)
     if model.arch == "klt" and source is None and not args.init and args.stage == "joint":
         model.init_basis(klt_basis(images, patches=cfg.get("klt_patches", 200_000)))     # a fresh klt run starts as the linear block codec
@@ -258,9 +257,10 @@ def main(argv=None):
     gain_names = ("log_gain", "log_inv_gain")
     params = dict(model.named_parameters())
     model_order = [n for n, p in params.items() if p.requires_grad]
-    branch = [n for n in model_order if n.startswith("encoder.rest.") and cfg.get("branch_lr_scale", 1.0) != 1.0]
+    branch_scale = cfg.get("branch_lr_scale", 1.0)
+    branch = [n for n in model_order if n.startswith("encoder.rest.")] if branch_scale != 1.0 else []
     param_sets = [([n for n in model_order if n not in gain_names and n not in branch], 1.0),
-                  (branch, cfg.get("branch_lr_scale", 1.0)),
+                  (branch, branch_scale),
                   ([n for n in gain_names if n in model_order], cfg.get("gain_lr_scale", 10.0))]
     param_sets = [(names, scale) for names, scale in param_sets if names]
     order = [n for names, _ in param_sets for n in names]
