@@ -153,3 +153,27 @@ def test_a_decoder_stage_trains_an_overlay_that_promote_lays_over_the_shipped_mo
     assert latent_digest(merged) == latent_digest(base) and "decoder.x2.0.c1.weight" in merged
     assert promote.same_bitstream(candidate, shipped)
     assert not promote.same_bitstream(out / "dry_heavy.safetensors", shipped)
+
+
+def test_an_install_stopped_midway_keeps_the_run_checkpoint(tmp_path, monkeypatch):
+    """promote.install removes the run's own checkpoint only once every artifact is rebuilt: an
+    install that fails (or is stopped) on the way leaves the run resumable, its decoder included
+    (session 13 lost a run's decoder that way)."""
+    import subprocess
+    from models.training import promote
+    shipped, run, calibrated = (tmp_path / f"{n}.safetensors" for n in ("grey", "grey_run", "calibrated"))
+    for path in (shipped, run, calibrated):
+        path.write_bytes(b"weights")
+    monkeypatch.setattr(promote, "checkpoint_path", lambda name: shipped)
+    monkeypatch.setattr(promote, "same_bitstream", lambda a, b: True)     # no store release
+    monkeypatch.setattr(promote.store, "prune", lambda *a: [])
+
+    def artifacts_fail(cmd, **kw):
+        raise subprocess.CalledProcessError(1, cmd)
+    monkeypatch.setattr(promote.subprocess, "run", artifacts_fail)
+    with pytest.raises(subprocess.CalledProcessError):
+        promote.install("grey", calibrated, tmp_path, run)
+    assert run.exists()
+    monkeypatch.setattr(promote.subprocess, "run", lambda cmd, **kw: None)
+    promote.install("grey", calibrated, tmp_path, run)
+    assert not run.exists() and shipped.exists()

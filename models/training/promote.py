@@ -140,12 +140,13 @@ def install(name: str, calibrated: Path, data: Path, candidate: Path = None):
         print(f"release {model_id} pruned from {STORE} (kept: the newest {STORE_KEEP}); "
               f"bash scripts/restore_release.sh {model_id} brings it back from history")
     shutil.copyfile(calibrated, checkpoint_path(name))
+    subprocess.run(["bash", "scripts/make_artifacts.sh"], cwd=ROOT, check=True, env={**os.environ, "DATA": str(data)})
+    subprocess.run([sys.executable, "scripts/make_golden.py"], cwd=ROOT, check=True)
+    # last: an install stopped before here leaves the run's own checkpoint (its decoder included) intact
     if candidate is not None and candidate.resolve().parent == checkpoint_path(name).resolve().parent \
             and candidate.resolve() != checkpoint_path(name).resolve():
         candidate.unlink()
         print(f"removed {candidate}: run {candidate.stem} resumes from {checkpoint_path(name)}")
-    subprocess.run(["bash", "scripts/make_artifacts.sh"], cwd=ROOT, check=True, env={**os.environ, "DATA": str(data)})
-    subprocess.run([sys.executable, "scripts/make_golden.py"], cwd=ROOT, check=True)
 
 
 def main(argv=None):
