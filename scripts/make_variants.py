@@ -61,4 +61,6 @@ def main(src="../shared/data/val/color", out="/work/variants", grey_src="../shar
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        sys.exit(print(__doc__))
     main(*sys.argv[1:])

@@ -49,3 +49,27 @@ def test_regenerating_benchmarks_keeps_every_hand_written_section(tmp_path):
     carried = carried_sections(doc)
     assert carried == ["", "## Ground decoding: determinism, large frames", "kept 1",
                        "", "## Session 9: what we learned", "### detail", "kept 2"]
+
+
+def test_derived_variants_are_what_their_docstring_says():
+    import numpy as np
+    from scripts.make_variants import LUMA, shifted, variant
+    rgb = np.array([[[200, 100, 50], [10, 20, 30]], [[255, 255, 255], [0, 0, 0]]], np.uint8)
+    assert variant(rgb, "wb")[0, 0].tolist() == [164, 100, 61]           # R x 0.82, B x 1.22
+    assert variant(rgb, "wb")[1, 0].tolist() == [209, 255, 255]          # clipped, not wrapped
+    luma = variant(rgb, "luma")
+    assert luma.shape == (2, 2) and luma[0, 0] == round(float(rgb[0, 0] @ LUMA))
+    desat = variant(rgb, "desat").astype(int)
+    assert abs(desat[0, 0] - luma[0, 0]).max() < abs(rgb[0, 0].astype(int) - luma[0, 0]).max() * 0.45
+    assert variant(rgb, "half").shape == (1, 1, 3)
+    assert shifted(np.zeros((20, 30), np.uint8)).shape == (16, 26)
+
+
+def test_derived_variants_help_prints_the_usage_and_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_variants.py"
+    r = subprocess.run([sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("Harder validation sets")   # not a list of folders written
+    assert list(tmp_path.iterdir()) == []
