@@ -73,3 +73,17 @@ def test_derived_variants_help_prints_the_usage_and_writes_nothing(tmp_path):
     r = subprocess.run([sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("Harder validation sets")   # not a list of folders written
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reference_oracle_finds_a_shifted_copy_and_not_an_unrelated_image():
+    import numpy as np
+    from scripts.ref_oracle import best_detail_sse, blocks, global_shift
+    from tests.conftest import GREY, pixels
+    x = pixels(GREY).astype(np.float64)
+    image, copy = x[16:144, 16:144], x[16 + 7:144 + 7, 16 - 3:144 - 3]        # image[i, j] = copy[i - 7, j + 3]
+    assert global_shift(image, copy) == (-7, 3)
+    mean_only = ((blocks(image) - blocks(image).mean((2, 3), keepdims=True)) ** 2).sum((2, 3))
+    inner = (slice(1, -1), slice(1, -1))                                         # blocks away from the border
+    assert best_detail_sse(image, copy, search=2)[inner].max() < 1e-6
+    flat = np.full_like(image, 100.0)
+    assert np.allclose(best_detail_sse(image, flat, search=2), mean_only)       # no detail to lend
