@@ -36,6 +36,11 @@ def blocks(a: np.ndarray) -> np.ndarray:
     return a[:h, :w].reshape(h // B, B, w // B, B).swapaxes(1, 2)
 
 
+def detail(b: np.ndarray) -> np.ndarray:
+    """(..., B, B) blocks -> the same with each block's mean removed (what a reference may lend)."""
+    return b - b.mean((-2, -1), keepdims=True)
+
+
 def global_shift(x: np.ndarray, r: np.ndarray) -> tuple:
     """Phase correlation: the (dy, dx) with x[i, j] ~ r[i + dy, j + dx] (both cropped to a common size)."""
     h, w = min(x.shape[0], r.shape[0]), min(x.shape[1], r.shape[1])
@@ -48,16 +53,14 @@ def global_shift(x: np.ndarray, r: np.ndarray) -> tuple:
 def best_detail_sse(x: np.ndarray, r: np.ndarray, search: int) -> np.ndarray:
     """-> (H/B, W/B) the smallest SSE of x's block detail against r's block detail over the search window."""
     dy0, dx0 = global_shift(x, r)
-    xb = blocks(x)
-    xd = xb - xb.mean((2, 3), keepdims=True)
-    best = np.full(xb.shape[:2], np.inf)
+    xd = detail(blocks(x))
+    best = np.full(xd.shape[:2], np.inf)
     pad = search + max(abs(dy0), abs(dx0)) + B
     rp = np.pad(r, pad, mode="reflect")
     for dy in range(dy0 - search, dy0 + search + 1):
         for dx in range(dx0 - search, dx0 + search + 1):
             win = rp[pad + dy: pad + dy + x.shape[0], pad + dx: pad + dx + x.shape[1]]
-            rb = blocks(win)
-            sse = ((xd - (rb - rb.mean((2, 3), keepdims=True))) ** 2).sum((2, 3))
+            sse = ((xd - detail(blocks(win))) ** 2).sum((2, 3))
             np.minimum(best, sse, out=best)
     return best
 
@@ -77,9 +80,9 @@ def main(argv=None):
     rows = []
     for path in sorted(args.val_dir.iterdir())[:args.limit]:
         x = load(path)
-        xb = blocks(x)
-        n = xb.size
-        mean_only = ((xb - xb.mean((2, 3), keepdims=True)) ** 2).sum((2, 3))
+        xd = detail(blocks(x))
+        n = xd.size
+        mean_only = (xd ** 2).sum((2, 3))
         per_ref = [best_detail_sse(x, r, args.search) for r in refs]
         best = min(per_ref, key=lambda s: np.minimum(s, mean_only).sum())
         oracle = np.minimum(best, mean_only)                 # a block may ignore the reference

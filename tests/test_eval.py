@@ -1,12 +1,19 @@
-"""remac-eval: BD-rate arithmetic with a known answer, and the CLI's outputs."""
+"""remac-eval: BD-rate arithmetic with a known answer, and the CLI's outputs; the scripts that derive
+harder val sets and bound what a reference could explain."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from evaluation import rd
 from evaluation.cli import main as eval_main
-from tests.conftest import DATA
+from scripts.make_variants import LUMA, shifted, variant
+from scripts.ref_oracle import best_detail_sse, blocks, detail, global_shift
+from tests.conftest import DATA, GREY, pixels
 
 
 def test_bd_rate_of_a_uniformly_cheaper_curve():
@@ -52,8 +59,6 @@ def test_regenerating_benchmarks_keeps_every_hand_written_section(tmp_path):
 
 
 def test_derived_variants_are_what_their_docstring_says():
-    import numpy as np
-    from scripts.make_variants import LUMA, shifted, variant
     rgb = np.array([[[200, 100, 50], [10, 20, 30]], [[255, 255, 255], [0, 0, 0]]], np.uint8)
     assert variant(rgb, "wb")[0, 0].tolist() == [164, 100, 61]           # R x 0.82, B x 1.22
     assert variant(rgb, "wb")[1, 0].tolist() == [209, 255, 255]          # clipped, not wrapped
@@ -66,23 +71,17 @@ def test_derived_variants_are_what_their_docstring_says():
 
 
 def test_derived_variants_help_prints_the_usage_and_writes_nothing(tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
     script = Path(__file__).resolve().parent.parent / "scripts" / "make_variants.py"
     r = subprocess.run([sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("Harder validation sets")   # not a list of folders written
     assert list(tmp_path.iterdir()) == []
 
 
-def test_reference_oracle_finds_a_shifted_copy_and_not_an_unrelated_image():
-    import numpy as np
-    from scripts.ref_oracle import best_detail_sse, blocks, global_shift
-    from tests.conftest import GREY, pixels
+def test_reference_oracle_finds_a_shifted_copy_and_nothing_in_a_flat_image():
     x = pixels(GREY).astype(np.float64)
     image, copy = x[16:144, 16:144], x[16 + 7:144 + 7, 16 - 3:144 - 3]        # image[i, j] = copy[i - 7, j + 3]
     assert global_shift(image, copy) == (-7, 3)
-    mean_only = ((blocks(image) - blocks(image).mean((2, 3), keepdims=True)) ** 2).sum((2, 3))
+    mean_only = (detail(blocks(image)) ** 2).sum((2, 3))
     inner = (slice(1, -1), slice(1, -1))                                         # blocks away from the border
     assert best_detail_sse(image, copy, search=2)[inner].max() < 1e-6
     flat = np.full_like(image, 100.0)
