@@ -53,10 +53,21 @@ def _in_folder(path: str, folder: str) -> bool:
     return path.startswith(folder.rstrip("/") + "/")
 
 
+def _site_rows(data_dir, split) -> list:
+    """sites/<split>'s frames that are not byte-identical copies of a file elsewhere in the data
+    (sites/index.csv's also_in is empty), as MANIFEST-like rows; the group is the rover position."""
+    index = os.path.join(data_dir, "sites", "index.csv")
+    return [{"path": f"sites/{r['path']}", "source_path": f"site:{r['site']}", "sol": r["sol"],
+             "width": "256", "height": "256"}
+            for r in csv.DictReader(open(index)) if r["split"] == split and not r["also_in"]]
+
+
 def _manifest_rows(data_dir, folders, limit=None) -> list:
-    """The MANIFEST.csv rows (dicts) of the images in `folders` that are at least 128 x 128."""
+    """The MANIFEST.csv rows (dicts) of the images in `folders` that are at least 128 x 128;
+    a folder sites/train or sites/val reads sites/index.csv instead (_site_rows)."""
     rows = list(csv.DictReader(open(os.path.join(data_dir, "MANIFEST.csv"))))
     rows = [r for r in rows if any(_in_folder(r["path"], f) for f in folders)]
+    rows += [r for f in folders if f.rstrip("/").startswith("sites/") for r in _site_rows(data_dir, f.rstrip("/")[6:])]
     rows = [r for r in rows if int(r["width"]) >= 128 and int(r["height"]) >= 128]
     return rows[:limit] if limit else rows
 
@@ -133,14 +144,16 @@ class PairSampler:
     """
 
     def __init__(self, images, groups, crop, seed=0, augment=True, ref_crop=None, descriptors=None, k=4,
-                 weights=None):
+                 weights=None, downsampled=0.0):
         """descriptors: optional (N, D) float array, the rover's recycled latent descriptor of each
         image; when given, an image's reference is one of its k nearest other images in that space
         (what the rover's library selection would pick), else another image of its group.
         augment: False, True (brightness/contrast/gamma on half the crops) or "colour" (those, then
         another pipeline's colour rendering: _colour).
-        weights: optional per-image draw weights (folder_weights), else every image equally often."""
-        self.images, self.crop, self.augment = images, crop, augment
+        weights: optional per-image draw weights (folder_weights), else every image equally often.
+        downsampled: the share of crops cut from a 2x area-downsampled image at a random phase, where
+        no JPEG 8x8 grid survives (raw rover frames have none; every source here has one)."""
+        self.images, self.crop, self.augment, self.downsampled = images, crop, augment, downsampled
         self.cum_weights = None if weights is None else list(itertools.accumulate(weights))
         self.neighbours = None if descriptors is None else nearest_others(descriptors, k)
         self.ref_crop = ref_crop or crop
@@ -202,8 +215,12 @@ class PairSampler:
         for _ in range(size):
             i = self.rng.randrange(n) if self.cum_weights is None else \
                 self.rng.choices(range(n), cum_weights=self.cum_weights)[0]
-            top, left = self.rng.randrange(h - crop + 1), self.rng.randrange(w - crop + 1)
-            x = self.images[i, :, top:top + crop, left:left + crop].float() / 255
+            if 2 * crop < min(h, w) and self.rng.random() < self.downsampled:
+                top, left = self.rng.randrange(h - 2 * crop + 1), self.rng.randrange(w - 2 * crop + 1)
+                x = F.avg_pool2d(self.images[i, :, top:top + 2 * crop, left:left + 2 * crop].float()[None] / 255, 2)[0]
+            else:
+                top, left = self.rng.randrange(h - crop + 1), self.rng.randrange(w - crop + 1)
+                x = self.images[i, :, top:top + crop, left:left + crop].float() / 255
             xs.append(self._photometric(self._flip(x)))
             rt, rl = self.rng.randrange(h - self.ref_crop + 1), self.rng.randrange(w - self.ref_crop + 1)
             ref = self.images[self.reference_of(i), :, rt:rt + self.ref_crop, rl:rl + self.ref_crop]

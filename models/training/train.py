@@ -305,7 +305,8 @@ def main(argv=None):
     draw_weights = None if args.pack or not cfg.get("folder_weights") else \
         folder_weights(args.data, cfg["train_folders"], cfg["folder_weights"])
     sampler = PairSampler(images, groups, cfg["crop"], seed=cfg["seed"], augment=cfg.get("augment", cfg["channels"] == 1),
-                          ref_crop=cfg.get("ref_crop"), descriptors=descriptors, weights=draw_weights)
+                          ref_crop=cfg.get("ref_crop"), descriptors=descriptors, weights=draw_weights,
+                          downsampled=cfg.get("downsampled", 0.0))
 
     precision, timings = pick_precision(args, cfg, model, sampler, device)
     if args.bench:
