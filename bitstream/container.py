@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bitstream.errors import FormatError
+from remac.bitstream.errors import FormatError
 
 SIGNATURE = b"\x89RMC\r\n\x1a\n"
 VERSION = (4, 0)                # the version written (1.0-3.0 are read, and written only when asked for)

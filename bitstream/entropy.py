@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import constriction
 import numpy as np
 
-from bitstream import spec
-from bitstream.errors import TileError
+from remac.bitstream import spec
+from remac.bitstream.errors import TileError
 
 _ESC_BIAS = 32768
 _BYTE = constriction.stream.model.Uniform(256)

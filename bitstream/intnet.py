@@ -12,8 +12,8 @@ The sums run as float64 GEMMs: exact because every operand and partial sum is an
 """
 import numpy as np
 
-from bitstream import spec
-from bitstream.errors import ModelError
+from remac.bitstream import spec
+from remac.bitstream.errors import ModelError
 
 _EXACT = 2 ** 52
 _INT64_SAFE = 2 ** 62

@@ -21,8 +21,8 @@ slices follow as before.
 """
 import numpy as np
 
-from bitstream import entropy, intnet, spec
-from bitstream import spatial as bitstream_spatial
+from remac.bitstream import entropy, intnet, spec
+from remac.bitstream import spatial as bitstream_spatial
 
 
 def slices_of(net: dict, m: int) -> list:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bitstream.errors import LibraryError
+from remac.bitstream.errors import LibraryError
 
 FORMAT = "remac-library"
 VERSION = 1

@@ -15,7 +15,7 @@ decoded PNG as a text chunk; Metadata.product_id names it.
 import struct
 from dataclasses import dataclass, field
 
-from bitstream.errors import FormatError
+from remac.bitstream.errors import FormatError
 
 TEXT, EXIF, XMP = 1, 2, 3
 PRODUCT_ID_KEY = "PDS:PRODUCT_ID"

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bitstream import intnet, spec
-from bitstream import spatial as bitstream_spatial
-from bitstream.entropy import TableSet
-from bitstream.errors import ModelError
+from remac.bitstream import intnet, spec
+from remac.bitstream import spatial as bitstream_spatial
+from remac.bitstream.entropy import TableSet
+from remac.bitstream.errors import ModelError
 
 ASSETS = Path(__file__).parent / "assets"
 SHIPPED = ("grey",)      # the shipped models; colour images are coded as planes by grey (format 3.0)
@@ -180,7 +180,7 @@ def by_id(model_id: bytes, stores=()) -> EntropyModel:
         model = load(name)
         if model.model_id == model_id:
             return model
-    from bitstream import store
+    from remac.bitstream import store
     folder = store.find_model(model_id, stores)
     if folder is not None:
         model = load_dir(folder)

@@ -19,11 +19,11 @@ tile's latent grid, each pass grouped by scale index like every other group:
 apart the neighbours' residuals are (0: agree ... CLASSES-1: an edge), and is clipped to the tables.
 
 Everything is integer arithmetic on integers, identical on rover and ground (bitstream.latent calls
-it for both through run_passes). models.remac.spatial_means runs the same passes for training and calibration.
+it for both through run_passes). models.hyper.spatial_means runs the same passes for training and calibration.
 """
 import numpy as np
 
-from bitstream import spec
+from remac.bitstream import spec
 
 CHANNEL = 0             # the channel coded in passes (klt models: the block mean)
 CLASSES = 8             # neighbour-spread classes: spread (symbols) 0, 1, 2-3, 4-7, ..., >= 64

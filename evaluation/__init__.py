@@ -3,7 +3,7 @@
 
 def main():
     """remac-eval's entry point: one line, not a traceback, where PyTorch is missing."""
-    from ground_decoder import require_torch
+    from remac.ground_decoder import require_torch
     require_torch("remac-eval")
     from evaluation.cli import main as cli_main
     cli_main(prog_name="remac-eval")

@@ -9,9 +9,9 @@ import click
 import numpy as np
 from PIL import Image
 
-from bitstream import library as lib
-from bitstream.cli_support import Command, version_option
-from bitstream.errors import RemacError
+from remac.bitstream import library as lib
+from remac.rover_encoder.cli_support import Command, version_option
+from remac.bitstream.errors import RemacError
 from evaluation import rd
 
 

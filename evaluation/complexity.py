@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bitstream import modelfile
+from remac.bitstream import modelfile
 
 
 def torch_kmac_per_px(module: torch.nn.Module, inputs: tuple, pixels: int) -> float:
@@ -35,8 +35,8 @@ def intnet_kmac_per_px(name: str) -> float:
 def tile_context_overhead(width: int, height: int) -> float:
     """Analysed pixels / image pixels for a frame cut into default tiles, each analysed with its
     TILE_CONTEXT border of neighbouring pixels (and padded to multiples of 64)."""
-    from bitstream.container import Header
-    from rover_encoder.encode import DEFAULT_TILE, TILE_CONTEXT, context_window
+    from remac.bitstream.container import Header
+    from remac.rover_encoder.prepared import DEFAULT_TILE, TILE_CONTEXT, context_window
     header = Header(bytes(8), width, height, 1, 1, 8, 50, DEFAULT_TILE, DEFAULT_TILE)
     area = 0
     for index in range(header.tile_count):
@@ -46,9 +46,9 @@ def tile_context_overhead(width: int, height: int) -> float:
 
 
 def rover_complexity(name: str) -> dict:
-    from models.baselines import Minnen2018Encoder
-    from models import ground
-    from models.training.export import load_model
+    from remac.models.baselines import Minnen2018Encoder
+    from remac.models import ground
+    from remac.models.codec import load_model
     model = load_model(name)
     shipped_decoder = ground.load(name).decoder      # the ground's decoder (stage 2 if shipped)
     c, size = model.channels, 256

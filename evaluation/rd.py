@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from evaluation.metrics import peak_for, psnr
-from ground_decoder.decode import decode
-from rover_encoder.encode import encode
-from rover_encoder.imageio import from_pil
+from remac.ground_decoder.decode import decode
+from remac.rover_encoder.encode import encode
+from remac.rover_encoder.imageio import from_pil
 
 REMAC_QUALITIES = (5, 20, 35, 50, 65, 80, 90, 100)    # 100: the top level (>= 1.5 bpp on every val set since session 8)
 
@@ -37,16 +37,16 @@ class RemacCodec:
 
     def supports(self, channels):
         if self.precision:      # the default analysis is plain "REMAC": do not run it twice
-            from bitstream.modelfile import for_channels
-            from rover_encoder.analysis import default_precision
+            from remac.bitstream.modelfile import for_channels
+            from remac.rover_encoder.analysis import default_precision
             return channels in (1, 3) and default_precision(for_channels(channels).name) != self.precision
         return channels in (1, 3)
 
     def _forced(self, img):
         if self.refs not in ("random", "worst"):
             return None
-        from bitstream.library import ranked
-        from bitstream.modelfile import for_channels
+        from remac.bitstream.library import ranked
+        from remac.bitstream.modelfile import for_channels
         ids = self.library.ids_for(for_channels(img.pixels.shape[0]).name)
         if self.refs == "random":
             pick = self.rng.choice(ids)

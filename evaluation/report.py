@@ -61,7 +61,7 @@ PLANE_COST = 1.5        # colour: Y at full size + Cb, Cr at a quarter of the ar
 
 
 def complexity_section() -> list:
-    from bitstream import modelfile
+    from remac.bitstream import modelfile
     from evaluation.complexity import rover_complexity
     from evaluation.timing import onnx_encode_ms_per_mp, onnx_ms_per_mp_of, cli_peak_rss_mib
     lines = ["| | grey | colour (the grey model on Y, Cb, Cr: x1.5 per pixel) |", "|---|---|---|"]
@@ -89,7 +89,7 @@ def complexity_section() -> list:
         lines.append(f"| {label} | {f('grey')} | {f('colour')} |")
     import io
     import torch
-    from models.baselines import Minnen2018Encoder
+    from remac.models.baselines import Minnen2018Encoder
     ms = {}
     for n, c in (("grey", 1), ("colour", 3)):
         buf = io.BytesIO()
@@ -110,10 +110,10 @@ def complexity_section() -> list:
 def decode_section() -> list:
     import numpy as np
     from PIL import Image
-    from bitstream import library
+    from remac.bitstream import library
     from evaluation.timing import decode_ms_per_mp
-    from rover_encoder.encode import encode
-    from rover_encoder.imageio import from_pil
+    from remac.rover_encoder.encode import encode
+    from remac.rover_encoder.imageio import from_pil
     lib = library.load()
     rng = np.random.default_rng(0)
     out = ["| decode (2 threads, 1024², quality 75) | ms / MP |", "|---|---|"]
@@ -139,7 +139,7 @@ def artifacts_section() -> list:
 
 
 # the sections this script generates; every other "## " section of the file (written by the
-# benchmark scripts, models.training.promote --report, or by hand per session) is carried over
+# benchmark scripts, training.promote --report, or by hand per session) is carried over
 GENERATED = ("## Rate–distortion", "## Rover complexity", "## Ground decoding", "## Shipped artifacts")
 
 

@@ -10,8 +10,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from rover_encoder import analysis
-from bitstream import modelfile
+from remac.rover_encoder import analysis
+from remac.bitstream import modelfile
 
 
 def onnx_encode_ms_per_mp(name: str, size=(1024, 1024), threads=1, repeats=5, precision="float") -> float:
@@ -56,7 +56,7 @@ def cli_peak_rss_mib(side: int, channels: int = 1, threads: int = 1) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "in.png")
         _test_image(src, side, channels)
-        code = ("import resource, sys; from rover_encoder.cli import encode_main\n"
+        code = ("import resource, sys; from remac.rover_encoder.cli import encode_main\n"
                 "try:\n    encode_main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
                 "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
         t = time.perf_counter()
@@ -67,7 +67,7 @@ def cli_peak_rss_mib(side: int, channels: int = 1, threads: int = 1) -> dict:
 
 
 def decode_ms_per_mp(data: bytes, library, pixels: int, threads=2, repeats=3) -> float:
-    from ground_decoder.decode import decode
+    from remac.ground_decoder.decode import decode
     decode(data, library, threads=threads)
     times = []
     for _ in range(repeats):

@@ -17,6 +17,6 @@ def __getattr__(name):
     """decode_image(data) -> array and decode_file(path, out) -> dict (ground_decoder.api), imported
     on first use, so that `import ground_decoder` needs no PyTorch."""
     if name in ("decode_image", "decode_file"):
-        from ground_decoder import api
+        from remac.ground_decoder import api
         return api.decode if name == "decode_image" else api.decode_file
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,3 +1,3 @@
-from ground_decoder.cli import decode_main
+from remac.ground_decoder.cli import decode_main
 
 decode_main(prog_name="remac-decode")

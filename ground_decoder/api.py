@@ -1,6 +1,6 @@
 """Decoding from Python, for pipelines that do not shell out; remac-decode runs these too.
 
-    import ground_decoder
+    from remac import ground_decoder
     image = ground_decoder.decode_image(data)               # .rmc bytes -> (H,W) / (H,W,3) uint8|uint16
     info = ground_decoder.decode_file("navcam.rmc", "out/navcam.png")
 
@@ -10,12 +10,12 @@ damaged stream is concealed (lost tiles filled flat) unless strict=True, and dec
 """
 import numpy as np
 
-from bitstream import container, library as lib, metadata
-from bitstream.cli_support import atomic_write, input_name, output_for, read_input
-from bitstream.container import SIGNATURE
-from bitstream.errors import FormatError, RemacError
-from bitstream.library import Library
-from ground_decoder.output import check_channels, check_lossless, image_bytes
+from remac.bitstream import container, library as lib, metadata
+from remac.rover_encoder.cli_support import atomic_write, input_name, output_for, read_input
+from remac.bitstream.container import SIGNATURE
+from remac.bitstream.errors import FormatError, RemacError
+from remac.bitstream.library import Library
+from remac.ground_decoder.output import check_channels, check_lossless, image_bytes
 
 
 def _library(library):
@@ -27,7 +27,7 @@ def decode(data: bytes, library=None, strict: bool = False, threads: int = 2, re
     """.rmc bytes -> decoded samples (H,W) or (H,W,3), uint8 (8-bit streams) or uint16. threads:
     synthesis workers (same pixels for any number); reduce 1..3: a 1/2, 1/4, 1/8 preview; models:
     extra model stores (directories) for streams of releases this installation does not ship."""
-    from ground_decoder.decode import decode as decode_stream
+    from remac.ground_decoder.decode import decode as decode_stream
     return decode_stream(bytes(data), _library(library), strict, threads, reduce, models=tuple(models)).image
 
 
@@ -45,7 +45,7 @@ def decode_file(path, out=None, *, library=None, strict: bool = False, threads: 
     '-': stdout as PNG; the format follows the extension, lossy ones only with force), written
     atomically with the stream's metadata. -> what remac-decode --json reports: output, bytes (of
     the stream), bpp, quality, refs, lost_tiles, damaged, ..., warnings (a list of lines)."""
-    from ground_decoder.decode import decode as decode_stream
+    from remac.ground_decoder.decode import decode as decode_stream
     inp = str(path)
     name = input_name(inp)
     out = output_for(inp, None, 1, ".dec.png") if out is None else str(out)

@@ -4,11 +4,11 @@ from functools import partial
 
 import click
 
-from bitstream import library as lib
-from bitstream.cli_support import STDIO, Command, given, jobs_option, plan_outputs, run_batch, version_option
-from bitstream.errors import RemacError
-from ground_decoder import GROUND_INSTALL_HINT, require_torch
-from ground_decoder.api import decode_file
+from remac.bitstream import library as lib
+from remac.rover_encoder.cli_support import STDIO, Command, given, jobs_option, plan_outputs, run_batch, version_option
+from remac.bitstream.errors import RemacError
+from remac.ground_decoder import GROUND_INSTALL_HINT, require_torch
+from remac.ground_decoder.api import decode_file
 
 DECODE_HELP = """Reconstruct images from .rmc FILE(s) with the ground ref-decoder.
 
@@ -39,7 +39,7 @@ filled, or damage outside the tiles reported on stderr).
 
 def _decoder_version(name: str) -> str:
     try:
-        from models import ground
+        from remac.models import ground
     except ImportError:
         return f", no ground decoder (needs PyTorch: {GROUND_INSTALL_HINT})"
     return f", decoder version {ground.load(name).decoder_version}"
@@ -87,7 +87,7 @@ def decode_main(files, output, ref_lib, models, strict, force, threads, reduce, 
     if cluster is None:
         run_batch("remac-decode", jobs, work, as_json, quiet or output == STDIO, workers)
         return
-    from ground_decoder.cluster import cluster_runner
+    from remac.ground_decoder.cluster import cluster_runner
     try:
         with cluster_runner(cluster, workers if given("workers") else None) as runner:
             run_batch("remac-decode", jobs, work, as_json, quiet, runner=runner)

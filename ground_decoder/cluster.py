@@ -3,7 +3,7 @@
     remac-decode --cluster tcp://scheduler:8786 archive/ -o decoded/   # an existing cluster
     remac-decode --cluster local -j 8 archive/ -o decoded/              # a LocalCluster, 8 workers x 1 thread
 
-Each task is bitstream.cli_support.timed(work, input, output), the call -j runs in its process
+Each task is rover_encoder.cli_support.timed(work, input, output), the call -j runs in its process
 pool, on absolute paths (workers must see the same files at the same paths). decode_file writes
 its output atomically (a temporary name in the output directory, fsync, os.replace), so a worker
 that dies mid-task never leaves a partial output; the scheduler re-runs a task whose worker died
@@ -24,8 +24,8 @@ import os
 import uuid
 from contextlib import contextmanager
 
-from bitstream.cli_support import remove_temp_files, timed
-from bitstream.errors import RemacError
+from remac.rover_encoder.cli_support import remove_temp_files, timed
+from remac.bitstream.errors import RemacError
 
 LOCAL = "local"
 RETRIES = 2                     # re-runs of a task that raised (worker deaths are re-run by the scheduler)

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bitstream import colour, container, entropy, latent, modelfile, spec, store
-from bitstream.container import ZERO_ID
-from bitstream.errors import LibraryError, RemacError, TileError
-from bitstream.library import DEFAULT as DEFAULT_LIBRARY, Library, load as load_library
-from models import ground
+from remac.bitstream import colour, container, entropy, latent, modelfile, spec, store
+from remac.bitstream.container import ZERO_ID
+from remac.bitstream.errors import LibraryError, RemacError, TileError
+from remac.bitstream.library import DEFAULT as DEFAULT_LIBRARY, Library, load as load_library
+from remac.models import ground
 
 REF_FALLBACK = 256          # side of the all-zero decoder reference when none is used
 

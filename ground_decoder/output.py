@@ -5,9 +5,9 @@ import io
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from bitstream.cli_support import STDIO
-from bitstream.errors import RemacError
-from bitstream.metadata import Metadata
+from remac.rover_encoder.cli_support import STDIO
+from remac.bitstream.errors import RemacError
+from remac.bitstream.metadata import Metadata
 
 # formats that would add a second, lossy compression; saved (with --force) at these settings
 LOSSY = {"JPEG": {"quality": 95, "subsampling": 0}, "MPO": {"quality": 95, "subsampling": 0},

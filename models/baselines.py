@@ -6,7 +6,7 @@ rover cost REMAC's light encoder is compared against, with the same counter and 
 import torch
 import torch.nn as nn
 
-from models.layers import SimpleGDN
+from remac.models.layers import SimpleGDN
 
 
 class GDN(SimpleGDN):

@@ -35,12 +35,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors import safe_open
 
-from bitstream.errors import ModelError
-from models.precision import autocast, decode_precision
-from models.archive import dequantize
-from models.remac import RefDecoder, decoder_layout
+from remac.bitstream.errors import ModelError
+from remac.models.precision import autocast, decode_precision
+from remac.models.archive import dequantize
+from remac.models.checkpoint import WEIGHTS
+from remac.models.ref_decoder import RefDecoder, decoder_layout
 
-WEIGHTS = Path(__file__).parent / "weights"
 STORE = Path(__file__).parent / "store"         # earlier releases (bitstream.store): old streams decode
 TRUNK_TILE = 128        # latent px per tile of the 1/16 trunk (context 21 px each side)
 TILE = 96               # latent px per tile of the upsampling stages (1536 output px) ...
@@ -269,7 +269,7 @@ class GroundModel:
     # ----- previews -------------------------------------------------------------------------------
     def preview_head(self):
         """(weight (C*64, w16, 3, 3), bias (C*64,)) of the fitted preview head, or None when it is
-        missing or was fitted to another decoder version (models.training.preview refits it)."""
+        missing or was fitted to another decoder version (training.preview refits it)."""
         if self._preview is None:
             self._preview = False
             try:

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bitstream import spec
+from remac.bitstream import spec
 
 
 def round_half_up(x: torch.Tensor) -> torch.Tensor:

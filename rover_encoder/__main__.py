@@ -1,3 +1,3 @@
-from rover_encoder.cli import encode_main
+from remac.rover_encoder.cli import encode_main
 
 encode_main(prog_name="remac-encode")

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bitstream import modelfile, spec
-from bitstream.errors import ModelError
-from bitstream.modelfile import EntropyModel
-from rover_encoder import onnx_graph
+from remac.bitstream import modelfile, spec
+from remac.bitstream.errors import ModelError
+from remac.bitstream.modelfile import EntropyModel
+from remac.rover_encoder import onnx_graph
 
 ASSETS = Path(__file__).parent / "assets"
 ENCODER_FILES = {"float": "encoder.onnx", "int8": "encoder.int8.onnx"}

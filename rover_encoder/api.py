@@ -1,6 +1,6 @@
 """Encoding from Python, for pipelines that do not shell out; remac-encode runs these too. No torch.
 
-    import rover_encoder
+    from remac import rover_encoder
     data = rover_encoder.encode_image(array, quality=60)        # (H,W) / (H,W,3) uint8, (H,W) uint16
     data = rover_encoder.encode_image(array, target_bytes=20_000)   # rate control: <= 20000 bytes
     info = rover_encoder.encode_file("navcam.png", "out/navcam.rmc", bpp=0.3)
@@ -13,15 +13,16 @@ from functools import lru_cache
 
 import numpy as np
 
-from bitstream import library as lib
-from bitstream.cli_support import STDIO, atomic_write, input_name, output_for, read_input
-from bitstream.container import SIGNATURE
-from bitstream.errors import RemacError
-from bitstream.library import Library
-from bitstream.metadata import Metadata
-from rover_encoder import encode as codec, pds
-from rover_encoder.encode import DEFAULT_QUALITY, DEFAULT_TILE
-from rover_encoder.imageio import SourceImage, from_pil, load_image
+from remac.bitstream import library as lib
+from remac.rover_encoder.cli_support import STDIO, atomic_write, input_name, output_for, read_input
+from remac.bitstream.container import SIGNATURE
+from remac.bitstream.errors import RemacError
+from remac.bitstream.library import Library
+from remac.bitstream.metadata import Metadata
+from remac.rover_encoder import encode as codec, pds
+from remac.rover_encoder.encode import DEFAULT_QUALITY
+from remac.rover_encoder.prepared import DEFAULT_TILE
+from remac.rover_encoder.imageio import SourceImage, from_pil, load_image
 
 
 @lru_cache(maxsize=1)
@@ -58,7 +59,7 @@ def encode_source(img: SourceImage, quality=DEFAULT_QUALITY, target_bytes: int =
     """A loaded image -> EncodeResult, at `quality` or, with target_bytes / bpp, at the highest
     quality whose whole file fits (never over; within 3 % under where the quality range allows).
     model: a model directory to run instead of the shipped model; keep_refs: keep the chosen
-    references even where coding without them is smaller (rover_encoder.encode.Prepared)."""
+    references even where coding without them is smaller (rover_encoder.prepared.Prepared)."""
     return codec.encode(img, quality, _library(library, use_refs), use_refs, tile, threads, precision=precision,
                         max_bytes=budget(img, target_bytes, bpp), model=model, keep_refs=keep_refs)
 

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from bitstream import library as lib
-from bitstream.cli_support import STDIO, Command, FloatRange, Group, given, jobs_option, plan_outputs, run_batch, version_option
-from bitstream.errors import RemacError
-from rover_encoder import pds
-from rover_encoder.api import encode_file
-from rover_encoder.encode import DEFAULT_QUALITY, DEFAULT_TILE, check_tile
-from rover_encoder.imageio import BIT_DEPTHS
+from remac.bitstream import library as lib
+from remac.rover_encoder.cli_support import STDIO, Command, FloatRange, Group, given, jobs_option, plan_outputs, run_batch, version_option
+from remac.bitstream.errors import RemacError
+from remac.rover_encoder import pds
+from remac.rover_encoder.api import encode_file
+from remac.rover_encoder.encode import DEFAULT_QUALITY
+from remac.rover_encoder.prepared import DEFAULT_TILE, check_tile
+from remac.rover_encoder.imageio import BIT_DEPTHS
 
 ENCODE_HELP = """Compress IMAGE(s) (PNG, JPEG, TIFF, ..., PDS3/PDS4 products; grey or RGB; 8 to
 16 bit) to .rmc.
@@ -145,7 +146,7 @@ def _fail(exc):
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
 def lib_build(images, output, threads):
     """Build a library from IMAGES (grey and colour may be mixed)."""
-    from rover_encoder.library_build import build
+    from remac.rover_encoder.library_build import build
     try:
         library_id = build(images, Path(output), threads)
     except RemacError as exc:
@@ -179,7 +180,7 @@ def lib_info(directory, as_json):
 @click.option("-o", "--output", required=True, type=click.Path())
 def lib_export_rover(directory, output):
     """Copy a library without its reference images (what the rover needs)."""
-    from rover_encoder.library_build import export_rover
+    from remac.rover_encoder.library_build import export_rover
     try:
         library_id = export_rover(Path(directory), Path(output))
     except RemacError as exc:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from bitstream.errors import RemacError
-from bitstream.metadata import Metadata
+from remac.bitstream.errors import RemacError
+from remac.bitstream.metadata import Metadata
 
 BIT_DEPTHS = (8, 10, 12, 14, 16)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

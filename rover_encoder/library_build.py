@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bitstream import colour, library as lib, modelfile
-from bitstream.container import Header
-from bitstream.errors import LibraryError
-from rover_encoder.analysis import analyzer, gain_for_quality, stats16
-from rover_encoder.encode import DEFAULT_TILE, analyse_tiles
-from rover_encoder.imageio import load_image
+from remac.bitstream import colour, library as lib, modelfile
+from remac.bitstream.container import Header
+from remac.bitstream.errors import LibraryError
+from remac.rover_encoder.analysis import analyzer, gain_for_quality, stats16
+from remac.rover_encoder.prepared import DEFAULT_TILE, analyse_tiles
+from remac.rover_encoder.imageio import load_image
 
 
 def _png_bytes(img) -> bytes:

@@ -12,7 +12,7 @@ initializers (5), inputs (11) and outputs (12); a node lists its inputs (1) and 
 tensor and a value-info their names (8 and 1). Fields are copied byte for byte; only the node,
 initializer, input and output lists are filtered.
 """
-from bitstream.errors import ModelError
+from remac.bitstream.errors import ModelError
 
 MODEL_GRAPH = 7
 GRAPH_NODE, GRAPH_INITIALIZER, GRAPH_INPUT, GRAPH_OUTPUT = 1, 5, 11, 12

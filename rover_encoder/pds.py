@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bitstream.errors import RemacError
-from bitstream.metadata import PRODUCT_ID_KEY, Metadata
-from rover_encoder.imageio import SourceImage, from_samples
+from remac.bitstream.errors import RemacError
+from remac.bitstream.metadata import PRODUCT_ID_KEY, Metadata
+from remac.rover_encoder.imageio import SourceImage, from_samples
 
 INSTALL_HINT = "pip install 'remac[pds]'"
 SUFFIXES = (".img", ".lbl", ".xml")

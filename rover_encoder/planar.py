@@ -2,7 +2,7 @@
 
     RGB (3,H,W) --bitstream.colour.to_planes--> Y (H,W), Cb, Cr (ceil(H/2), ceil(W/2))
       Y:      Prepared with the library: the stream's references are the luma plane's (kept
-              only where they make the luma tiles smaller: rover_encoder.encode.Prepared)
+              only where they make the luma tiles smaller: rover_encoder.prepared.Prepared)
       Cb, Cr: Prepared without references, float analysis unless a precision is asked for
     encode(q): Y at q, Cb and Cr at chroma_quality(q) --> tiles Y | Cb | Cr, one container
 
@@ -12,9 +12,9 @@ saturation only moves the chroma planes' values, not what the network has learne
 """
 from dataclasses import replace
 
-from bitstream import colour, container, metadata, spec
-from rover_encoder.encode import DEFAULT_TILE, TILE_CONTEXT, EncodeResult, Prepared, fit_quality, referenced
-from rover_encoder.imageio import SourceImage
+from remac.bitstream import colour, container, metadata, spec
+from remac.rover_encoder.prepared import DEFAULT_TILE, TILE_CONTEXT, EncodeResult, Prepared, fit_quality, referenced
+from remac.rover_encoder.imageio import SourceImage
 
 CHROMA_SHIFT = 1        # chroma at half size in each direction (4:2:0): full-size chroma cost +33 %
 CHROMA_BOOST = 1500     # chroma quality above luma's, in hundredths

@@ -81,11 +81,11 @@ def cli(code: Path, module: str, func: str, args) -> dict:
 
 
 def encode(code, png, rmc):
-    return cli(code, "rover_encoder.cli", "encode_main", [png, "-o", rmc, "-q", "75", "--threads", "2", "--quiet"])
+    return cli(code, "remac.rover_encoder.cli", "encode_main", [png, "-o", rmc, "-q", "75", "--threads", "2", "--quiet"])
 
 
 def decode(code, rmc, png, *extra):
-    return cli(code, "ground_decoder.cli", "decode_main", [rmc, "-o", png, "--quiet", *extra])
+    return cli(code, "remac.ground_decoder.cli", "decode_main", [rmc, "-o", png, "--quiet", *extra])
 
 
 def psnr(a, b) -> float:
@@ -123,7 +123,7 @@ def run(args) -> dict:
         full = np.asarray(Image.open(tmp / "big.out.png"))
         res["full"]["psnr_vs_source"] = psnr(full, frame)
         if not args.no_previews:
-            from ground_decoder.decode import box_reduce
+            from remac.ground_decoder.decode import box_reduce
             res["previews"] = {}
             for r in (1, 2, 3):
                 p = decode(code, tmp / "big.rmc", tmp / f"big.r{r}.png", "--threads", str(args.threads), "--reduce", str(r))
@@ -139,8 +139,8 @@ def run(args) -> dict:
 
 def breakdown(rmc: Path, threads: int) -> dict:
     """In-process: entropy decoding, then synthesis, full and previews (one run each)."""
-    from bitstream import library
-    from ground_decoder.decode import entropy_decode, render, synthesis_input
+    from remac.bitstream import library
+    from remac.ground_decoder.decode import entropy_decode, render, synthesis_input
     data, lib = rmc.read_bytes(), library.load()
     t = time.perf_counter()
     entropy_decode(data, lib)
@@ -194,7 +194,7 @@ def report() -> list:
                   "`--threads` workers run tiles in parallel, so the pixels cannot depend on the thread count."]
     if "previews" in after:
         lines += ["", "Previews (`--reduce N`, same frame): the 1/16 trunk plus one fitted 3x3 linear head to the "
-                      "half-resolution sub-pixels, averaged for 1/4 and 1/8 (models/training/preview.py, which also "
+                      "half-resolution sub-pixels, averaged for 1/4 and 1/8 (training/preview.py, which also "
                       "lists the alternatives measured); PSNR against the full decode box-downsampled N times:", "",
                   "| --reduce | output | wall s | speed-up (wall) | synthesis s | speed-up (synthesis) | peak RSS MiB "
                   "| PSNR vs downsampled full decode dB |",
@@ -205,7 +205,7 @@ def report() -> list:
             speedup = f"{b['synthesis_s_reduce0'] / synth:.1f}x" if synth else "–"
             lines.append(f"| {r} | {n}×{n} | {p['wall_s']} | {p['speedup_wall']}x | {synth or '–'} | {speedup} "
                          f"| {p['peak_rss_mib']} | {p['psnr_vs_downsampled_full']} |")
-        lines += ["", "Held-out frames (written by `python -m models.training.preview grey colour` into the heads' "
+        lines += ["", "Held-out frames (written by `python -m training.preview grey colour` into the heads' "
                       "metadata): PSNR of the preview against the box-downsampled full decode, mean (min) dB:", "",
                   "| model | validation images | 1/2 | 1/4 | 1/8 |", "|---|---|---|---|---|"]
         lines += preview_validation()
@@ -214,7 +214,7 @@ def report() -> list:
 
 def preview_validation() -> list:
     from safetensors import safe_open
-    from models import ground
+    from remac.models import ground
     rows = []
     for name in ("grey", "colour"):
         with safe_open(str(ground.preview_weights_path(name)), framework="pt") as f:

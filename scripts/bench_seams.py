@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ground_decoder.decode import decode
-from rover_encoder.encode import encode
-from rover_encoder.imageio import load_image
+from remac.ground_decoder.decode import decode
+from remac.rover_encoder.encode import encode
+from remac.rover_encoder.imageio import load_image
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "val" / "gray_native"
 

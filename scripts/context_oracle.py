@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bitstream import spatial, spec
-from models.training.calibrate import table_cost
-from rover_encoder.encode import Prepared
-from rover_encoder.imageio import load_image
+from remac.bitstream import spatial, spec
+from training.calibrate import table_cost
+from remac.rover_encoder.prepared import Prepared
+from remac.rover_encoder.imageio import load_image
 
 QUALITIES = (5, 35, 65, 90)
 THRESHOLDS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)     # on 4 x the neighbours' mean |s|

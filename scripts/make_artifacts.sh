@@ -9,9 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
-python -m models.training.export grey
-python -m models.training.quantize grey --data "$DATA"
+python -m training.export grey
+python -m training.quantize grey --data "$DATA"
 rm -rf bitstream/assets/library
 remac-lib build "$DATA"/refs/gray/* "$DATA"/refs/color/* -o bitstream/assets/library
-python -m models.training.preview grey           # preview head (remac-decode --reduce) for the new decoders
+python -m training.preview grey           # preview head (remac-decode --reduce) for the new decoders
 # then: python scripts/make_golden.py (new golden vector), and re-measure tests/test_roundtrip.py FLOORS

@@ -1,5 +1,5 @@
 """After re-exporting models: golden streams of the shipped grey release and the test floors.
-`python scripts/make_golden.py` (models.training.promote runs it).
+`python scripts/make_golden.py` (training.promote runs it).
 
 tests/data/golden/grey_<model ID>.rmc   a small grey stream made by the shipped grey model and default library
 tests/data/golden/grey_<model ID>.json  its model and library IDs and SHA-256s of what the ground must
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bitstream import library
+from remac.bitstream import library
 from evaluation import metrics
-from ground_decoder.decode import entropy_decode
-from rover_encoder.encode import encode
-from rover_encoder.imageio import load_image
+from remac.ground_decoder.decode import entropy_decode
+from remac.rover_encoder.encode import encode
+from remac.rover_encoder.imageio import load_image
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 
@@ -43,7 +43,7 @@ FLOOR_POINTS = (("grey", "navcam_gray.png", 20), ("grey", "navcam_gray.png", 75)
 
 def floors(lib) -> dict:
     """{"kind,quality": [min PSNR dB, max bpp]} from the shipped models on the test images."""
-    from ground_decoder.decode import decode
+    from remac.ground_decoder.decode import decode
     out = {}
     for kind, name, quality in FLOOR_POINTS:
         img = load_image(DATA / name)

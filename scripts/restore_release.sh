@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bring a release that models.training.promote pruned from models/store back from git history:
+# Bring a release that training.promote pruned from models/store back from git history:
 #
 #   bash scripts/restore_release.sh MODEL_ID [STORE]      (STORE default: models/store)
 #

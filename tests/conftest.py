@@ -20,5 +20,5 @@ def pixels(path) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def default_library():
-    from bitstream import library
+    from remac.bitstream import library
     return library.load()

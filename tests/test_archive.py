@@ -6,7 +6,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from models.archive import SCALE_SUFFIX, archive_file, dequantize, quantize
+from remac.models.archive import SCALE_SUFFIX, archive_file, dequantize, quantize
 
 
 def test_quantize_keeps_each_weight_within_half_a_step_and_leaves_small_tensors_alone():

@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from ground_decoder.cli import decode_main
-from rover_encoder.cli import encode_main
+from remac.ground_decoder.cli import decode_main
+from remac.rover_encoder.cli import encode_main
 from tests.conftest import GREY
 
 

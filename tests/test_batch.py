@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bitstream.cli_support import run_batch
-from bitstream.errors import RemacError
-from ground_decoder.cli import decode_main
-from rover_encoder.cli import encode_main
+from remac.rover_encoder.cli_support import run_batch
+from remac.bitstream.errors import RemacError
+from remac.ground_decoder.cli import decode_main
+from remac.rover_encoder.cli import encode_main
 from tests.conftest import COLOUR, GREY, RGB3, pixels, psnr
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,8 +118,8 @@ def test_decode_jobs_two_equals_jobs_one(encoded):
 
 
 def test_python_api(tmp_path):
-    import ground_decoder
-    import rover_encoder
+    from remac import ground_decoder
+    from remac import rover_encoder
     a = pixels(GREY)[:64, :128]
     Image.fromarray(a).save(tmp_path / "g.png")
     data = rover_encoder.encode_image(a, quality=60)
@@ -143,7 +143,7 @@ def test_python_api(tmp_path):
 
 def test_package_exports_are_lazy_and_torch_free():
     code = ("import sys\n"
-            "import rover_encoder, ground_decoder\n"
+            "from remac import rover_encoder, ground_decoder\n"
             "assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules\n"
             "assert callable(rover_encoder.encode_image) and callable(ground_decoder.decode_file)\n"
             "assert 'torch' not in sys.modules\n")

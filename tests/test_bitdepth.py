@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from bitstream.errors import RemacError
-from ground_decoder.cli import decode_main
-from rover_encoder.cli import encode_main
-from rover_encoder.imageio import PNG_SIGNATURE, from_samples, load_image, png_sbit
+from remac.bitstream.errors import RemacError
+from remac.ground_decoder.cli import decode_main
+from remac.rover_encoder.cli import encode_main
+from remac.rover_encoder.imageio import PNG_SIGNATURE, from_samples, load_image, png_sbit
 from tests.conftest import COLOUR, GREY, pixels, psnr
 
 
@@ -108,8 +108,8 @@ def test_samples_above_the_declared_depth_are_refused_in_one_line(tmp_path):
 
 @pytest.mark.parametrize("depth", [10, 14])
 def test_other_depths_decode_to_their_range(tmp_path, default_library, depth):
-    from ground_decoder.decode import decode
-    from rover_encoder.encode import encode
+    from remac.ground_decoder.decode import decode
+    from remac.rover_encoder.encode import encode
     a8 = pixels(GREY)[:64, :64]
     peak = (1 << depth) - 1
     a = np.round(a8 * (peak / 255)).astype(np.uint16)

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bitstream import modelfile
-from ground_decoder.cli import decode_main
-from rover_encoder.cli import encode_main, lib_main
+from remac.bitstream import modelfile
+from remac.ground_decoder.cli import decode_main
+from remac.rover_encoder.cli import encode_main, lib_main
 from tests.conftest import COLOUR, GREY, RGB3, pixels, psnr
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ def test_help_teaches():
 def test_ctrl_c_exits_130_with_one_line():
     import click
 
-    from bitstream.cli_support import Command
+    from remac.rover_encoder.cli_support import Command
 
     @click.command(cls=Command)
     def slow():
@@ -42,7 +42,7 @@ def test_ctrl_c_exits_130_with_one_line():
 
 
 def test_dash_h_is_help_on_every_command():
-    from bitstream.info import main as info_main
+    from remac.rover_encoder.info import main as info_main
     from evaluation.cli import main as eval_main
     for cmd, args in ((encode_main, []), (decode_main, []), (lib_main, []), (lib_main, ["build"]),
                       (info_main, []), (eval_main, [])):
@@ -157,7 +157,7 @@ def test_rover_encoder_runs_where_torch_cannot_be_imported(tmp_path):
     """The rover path must work with torch, models/ and ground_decoder/ unimportable."""
     code = ("import sys\n"
             "for m in ('torch', 'models', 'ground_decoder'): sys.modules[m] = None\n"
-            "from rover_encoder.cli import encode_main, lib_main\n"
+            "from remac.rover_encoder.cli import encode_main, lib_main\n"
             f"try:\n    lib_main(['build', {str(RGB3)!r}, '-o', {str(tmp_path / 'lib')!r}])\nexcept SystemExit:\n    pass\n"
             f"encode_main([{str(GREY)!r}, '-o', {str(tmp_path / 'x.rmc')!r}, '--ref-lib', {str(tmp_path / 'lib')!r}])\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -201,7 +201,7 @@ def test_library_problems_are_distinct_errors(tmp_path):
     r = run(decode_main, [tmp_path / "g.rmc", "--ref-lib", lib])
     assert r.exit_code == 1 and "do not match library ID" in r.stderr
     # a consistent library built for another model: the rover refuses to select from it
-    from bitstream import library as libmod
+    from remac.bitstream import library as libmod
     (lib / "library.json").write_text(_json.dumps(meta))
     good = libmod.load(lib)
     libmod.write(lib, {"grey": "00" * 8}, list(good.entries.values()), good.latents, good.deep, good.shallow)
@@ -217,13 +217,13 @@ def test_library_problems_are_distinct_errors(tmp_path):
 
 
 def test_stream_naming_an_absent_reference(tmp_path, default_library):
-    from bitstream.errors import LibraryError
+    from remac.bitstream.errors import LibraryError
     with pytest.raises(LibraryError, match="has no reference 00000000deadbeef"):
         default_library.stats16("00000000deadbeef")
 
 
 def test_version_names_models_and_decoders():
-    from bitstream import modelfile
+    from remac.bitstream import modelfile
     r = run(decode_main, ["--version"])
     assert r.exit_code == 0
     assert modelfile.load("grey").model_id.hex() in r.output and "decoder version" in r.output
@@ -236,8 +236,8 @@ def test_version_names_models_and_decoders():
 @pytest.fixture(scope="module")
 def small_rmc(default_library):
     """A 128x64 grey stream of two 64-px tiles (fast to decode)."""
-    from rover_encoder.encode import encode
-    from rover_encoder.imageio import load_image
+    from remac.rover_encoder.encode import encode
+    from remac.rover_encoder.imageio import load_image
     img = load_image(GREY)
     img.pixels = img.pixels[:, :64, :128]
     return encode(img, 50, default_library, tile=64).data
@@ -311,7 +311,7 @@ def test_fractional_quality(tmp_path):
 
 
 def test_short_version_flag_on_every_command():
-    from bitstream.info import main as info_main
+    from remac.rover_encoder.info import main as info_main
     from evaluation.cli import main as eval_main
     for cmd, prog in ((encode_main, "remac-encode"), (decode_main, "remac-decode"), (lib_main, "remac-lib"),
                       (info_main, "remac-info"), (eval_main, "remac-eval")):
@@ -334,9 +334,10 @@ def test_lossy_output_needs_force(tmp_path, small_rmc):
 def test_outputs_the_format_cannot_hold_are_refused_by_name(tmp_path, default_library, monkeypatch):
     import io
 
-    import ground_decoder.decode
-    from rover_encoder.encode import encode
-    from rover_encoder.imageio import load_image
+    import remac.ground_decoder.decode
+    from remac import ground_decoder
+    from remac.rover_encoder.encode import encode
+    from remac.rover_encoder.imageio import load_image
     colour = load_image(COLOUR)
     colour.pixels = colour.pixels[:, :64, :64]
     (tmp_path / "c.rmc").write_bytes(encode(colour, 50, default_library, tile=64).data)
@@ -385,8 +386,8 @@ def test_ground_commands_without_torch_say_so_in_one_line(tmp_path, small_rmc):
     (tmp_path / "s.rmc").write_bytes(small_rmc)
     code = ("import sys\n"
             "sys.modules['torch'] = None\n"
-            "from ground_decoder.cli import decode_main\n"
-            "from bitstream.info import main as info_main\n"
+            "from remac.ground_decoder.cli import decode_main\n"
+            "from remac.rover_encoder.info import main as info_main\n"
             "which = sys.argv[1]\n"
             "(decode_main if which == 'decode' else info_main)(sys.argv[2:], prog_name='remac-' + which)\n")
     p = subprocess.run([sys.executable, "-c", code, "decode", str(tmp_path / "s.rmc")], capture_output=True,
@@ -434,7 +435,7 @@ def test_output_failures_are_one_line_and_leave_nothing(tmp_path, monkeypatch):
                        preexec_fn=lambda: os.close(1))
     assert (p.returncode, p.stderr) == (1, "remac-encode: error: stdout: cannot write (closed)\n")
     # a file on a full disk (fsync reports it): no partial output, no temporary left
-    from bitstream import cli_support
+    from remac.rover_encoder import cli_support
 
     def full_disk(fd):
         raise OSError(28, "No space left on device")

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bitstream.cli_support import run_batch
-from ground_decoder.api import decode_file
-from ground_decoder.cli import decode_main
+from remac.rover_encoder.cli_support import run_batch
+from remac.ground_decoder.api import decode_file
+from remac.ground_decoder.cli import decode_main
 from tests.conftest import COLOUR, GREY
 
 distributed = pytest.importorskip("distributed")
@@ -28,7 +28,7 @@ def invoke(args):
 @pytest.fixture(scope="module")
 def streams(tmp_path_factory):
     """Four small streams (grey and colour crops of tests/data) and their plain remac-decode outputs."""
-    import rover_encoder
+    from remac import rover_encoder
     tmp = tmp_path_factory.mktemp("cluster")
     (tmp / "enc").mkdir()
     crops = [(GREY, (0, 0, 64, 64)), (GREY, (64, 64, 160, 128)), (COLOUR, (0, 0, 64, 64)), (COLOUR, (100, 50, 196, 114))]
@@ -84,7 +84,7 @@ def die_once(inp, out, marker):
 
 def test_a_worker_killed_mid_batch_loses_no_file(streams, tmp_path, capsys):
     import cloudpickle
-    from ground_decoder.cluster import cluster_runner
+    from remac.ground_decoder.cluster import cluster_runner
     cloudpickle.register_pickle_by_value(sys.modules[__name__])      # workers need not import tests/
     tmp, plain = streams
     jobs = [(str(tmp / "enc" / f"{n}.rmc"), str(tmp_path / f"{n}.dec.png")) for n in NAMES]

@@ -3,8 +3,8 @@ slice by slice decodes to the same symbols, scales and means."""
 import numpy as np
 import pytest
 
-from bitstream import entropy, latent, modelfile, spec
-from rover_encoder.imageio import load_image
+from remac.bitstream import entropy, latent, modelfile, spec
+from remac.rover_encoder.imageio import load_image
 from tests.conftest import GREY
 
 torch = pytest.importorskip("torch")
@@ -16,10 +16,10 @@ SLICES = (0, 16, 64, 256)
 def context_model():
     """The shipped grey model with three context slices whose nets are random (no zero start): the
     integer export of the torch nets, attached to the shipped integer network."""
-    from models.intnet import round_half_up
-    from models.remac import REMAC, architecture, load_weights
-    from models.training.checkpoint import read_checkpoint
-    from models.training.export import checkpoint_path
+    from remac.models.intnet import round_half_up
+    from remac.models.codec import REMAC, architecture, load_weights
+    from remac.models.checkpoint import read_checkpoint
+    from remac.models.codec import checkpoint_path
     state = read_checkpoint(checkpoint_path("grey"))
     model = REMAC(1, **{**architecture(state), "slices": SLICES})
     load_weights(model, state, strict=False)

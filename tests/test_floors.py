@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitstream import entropy, latent, modelfile, spec
-from bitstream.errors import ModelError
-from bitstream.modelfile import canonical_digest
-from rover_encoder.encode import prepare
-from rover_encoder.imageio import load_image
+from remac.bitstream import entropy, latent, modelfile, spec
+from remac.bitstream.errors import ModelError
+from remac.bitstream.modelfile import canonical_digest
+from remac.rover_encoder.encode import prepare
+from remac.rover_encoder.imageio import load_image
 from tests.conftest import GREY
 
 
@@ -25,7 +25,7 @@ def test_floors_at_picks_the_band_of_a_quality():
 
 def test_a_tile_coded_with_floors_decodes_exactly_and_its_indices_are_raised():
     em = modelfile.load("grey")
-    from rover_encoder.analysis import gain_for_quality
+    from remac.rover_encoder.analysis import gain_for_quality
     prepared = prepare(load_image(GREY), use_refs=False, tile=256)
     window, gain = prepared.windows[0], gain_for_quality(em, 20)
     z = window.crop_z(prepared.analyzer.hyper(window.y_window, gain)).astype(np.float64)
@@ -45,7 +45,7 @@ def test_a_tile_coded_with_floors_decodes_exactly_and_its_indices_are_raised():
 def test_band_floors_follow_each_qualitys_own_statistics():
     """A channel that is all zeros at the low quality and +-1 at the high one, predicted at the
     smallest scale both times, keeps no floor in the low band and gets one in the high band."""
-    from models.training.calibrate import S_RANGE, band_floors, banded, cost_matrix
+    from training.calibrate import S_RANGE, band_floors, banded, cost_matrix
     cost = cost_matrix()
     hist = np.zeros((2, 1, cost.shape[0], 2 * S_RANGE + 1))
     hist[0, 0, 0, S_RANGE] = 1000                                                   # low quality: zeros
@@ -101,7 +101,7 @@ def test_floor_modes_pooled_low_and_banded():
     """One channel, zeros at the two lowest qualities and +-1 above, all predicted at the smallest
     scale: "banded" floors it only above; "pooled" floors it everywhere (never below what it had);
     "low" keeps the banded floors up to quality 10 and the pooled ones above."""
-    from models.training.calibrate import QUALITIES, S_RANGE, choose_floors, cost_matrix
+    from training.calibrate import QUALITIES, S_RANGE, choose_floors, cost_matrix
     cost = cost_matrix()
     hist = np.zeros((len(QUALITIES), 1, cost.shape[0], 2 * S_RANGE + 1))
     hist[:2, 0, 0, S_RANGE] = 1000
@@ -136,7 +136,7 @@ def test_model_files_with_bad_chroma_floors_are_refused(tmp_path, chroma, floors
 
 def test_a_colour_stream_with_chroma_floors_decodes_to_the_rovers_latents(tmp_path):
     """Rover and ground both give Cb and Cr their own floors (and luma its own)."""
-    from ground_decoder.decode import entropy_decode
+    from remac.ground_decoder.decode import entropy_decode
     from tests.conftest import COLOUR
     em = modelfile.load("grey")
     store = tmp_path / "store"
@@ -162,7 +162,7 @@ def test_a_colour_stream_with_chroma_floors_decodes_to_the_rovers_latents(tmp_pa
 def test_the_split_rule_floors_luma_and_chroma_each_by_its_own_symbols():
     """Luma: +-1 at every quality at the smallest predicted scale -> floored high in every band;
     chroma: zeros there -> no floor; both are coded with the tables fitted to the two together."""
-    from models.training.calibrate import QUALITIES, S_RANGE, cost_matrix, split_floors
+    from training.calibrate import QUALITIES, S_RANGE, cost_matrix, split_floors
     shape = (len(QUALITIES), 1, cost_matrix().shape[0], 2 * S_RANGE + 1)
     luma, chroma = np.zeros(shape), np.zeros(shape)
     luma[:, 0, 0, S_RANGE - 1:S_RANGE + 2] = 100

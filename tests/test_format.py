@@ -5,11 +5,11 @@ import zlib
 import numpy as np
 import pytest
 
-from bitstream import container
-from bitstream.container import Header
-from bitstream.errors import FormatError
-from rover_encoder.encode import encode
-from rover_encoder.imageio import from_samples, load_image
+from remac.bitstream import container
+from remac.bitstream.container import Header
+from remac.bitstream.errors import FormatError
+from remac.rover_encoder.encode import encode
+from remac.rover_encoder.imageio import from_samples, load_image
 from tests.conftest import GREY, pixels
 
 
@@ -58,7 +58,7 @@ def test_signature_and_segment_framing(stream, stream_v1):
 
 def test_compact_header_fields_at_documented_offsets(stream, default_library):
     """4.0 (what encoders write): 21 bytes, then the reference fields (flags bit 1)."""
-    from bitstream import modelfile
+    from remac.bitstream import modelfile
     payload = segments(stream.data)[0][1]
     assert len(payload) == 21 + 24
     assert tuple(payload[0:2]) == (4, 0)
@@ -81,7 +81,7 @@ def test_header_fields_at_documented_offsets(stream_v1, stream, default_library)
     payload = segments(stream_v1)[0][1]
     assert len(payload) == 56
     assert payload[0] == 1 and payload[1] == 0
-    from bitstream import modelfile
+    from remac.bitstream import modelfile
     assert payload[2:10] == modelfile.load("grey").model_id
     assert payload[10:18] == default_library.id_bytes
     assert payload[18:26] == bytes.fromhex(stream.entropy_ref)
@@ -221,7 +221,7 @@ def test_bad_version_2_fields(fields, message):
 
 
 def test_fractional_quality_interpolates_the_integer_gains_exactly():
-    from bitstream import modelfile, spec
+    from remac.bitstream import modelfile, spec
     table = modelfile.load("grey").gain_int
     assert np.array_equal(spec.gain_int_at(table, 5000), table[50])
     assert np.array_equal(spec.gain_int_at(table, 10000), table[100])
@@ -232,7 +232,7 @@ def test_fractional_quality_interpolates_the_integer_gains_exactly():
 
 
 def test_metadata_segment_layout_and_round_trip():
-    from bitstream import metadata
+    from remac.bitstream import metadata
     meta = metadata.Metadata({"Title": "Sol 1234", "Note": "\u00b5m \u2713"}, b"MM\x00*rest", b"<x:xmpmeta/>")
     payload = metadata.pack(meta)
     # kind 1 (text), key length 5, "Title", u32 value length, UTF-8 value; then the others

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bitstream import modelfile
-from ground_decoder.decode import decode, entropy_decode
+from remac.bitstream import modelfile
+from remac.ground_decoder.decode import decode, entropy_decode
 from tests.conftest import DATA
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.training import pack, train  # noqa: E402
+from training import pack, train  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 CONFIG = {"name": "grey", "arch": "klt", "channels": 1, "train_folders": [], "val_folders": [], "crop": 64,
@@ -88,7 +88,7 @@ def test_a_run_not_promoted_goes_on_from_the_shipped_weights_with_a_fresh_adam(t
     assert torch.load(out / "dry.opt.pt")["step"] == 5
 
 def test_promotion_rule_wants_less_rate_at_equal_psnr_and_no_new_ceiling():
-    from models.training.promote import improves
+    from training.promote import improves
     curve = lambda top: [(0.1, 30.0), (0.5, 35.0), (1.5, top)]
     better = {"candidate_vs_shipped": -2.7, "candidate": curve(41.6), "shipped": curve(41.7),
               "candidate_vs_j2k": 21.8, "shipped_vs_j2k": 17.8}      # session 5's native frames
@@ -101,7 +101,7 @@ def test_promotion_rule_wants_less_rate_at_equal_psnr_and_no_new_ceiling():
 def test_the_tracked_tree_leaves_room_for_a_useful_data_pack():
     """The device copy is the tracked tree plus the pack, 64 MiB in all: the default pack size is
     what the tree leaves, and it must stay big enough to train on (>= 12 MiB: ~300 deflated 256-px crops)."""
-    from models.training.pack import DEVICE_MIB, room_mib, tracked_bytes
+    from training.pack import DEVICE_MIB, room_mib, tracked_bytes
     room = room_mib()
     assert room >= 12, f"tracked tree {tracked_bytes() / 2 ** 20:.1f} MiB leaves a {room:.1f} MiB pack"
     assert tracked_bytes() / 2 ** 20 + room < DEVICE_MIB
@@ -130,8 +130,8 @@ def test_a_decoder_stage_trains_an_overlay_that_promote_lays_over_the_shipped_mo
     (decoder + inverse gains) that resumes on its own; promote's candidate is the shipped checkpoint
     with that decoder, and it codes exactly as the shipped one (same model ID, no store release)."""
     from safetensors.torch import load_file
-    from models.remac import latent_digest
-    from models.training import promote
+    from remac.models.codec import latent_digest
+    from training import promote
     run, out = _dry_run(tmp_path)
     args = run + ["--threads", "1", "--precision", "fp32", "--minutes", "10", "--steps"]
     train.main(args + ["4"])
@@ -160,7 +160,7 @@ def test_an_install_stopped_midway_keeps_the_run_checkpoint(tmp_path, monkeypatc
     install that fails (or is stopped) on the way leaves the run resumable, its decoder included
     (session 13 lost a run's decoder that way)."""
     import subprocess
-    from models.training import promote
+    from training import promote
     shipped, run, calibrated = (tmp_path / f"{n}.safetensors" for n in ("grey", "grey_run", "calibrated"))
     for path in (shipped, run, calibrated):
         path.write_bytes(b"weights")

@@ -7,11 +7,11 @@ from PIL import Image
 
 torch = pytest.importorskip("torch")
 
-from ground_decoder.cli import decode_main  # noqa: E402
-from ground_decoder.decode import box_reduce, decode, render, synthesis_input  # noqa: E402
-from models import ground  # noqa: E402
-from rover_encoder.encode import encode  # noqa: E402
-from rover_encoder.imageio import load_image  # noqa: E402
+from remac.ground_decoder.cli import decode_main  # noqa: E402
+from remac.ground_decoder.decode import box_reduce, decode, render, synthesis_input  # noqa: E402
+from remac.models import ground  # noqa: E402
+from remac.rover_encoder.encode import encode  # noqa: E402
+from remac.rover_encoder.imageio import load_image  # noqa: E402
 from tests.conftest import COLOUR, GREY, psnr  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def test_tiles_of_any_decoder_layout_match_its_whole_frame_pass(lap):
     this RefDecoder has one, the linear synthesis path (synth_lin) added per latent pixel, block by
     block or lapped (lap 8: each latent pixel's basis images reach into the neighbouring blocks)."""
     import inspect
-    from models.remac import RefDecoder
+    from remac.models.ref_decoder import RefDecoder
     torch.manual_seed(2)
     kw = {"skip": True, "lap": lap} if "skip" in inspect.signature(RefDecoder).parameters else {}
     d = RefDecoder(3, 16, width=(24, 16, 8, 8), extra=(1, 0, 2, 1), wide=(0, 1, 0, 1), **kw).eval()
@@ -168,7 +168,7 @@ def test_lapped_linear_path_tiles_and_previews_are_the_whole_map_box_averaged():
     """GroundModel.linear_path of a lapped synthesis (lap 8) per latent box, at every --reduce, is
     the whole map's synth_lin output box-averaged, cell for cell (a box reads one cell around it)."""
     import torch.nn.functional as F
-    from models.remac import RefDecoder
+    from remac.models.ref_decoder import RefDecoder
     torch.manual_seed(4)
     d = RefDecoder(1, 16, width=(24, 16, 8, 8), skip=True, lap=8).eval()
     with torch.no_grad():

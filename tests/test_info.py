@@ -4,10 +4,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from bitstream import modelfile
-from bitstream.info import main as info_main
-from rover_encoder.encode import encode
-from rover_encoder.imageio import load_image
+from remac.bitstream import modelfile
+from remac.rover_encoder.info import main as info_main
+from remac.rover_encoder.encode import encode
+from remac.rover_encoder.imageio import load_image
 from tests.conftest import DATA, GOLDEN_GREY, GREY
 
 

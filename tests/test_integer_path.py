@@ -4,12 +4,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
-from bitstream import entropy, intnet, modelfile, spec
-from bitstream.errors import ModelError
-from ground_decoder.decode import entropy_decode
-from rover_encoder import analysis
-from rover_encoder.encode import encode
-from rover_encoder.imageio import from_pil, load_image
+from remac.bitstream import entropy, intnet, modelfile, spec
+from remac.bitstream.errors import ModelError
+from remac.ground_decoder.decode import entropy_decode
+from remac.rover_encoder import analysis
+from remac.rover_encoder.encode import encode
+from remac.rover_encoder.imageio import from_pil, load_image
 from tests.conftest import COLOUR, GREY
 
 
@@ -25,7 +25,7 @@ def test_numpy_integer_network_equals_trained_torch_network(name):
     """The shipped integer arrays reproduce the trained fake-quantized h_s exactly."""
     torch = pytest.importorskip("torch")
     import hashlib, json
-    from models.training.export import checkpoint_path, load_model
+    from remac.models.codec import checkpoint_path, load_model
     meta = json.loads((modelfile.ASSETS / name / "model.json").read_text())
     if hashlib.sha256(checkpoint_path(name).read_bytes()).hexdigest() != meta["checkpoint_sha256"]:
         pytest.skip("training checkpoint has moved on since the shipped export")

@@ -5,8 +5,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.remac import REMAC  # noqa: E402
-from models.training.train import lambda_for_quality, rd_loss  # noqa: E402
+from remac.models.codec import REMAC  # noqa: E402
+from training.train import lambda_for_quality, rd_loss  # noqa: E402
 
 
 def test_one_training_step_reduces_nothing_to_nan():
@@ -21,7 +21,7 @@ def test_one_training_step_reduces_nothing_to_nan():
 
 
 def test_lambda_interpolation_hits_the_levels():
-    from models.remac import LAMBDAS
+    from remac.models.codec import LAMBDAS
     assert lambda_for_quality(torch.tensor([0.0]))[0] == pytest.approx(LAMBDAS[0])
     assert lambda_for_quality(torch.tensor([100.0]))[0] == pytest.approx(LAMBDAS[-1], rel=1e-5)
 
@@ -29,7 +29,7 @@ def test_lambda_interpolation_hits_the_levels():
 def test_heavy_decoder_starts_as_the_trained_one():
     """Stage 2 of the asymmetric schedule: extra and wide blocks are identity-initialised, and the
     block layout is read back from the weights alone."""
-    from models.remac import decoder_layout
+    from remac.models.ref_decoder import decoder_layout
     base = REMAC(3).eval()
     heavy = REMAC(3, decoder_extra=(2, 2, 2, 2), decoder_wide=(0, 1, 0, 2)).eval()
     missing, unexpected = heavy.load_state_dict(base.state_dict(), strict=False)
@@ -58,7 +58,7 @@ def test_klt_codec_starts_as_a_perfect_linear_block_codec():
     and the decoder its exact inverse plus a zero-initialised correction, so before any training
     the unquantized latent reconstructs the image (the session-1..3 GDN codec capped PSNR at
     ~35 dB on val/gray even unquantized)."""
-    from models.training.data import klt_basis
+    from training.data import klt_basis
     basis = klt_basis(_tiny_images(), patches=20_000)
     assert torch.allclose(basis @ basis.T, torch.eye(256), atol=1e-5)
     model = REMAC(1, arch="klt").eval()
@@ -77,8 +77,9 @@ def test_lapped_transform_starts_as_the_block_transform_it_widens():
     """with_lap: a trained 16x16 block transform becomes a 32x32 lapped one (lap 8) with the same
     y for the same image, so a chunk can widen it and only gain; the outer taps then get gradients,
     and Adam's saved moments of the old kernel land in the centre (train.pad_moments)."""
-    from models.remac import architecture, with_lap
-    from models.training.train import pad_moments
+    from remac.models.codec import architecture
+    from training.surgery import with_lap
+    from training.train import pad_moments
     torch.manual_seed(0)
     block = REMAC(1, arch="klt").eval()
     with torch.no_grad():
@@ -112,8 +113,9 @@ def test_widened_correction_branch_keeps_y_and_learns():
     for the same image (the new channels feed only zero weights), the weights reading the new
     channels get gradients, architecture() reads the width back, and Adam's saved moments land in
     the corner with a warm-up second moment for the new entries (train.pad_moments)."""
-    from models.remac import architecture, with_width
-    from models.training.train import LAP_WARMUP, pad_moments
+    from remac.models.codec import architecture
+    from training.surgery import with_width
+    from training.train import LAP_WARMUP, pad_moments
     torch.manual_seed(0)
     narrow = REMAC(1, arch="klt").eval()
     with torch.no_grad():
@@ -141,7 +143,7 @@ def test_widened_correction_branch_keeps_y_and_learns():
 def test_optimizer_state_follows_its_parameters_into_new_groups():
     """An Adam state saved with two groups (parameters, gains) resumes in three (parameters, the
     encoder branch at its own lr, gains): each parameter gets its own moments back, by name."""
-    from models.training.train import regroup, saved_order
+    from training.train import regroup, saved_order
     a, b, g = (torch.nn.Parameter(torch.zeros(k)) for k in (2, 3, 4))
     model_order = ["a", "encoder.rest.0.weight", "log_gain"]
     old = torch.optim.Adam([{"params": [a, b], "lr_scale": 1.0}, {"params": [g], "lr_scale": 10.0}])
@@ -159,7 +161,7 @@ def test_optimizer_state_follows_its_parameters_into_new_groups():
 
 
 def test_architecture_is_read_back_from_the_weights():
-    from models.remac import architecture
+    from remac.models.codec import architecture
     for kwargs in ({"arch": "klt", "decoder_width": (96, 96, 64, 48)}, {"arch": "gdn", "decoder_wide": (0, 0, 1, 0)},
                    {"arch": "klt", "lap": 4}, {"arch": "klt", "encoder_width": 80}):
         model = REMAC(1, **kwargs)
@@ -172,8 +174,9 @@ def test_extra_quality_level_keeps_every_old_gain_and_extrapolates_the_top():
     """A checkpoint with 8 levels read into the 9-level klt model: quality q of the old mapping
     (t = 7 q / 100) is quality 7 q / 8 of the new one, with the same gains, and the new top level
     is where the old gains extrapolate to (t = 8); the new row's Adam moments start at zero."""
-    from models.remac import KLT_LAMBDAS, architecture, extend_levels
-    from models.training.train import pad_moments
+    from remac.models.codec import KLT_LAMBDAS, architecture
+    from training.surgery import extend_levels
+    from training.train import pad_moments
     old = REMAC(1, arch="klt", m=32, lambdas=KLT_LAMBDAS[:8]).eval()
     with torch.no_grad():
         old.log_gain.add_(torch.randn_like(old.log_gain) * 0.1)
@@ -198,7 +201,7 @@ def test_extra_quality_level_keeps_every_old_gain_and_extrapolates_the_top():
 def test_scale_index_stuck_below_zero_still_learns_to_grow():
     """The entropy-parameter clip passes gradients that point back into range (a plain clip left
     session 1's grey channels 85 and 95 predicting the smallest scale for non-zero latents)."""
-    from models.remac import HyperSynthesis
+    from remac.models.hyper import HyperSynthesis
     hyper = HyperSynthesis(m=4, nz=2)
     with torch.no_grad():
         hyper.out.bias[4:] = -200.0         # every scale index far below 0: clipped to 0
@@ -212,7 +215,7 @@ def test_scale_index_stuck_below_zero_still_learns_to_grow():
 
 def test_rate_of_an_improbable_latent_still_has_a_gradient():
     """Below the 1e-9 likelihood floor the gradient still says "widen the distribution"."""
-    from models.remac import gaussian_likelihood
+    from remac.models.hyper import gaussian_likelihood
     sigma = torch.tensor([0.11], requires_grad=True)
     bits = -torch.log2(gaussian_likelihood(torch.tensor([1.2]), torch.tensor([0.0]), sigma))
     bits.sum().backward()
@@ -228,7 +231,7 @@ def test_scale_floor_calibration_raises_only_channels_that_pay_for_it():
     """best_floors on a known histogram: a channel whose symbols are +-1 at the smallest scale gets
     a wider floor and fewer bits; a channel of zeros keeps floor 0 (its bits cannot grow)."""
     import numpy as np
-    from models.training.calibrate import S_RANGE, best_floors, cost_matrix
+    from training.calibrate import S_RANGE, best_floors, cost_matrix
     cost = cost_matrix()
     hist = np.zeros((2, cost.shape[0], 2 * S_RANGE + 1))
     hist[0, 0, S_RANGE - 1] = hist[0, 0, S_RANGE + 1] = hist[0, 0, S_RANGE] = 100   # -1, +1, 0 at t=0
@@ -244,9 +247,9 @@ def test_fitted_tables_code_their_own_statistics_cheaper_and_keep_the_gaussian_w
     them in fewer bits than the Gaussian one; an index with no symbols keeps the Gaussian table;
     every table still sums to 2^16 with no zero count (any symbol stays codable)."""
     import numpy as np
-    from bitstream import spec
-    from models.training.calibrate import S_RANGE, fit_tables, floored, table_bits
-    from models.training.export import y_tables
+    from remac.bitstream import spec
+    from training.calibrate import S_RANGE, fit_tables, floored, table_bits
+    from training.export import y_tables
     gauss, _, sizes = y_tables()
     hist = np.zeros((2, len(sizes), 2 * S_RANGE + 1))
     s = np.arange(-S_RANGE, S_RANGE + 1)
@@ -264,7 +267,7 @@ def test_training_references_follow_the_rover_descriptor():
     """ref_selection "descriptor": an image's reference is among its nearest images by the same
     recycled-latent descriptor the rover selects with, not a random member of its group."""
     import numpy as np
-    from models.training.data import PairSampler, nearest_others, rover_descriptors
+    from training.data import PairSampler, nearest_others, rover_descriptors
     images = (torch.arange(6).repeat_interleave(256 * 256).reshape(6, 1, 256, 256) * 40).to(torch.uint8)
     d = rover_descriptors(REMAC(1).encoder.eval(), images)
     assert d.shape == (6, 256)
@@ -277,8 +280,8 @@ def test_training_references_follow_the_rover_descriptor():
 def test_decoder_overlay_merges_only_onto_the_latents_it_was_trained_on():
     """Asymmetric schedule, stage 2 -> shipping: a decoder-only overlay is laid over the joint
     checkpoint when its latent digest matches (scale floors may differ), and refused otherwise."""
-    from models.training.export import is_overlay, with_overlay
-    from models.remac import latent_digest
+    from training.export import is_overlay, with_overlay
+    from remac.models.codec import latent_digest
     state = {k: v.contiguous() for k, v in REMAC(1).state_dict().items()}
     heavy = REMAC(1, decoder_wide=(0, 0, 1, 1))
     overlay = {k: v.contiguous() for k, v in heavy.state_dict().items() if k.startswith("decoder.")}
@@ -295,9 +298,9 @@ def test_decoder_overlay_merges_only_onto_the_latents_it_was_trained_on():
 
 
 def test_checkpoint_comparison_curve_has_one_finite_point_per_quality():
-    """models.training.compare (how training candidates are ranked) on a small untrained model: one
+    """training.compare (how training candidates are ranked) on a small untrained model: one
     (bpp, PSNR) per quality, all finite and positive."""
-    from models.training.compare import QUALITIES, curve
+    from training.compare import QUALITIES, curve
     torch.manual_seed(0)
     points = curve(REMAC(1).eval(), torch.rand(2, 1, 64, 64))
     assert len(points) == len(QUALITIES)
@@ -305,10 +308,10 @@ def test_checkpoint_comparison_curve_has_one_finite_point_per_quality():
 
 
 def test_ceiling_diagnostic_separates_quantizer_from_transform():
-    """models.training.compare.ceiling: a fresh klt codec is lossless before rounding, so any loss it
+    """training.compare.ceiling: a fresh klt codec is lossless before rounding, so any loss it
     shows is the quantizer's; rounding costs less at higher quality."""
-    from models.training.compare import ceiling
-    from models.training.data import klt_basis
+    from training.compare import ceiling
+    from training.data import klt_basis
     model = REMAC(1, arch="klt").eval()
     model.init_basis(klt_basis(_tiny_images(), patches=20_000))
     x = _tiny_images()[:2, :, :64, :64].float() / 255
@@ -320,7 +323,7 @@ def test_ceiling_diagnostic_separates_quantizer_from_transform():
 def test_colour_augmentation_changes_colour_not_structure():
     """PairSampler(augment="colour") renders crops through other pipelines (white balance,
     saturation, hue, resampling): values stay in [0,1], colours move, the structure survives."""
-    from models.training.data import PairSampler
+    from training.data import PairSampler
     from PIL import Image
     from pathlib import Path
     import numpy as np
@@ -339,8 +342,8 @@ def test_some_training_steps_take_larger_crops_with_the_same_pixels():
     """large_crop / large_every: every k-th step trains on crops of the larger side, batch scaled so
     the pixels per step stay the same; the sampler cuts them (at most the stored 256 px)."""
     import torch
-    from models.training.data import PairSampler
-    from models.training.train import batch_shape
+    from training.data import PairSampler
+    from training.train import batch_shape
     cfg = {"batch": 8, "crop": 128, "large_crop": 256, "large_every": 4}
     assert [batch_shape(cfg, s) for s in range(5)] == [(2, 256), (8, 128), (8, 128), (8, 128), (2, 256)]
     assert batch_shape({"batch": 8, "crop": 128}, 4) == (8, 128)
@@ -355,7 +358,7 @@ def test_whole_frame_check_reads_frames_at_their_own_size(tmp_path):
     """load_frames: the top-left side x side of each frame at native size (edge-padded when smaller)."""
     import numpy as np
     from PIL import Image
-    from models.training.data import load_frames
+    from training.data import load_frames
     (tmp_path / "f").mkdir()
     a = (np.arange(600 * 300) % 251).astype(np.uint8).reshape(300, 600)
     Image.fromarray(a).save(tmp_path / "f" / "a.png")
@@ -369,7 +372,7 @@ def test_folder_weights_draw_a_folder_more_often(tmp_path):
     """config "folder_weights": folder_weights gives each image its folder's weight, in load_set's
     order (images under 128 px skipped there too), and PairSampler draws images in that proportion."""
     import numpy as np
-    from models.training.data import PairSampler, folder_weights
+    from training.data import PairSampler, folder_weights
     rows = ["path,width,height", "a/1.png,256,256", "b/1.png,256,256", "b/small.png,64,64", "a/2.png,256,256"]
     (tmp_path / "MANIFEST.csv").write_text("\n".join(rows) + "\n")
     weights = folder_weights(tmp_path, ["a", "b"], {"b/": 3})

@@ -9,12 +9,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bitstream.errors import RemacError
-from bitstream.info import main as info_main
-from ground_decoder.cli import decode_main
-from rover_encoder import pds
-from rover_encoder.cli import encode_main
-from rover_encoder.imageio import load_image, png_sbit
+from remac.bitstream.errors import RemacError
+from remac.rover_encoder.info import main as info_main
+from remac.ground_decoder.cli import decode_main
+from remac.rover_encoder import pds
+from remac.rover_encoder.cli import encode_main
+from remac.rover_encoder.imageio import load_image, png_sbit
 from tests.conftest import COLOUR, GREY, pixels, psnr
 from tests.test_bitdepth import png, twelve_bit
 

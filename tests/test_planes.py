@@ -5,13 +5,13 @@ import struct
 import numpy as np
 import pytest
 
-from bitstream import colour, container
-from bitstream.container import Header
-from bitstream.errors import FormatError, RemacError
-from ground_decoder.decode import decode
-from rover_encoder.encode import encode
-from rover_encoder.imageio import load_image
-from rover_encoder.planar import CHROMA_SHIFT, chroma_quality
+from remac.bitstream import colour, container
+from remac.bitstream.container import Header
+from remac.bitstream.errors import FormatError, RemacError
+from remac.ground_decoder.decode import decode
+from remac.rover_encoder.encode import encode
+from remac.rover_encoder.imageio import load_image
+from remac.rover_encoder.planar import CHROMA_SHIFT, chroma_quality
 from tests.conftest import COLOUR, pixels, psnr
 
 
@@ -21,7 +21,7 @@ def stream(default_library):
 
 
 def test_colour_is_coded_as_three_planes_of_the_grey_model(stream):
-    from bitstream import modelfile
+    from remac.bitstream import modelfile
     h = stream.header
     assert h.version == (4, 0) and h.planes == 1 and h.chroma_shift == CHROMA_SHIFT == 1
     assert h.model_id == modelfile.load("grey").model_id and h.coded_channels == h.output_channels == 3
@@ -33,7 +33,7 @@ def test_colour_is_coded_as_three_planes_of_the_grey_model(stream):
 
 
 def test_remac_info_names_each_tiles_plane(stream):
-    from bitstream.info import describe
+    from remac.rover_encoder.info import describe
     d = describe(stream.data)
     assert d["version"] == "4.0" and d["planes"] == {"chroma_shift": 1, "chroma_quality": chroma_quality(6000) / 100}
     assert [t["plane"] for t in d["tiles"]] == ["Y"] * 4 + ["Cb", "Cr"]
@@ -117,10 +117,10 @@ def test_planes_transform_is_exact_on_smooth_colour():
 
 
 def test_the_promotion_ranking_codes_colour_exactly_as_the_rover_does(default_library):
-    """models.training.rank scores colour candidates with its own torch path: its planar stream has
+    """training.rank scores colour candidates with its own torch path: its planar stream has
     the real stream's size to the byte, and the same pixels within a fraction of a dB."""
     torch = pytest.importorskip("torch")
-    from models.training.rank import code_planes, shipped_model
+    from training.rank import code_planes, shipped_model
     model, em = shipped_model("grey")
     a = pixels(COLOUR)
     x = torch.from_numpy(a.transpose(2, 0, 1).copy()).float()[None] / 255

@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models import precision  # noqa: E402
+from remac.models import precision  # noqa: E402
 
 
 def test_fastest_candidate_wins():
@@ -38,10 +38,10 @@ def test_the_ground_decoder_follows_decode_precision(monkeypatch):
     """A machine with AMX would decode in bf16: still the same pixels for any thread count, close
     to fp32 (the klt linear path stays fp32)."""
     import numpy as np
-    from models import ground
-    from ground_decoder.decode import decode
-    from rover_encoder.encode import encode
-    from rover_encoder.imageio import load_image
+    from remac.models import ground
+    from remac.ground_decoder.decode import decode
+    from remac.rover_encoder.encode import encode
+    from remac.rover_encoder.imageio import load_image
     from tests.conftest import GREY
     data = encode(load_image(GREY), 50).data
     fp32 = decode(data).image

@@ -6,12 +6,13 @@ import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 
-from bitstream import modelfile
-from ground_decoder.decode import entropy_decode
-from rover_encoder import analysis
-from rover_encoder.cli import encode_main
-from rover_encoder.encode import RATE_TOLERANCE, prepare
-from rover_encoder.imageio import load_image
+from remac.bitstream import modelfile
+from remac.ground_decoder.decode import entropy_decode
+from remac.rover_encoder import analysis
+from remac.rover_encoder.cli import encode_main
+from remac.rover_encoder.prepared import RATE_TOLERANCE
+from remac.rover_encoder.encode import prepare
+from remac.rover_encoder.imageio import load_image
 from tests.conftest import COLOUR, GREY
 
 

@@ -3,10 +3,10 @@ symbols, so the stream stays exactly decodable; the choice only ever moves a sym
 towards zero, and only where that lowers squared error + lam * bits."""
 import numpy as np
 
-from bitstream import entropy, latent, modelfile, spec
-from rover_encoder.analysis import gain_for_quality
-from rover_encoder.encode import prepare
-from rover_encoder.imageio import load_image
+from remac.bitstream import entropy, latent, modelfile, spec
+from remac.rover_encoder.analysis import gain_for_quality
+from remac.rover_encoder.encode import prepare
+from remac.rover_encoder.imageio import load_image
 from tests.conftest import GREY
 
 

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from bitstream import container
-from bitstream.container import Header, _HDR
-from bitstream.errors import RemacError
-from ground_decoder.decode import decode, entropy_decode
-from ground_decoder.fuzz import check, damage, shuffle_segments
-from rover_encoder.encode import encode
-from rover_encoder.imageio import load_image
+from remac.bitstream import container
+from remac.bitstream.container import Header, _HDR
+from remac.bitstream.errors import RemacError
+from remac.ground_decoder.decode import decode, entropy_decode
+from tests.tools.fuzz import check, damage, shuffle_segments
+from remac.rover_encoder.encode import encode
+from remac.rover_encoder.imageio import load_image
 from tests.conftest import GREY, psnr
 
 
@@ -123,7 +123,7 @@ def _forged(header: Header, tiles=None) -> bytes:
     ({"output_channels": 3, "coded_channels": 3, "bit_depth": 16}, "16-bit samples"),
 ])
 def test_forged_headers_with_valid_crc_are_refused(fields, message):
-    from bitstream import modelfile
+    from remac.bitstream import modelfile
     h = Header(modelfile.load("grey").model_id, 64, 64, 1, 1, 8, 50, 64, 64)
     for k, v in fields.items():
         setattr(h, k, v)
@@ -138,7 +138,7 @@ def test_forged_headers_with_valid_crc_are_refused(fields, message):
 
 
 def test_huge_header_without_tiles_is_refused_without_synthesis():
-    from bitstream import modelfile
+    from remac.bitstream import modelfile
     h = Header(modelfile.load("grey").model_id, 16384, 16384, 3, 3, 8, 50, 64, 64, planes=1, chroma_shift=1)
     data = container.SIGNATURE + container._segment(b"RHDR", h.pack()) + container._segment(b"REND", b"")
     with pytest.raises(RemacError, match="no tile could be decoded"):

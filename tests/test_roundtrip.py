@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ground_decoder.decode import decode
-from rover_encoder.encode import encode
-from rover_encoder.imageio import from_pil, load_image
+from remac.ground_decoder.decode import decode
+from remac.rover_encoder.encode import encode
+from remac.rover_encoder.imageio import from_pil, load_image
 from tests.conftest import COLOUR, DATA, GREY, RGB3, pixels, psnr
 
 # Floors/ceilings from the shipped models measured on these exact images, less 1 dB and plus 30 %
@@ -75,7 +75,7 @@ def test_sixteen_bit_grey_round_trips_as_sixteen_bit(default_library):
 
 def test_multi_tile_image_stays_near_the_single_tile_rd_curve(default_library):
     """Four independently coded 128-px tiles vs one tile, compared at matched rate. Each tile's
-    analysis sees 64 px of its neighbours (rover_encoder.encode.analyse_tiles), and the ground
+    analysis sees 64 px of its neighbours (rover_encoder.prepared.analyse_tiles), and the ground
     synthesizes all tiles jointly, so tiling costs next to nothing: measured +0.13 dB (tiles
     analysed alone, as before session 3: -1.97 dB)."""
     a = pixels(GREY)
@@ -93,9 +93,9 @@ def test_tile_context_crops_each_tile_latent_from_a_wider_window():
     """analyse_tiles with a fake analysis that outputs each 16-px (y) and 64-px (z) cell's image
     row/column: every tile gets exactly its own cells back, whatever context it was analysed with,
     for edge, interior and padded tiles."""
-    from bitstream.container import Header
-    from rover_encoder.analysis import pad_to_64
-    from rover_encoder.encode import analyse_tiles
+    from remac.bitstream.container import Header
+    from remac.rover_encoder.analysis import pad_to_64
+    from remac.rover_encoder.prepared import analyse_tiles
 
     def fake_run(x, gain):
         x = pad_to_64(x)
@@ -119,7 +119,7 @@ def test_tile_context_crops_each_tile_latent_from_a_wider_window():
 
 
 def test_tile_context_must_be_a_multiple_of_64(default_library):
-    from bitstream.errors import RemacError
+    from remac.bitstream.errors import RemacError
     for bad in (32, -64):
         with pytest.raises(RemacError, match="multiple of 64"):
             encode(load_image(GREY), 50, default_library, context=bad)
@@ -159,8 +159,8 @@ def test_references_are_kept_only_where_they_make_the_stream_smaller(default_lib
 def test_int8_and_float_rover_analysis_decode_alike(default_library):
     """The int8 analysis is shipped and lands within a few tenths of a dB and a few percent of rate
     of the float one (it never affects decodability); test_cli checks which one is the default."""
-    from bitstream.modelfile import load
-    from rover_encoder.analysis import default_precision
+    from remac.bitstream.modelfile import load
+    from remac.rover_encoder.analysis import default_precision
     assert load("grey").encoder_sha256["int8"] and default_precision("grey") == "int8"
     a, img = pixels(GREY), load_image(GREY)
     runs = {p: encode(img, 60, default_library, precision=p) for p in ("int8", "float")}

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bitstream import entropy, latent, modelfile, spatial, spec
-from bitstream.errors import ModelError
+from remac.bitstream import entropy, latent, modelfile, spatial, spec
+from remac.bitstream.errors import ModelError
 from tests.test_floors import _model_dir
 from tests.test_rdo import _tile
 
@@ -55,8 +55,8 @@ def test_a_tile_with_spatial_context_decodes_exactly_and_predicts_the_block_mean
 
 
 def test_torch_model_shifts_the_means_exactly_as_the_coder():
-    """models.remac.spatial_means (training, calibration) against bitstream.latent without RDO."""
-    from models.remac import spatial_means
+    """models.hyper.spatial_means (training, calibration) against bitstream.latent without RDO."""
+    from remac.models.hyper import spatial_means
     em, z, r, y_g = _tile(35)
     delta = np.zeros((2, spatial.CLASSES), np.int64)
     _, mu16, _, symbols = latent.encode(em.net, z, r, y_g, em.z_tables, em.y_tables, None, 0.0, delta)

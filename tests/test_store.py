@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bitstream import modelfile, store
-from bitstream.errors import ModelError
-from bitstream.modelfile import canonical_digest
-from rover_encoder.analysis import ASSETS as ROVER_ASSETS
+from remac.bitstream import modelfile, store
+from remac.bitstream.errors import ModelError
+from remac.bitstream.modelfile import canonical_digest
+from remac.rover_encoder.analysis import ASSETS as ROVER_ASSETS
 from tests.conftest import GREY, pixels, psnr
 
 torch = pytest.importorskip("torch")
 
-from ground_decoder.cli import decode_main  # noqa: E402
-from models.ground import ground_weights_path  # noqa: E402
-from rover_encoder.cli import encode_main  # noqa: E402
+from remac.ground_decoder.cli import decode_main  # noqa: E402
+from remac.models.ground import ground_weights_path  # noqa: E402
+from remac.rover_encoder.cli import encode_main  # noqa: E402
 
 
 def other_release(tmp_path):
@@ -66,7 +66,7 @@ def test_a_stream_of_another_release_decodes_from_its_store(tmp_path):
 
 
 def test_a_model_directory_must_code_the_images_channels(tmp_path):
-    from rover_encoder.analysis import rover_model
+    from remac.rover_encoder.analysis import rover_model
     folder, _ = other_release(tmp_path)
     assert rover_model(1, folder).folder == folder
     with pytest.raises(ModelError, match="codes 1-channel images, not 3"):
@@ -74,7 +74,7 @@ def test_a_model_directory_must_code_the_images_channels(tmp_path):
 
 
 def test_the_store_files_releases_in_order_and_prunes_the_oldest(tmp_path):
-    from bitstream import store
+    from remac.bitstream import store
     src = tmp_path / "src.json"
     src.write_text("{}")
     for model_id in ("aa", "bb", "cc"):
@@ -87,7 +87,7 @@ def test_the_store_files_releases_in_order_and_prunes_the_oldest(tmp_path):
 
 
 def test_every_release_in_the_shipped_store_knows_its_place():
-    from bitstream import store
-    from models.ground import STORE
+    from remac.bitstream import store
+    from remac.models.ground import STORE
     entries = sorted(STORE.glob("*/model.json"))
     assert entries and sorted(store.sequence_of(m) for m in entries)[0] >= 1

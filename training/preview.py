@@ -1,5 +1,5 @@
 """Fit the preview heads of the shipped ground decoders (remac-decode --reduce N):
-`python -m models.training.preview grey` (after models.training.export; needs ../shared/data).
+`python -m training.preview grey` (after training.export; needs ../shared/data).
 
 A preview must cost a fraction of a full decode, so it runs only the ref-decoder's 1/16 trunk (the
 cheapest ~15 % of its work) and maps the trunk's features to pixels with one 3x3 convolution: to
@@ -28,13 +28,13 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
 
-from bitstream import library as libmod
+from remac.bitstream import library as libmod
 from evaluation.metrics import psnr
-from ground_decoder.decode import box_reduce, decode, synthesis_input
-from models import ground
-from models.training import DATA
-from rover_encoder.encode import encode
-from rover_encoder.imageio import from_pil
+from remac.ground_decoder.decode import box_reduce, decode, synthesis_input
+from remac.models import ground
+from training import DATA
+from remac.rover_encoder.encode import encode
+from remac.rover_encoder.imageio import from_pil
 
 # (folder under DATA, images used, crop side)
 FIT = {"grey": (("train/gray_native", 24, 512), ("train/gray", 16, 256)), "colour": (("train/color", 40, 256),)}

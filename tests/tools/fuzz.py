@@ -3,7 +3,7 @@
 Contract: decode() either returns an image of the header's size (damaged tiles concealed and
 listed) or raises a RemacError subclass with a message. Anything else is a bug.
 
-    python -m ground_decoder.fuzz --seconds 60        # random damage for a minute
+    python -m tests.tools.fuzz --seconds 60        # random damage for a minute
 """
 import argparse
 import random
@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from bitstream.errors import RemacError
-from ground_decoder.decode import decode
+from remac.bitstream.errors import RemacError
+from remac.ground_decoder.decode import decode
 
 
 def damage(data: bytes, rng: random.Random) -> bytes:
@@ -58,9 +58,9 @@ def check(data: bytes, library, expected_shape) -> str:
 
 def main(argv=None):
     from pathlib import Path
-    from rover_encoder.encode import encode
-    from rover_encoder.imageio import load_image
-    from bitstream.library import load
+    from remac.rover_encoder.encode import encode
+    from remac.rover_encoder.imageio import load_image
+    from remac.bitstream.library import load
     data = Path(__file__).resolve().parent.parent / "tests" / "data"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("images", nargs="*", default=[data / "navcam_gray.png", data / "mastcam_rgb.png"],

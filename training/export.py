@@ -6,8 +6,8 @@
         -> bitstream/assets/<name>/model.json             identity (model ID) and layer kinds
 
 A decoder-stage overlay (models/weights/<name>_heavy.safetensors) is not exported: it becomes part
-of the shipped checkpoint through models.training.promote (with_overlay).
-`python -m models.training.export grey colour`
+of the shipped checkpoint through training.promote (with_overlay).
+`python -m training.export grey colour`
 """
 import argparse
 import hashlib
@@ -20,40 +20,21 @@ import numpy as np
 import torch
 from safetensors.torch import load, save_file
 
-from bitstream import spatial as bitstream_spatial
-from bitstream import spec
-from bitstream.entropy import quantize_pmf
-from bitstream.modelfile import canonical_digest, ASSETS as BITSTREAM_ASSETS
-from models.ground import ground_weights_path
-from models.remac import REMAC, architecture, decoder_layout, latent_digest, load_weights
-from models.training import ROOT, WEIGHTS
-from models.training.checkpoint import read_checkpoint, strip_decoder, with_decoder
+from remac.bitstream import spatial as bitstream_spatial
+from remac.bitstream import spec
+from remac.bitstream.entropy import quantize_pmf
+from remac.bitstream.modelfile import canonical_digest, ASSETS as BITSTREAM_ASSETS
+from remac.models.ground import ground_weights_path
+from remac.models.codec import CHANNELS, REMAC, checkpoint_path, latent_digest, model_from_state
+from training import ROOT
+from remac.models.checkpoint import strip_decoder, with_decoder
 
 ROVER_ASSETS = ROOT / "rover_encoder" / "assets"
-CHANNELS = {"grey": 1, "colour": 3}
-
-
-def checkpoint_path(name: str) -> Path:
-    return WEIGHTS / f"{name}.safetensors"
-
-
-def load_model(name: str, weights: Path = None) -> REMAC:
-    """A joint checkpoint (encoder, entropy model, decoder with however many extra blocks it holds)."""
-    return model_from_state(name, read_checkpoint(weights or checkpoint_path(name)))
-
-
-def model_from_state(name: str, state: dict) -> REMAC:
-    """A checkpoint's tensors -> REMAC in eval mode, its decoder laid out as the tensors say."""
-    model = REMAC(CHANNELS[name], **architecture(state))
-    load_weights(model, state)
-    return model.eval()
-
-
 def with_overlay(base: dict, overlay: dict, overlay_meta: dict, where: str = "the overlay") -> dict:
-    """A decoder-stage checkpoint (`models.training.train --stage decoder`: decoder + inverse gains
+    """A decoder-stage checkpoint (`training.train --stage decoder`: decoder + inverse gains
     only, models/weights/<name>_heavy.safetensors) laid over the joint checkpoint it was trained on:
     base's bitstream side, overlay's decoder. Refuses an overlay that holds more than a decoder or
-    was trained on other latents (models.remac.latent_digest; calibrated scale floors may differ)."""
+    was trained on other latents (models.codec.latent_digest; calibrated scale floors may differ)."""
     if any(not (k.startswith("decoder.") or k == "log_inv_gain") for k in overlay):
         raise SystemExit(f"{where} holds more than a decoder: refusing to change the bitstream side")
     if overlay_meta.get("latent_digest") != latent_digest(base):
@@ -69,7 +50,7 @@ def is_overlay(state) -> bool:
 
 def y_tables(fitted=None):
     """One table per scale index: discretized N(0, sigma) over [-R, R] plus escape; with `fitted`
-    ((T, L) counts from models.training.calibrate.fit_tables, same support) those counts instead."""
+    ((T, L) counts from training.calibrate.fit_tables, same support) those counts instead."""
     if fitted is not None:
         counts, offsets, sizes = y_tables()
         return _checked(fitted, counts, "y"), offsets, sizes
@@ -88,7 +69,7 @@ def y_tables(fitted=None):
 @torch.no_grad()
 def z_tables(model: REMAC, fitted=None):
     """One table per z channel from the learned logistic-mixture prior, tails trimmed at 1e-7; with
-    `fitted` ((Z, L) counts from models.training.calibrate, same support) those counts instead."""
+    `fitted` ((Z, L) counts from training.calibrate, same support) those counts instead."""
     if fitted is not None:
         counts, offsets, sizes = z_tables(model)
         return _checked(fitted, counts, "z"), offsets, sizes
@@ -180,7 +161,7 @@ def export(name: str, weights: Path = None, out: Path = None) -> str:
     for prefix, (counts, offsets, sizes) in (("y", y_tables(state.get("coder.y_counts"))),
                                              ("z", z_tables(model, state.get("coder.z_counts")))):
         arrays[f"{prefix}/counts"], arrays[f"{prefix}/offsets"], arrays[f"{prefix}/sizes"] = counts, offsets, sizes
-    if "coder.idx_floors" in state:     # per-quality-band scale-index floors (models.training.calibrate)
+    if "coder.idx_floors" in state:     # per-quality-band scale-index floors (training.calibrate)
         arrays["floors/idx"] = state["coder.idx_floors"].numpy().astype(np.int64)
         arrays["floors/edges"] = state["coder.floor_edges"].numpy().astype(np.int64)
         if "coder.chroma_floors" in state:      # chroma planes' own floors ("split" calibration)

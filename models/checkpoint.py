@@ -3,13 +3,15 @@
 A run's checkpoint (models/weights/<run>.safetensors) holds everything: the bitstream side in fp32
 (encoder, integer h_s, priors, gains, fitted coder tables) and the decoder in fp16. A *shipped*
 checkpoint (grey, colour) keeps its decoder only in the ground artifact beside it
-(<name>_decoder.safetensors, which the ground loads): models.training.export strips the copy, and
+(<name>_decoder.safetensors, which the ground loads): training.export strips the copy, and
 read_checkpoint merges it back. Only safetensors and torch here: a GPU job imports this.
 """
 import os
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
+
+WEIGHTS = Path(__file__).parent / "weights"       # the checkpoints (in the repository) and the ground artifacts
 
 
 def decoder_sibling(path: Path) -> Path:

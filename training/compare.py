@@ -1,5 +1,5 @@
 """Estimated rate-distortion of training checkpoints against each other:
-`python -m models.training.compare grey ../shared/data/val/gray A.safetensors B.safetensors ...`
+`python -m training.compare grey ../shared/data/val/gray A.safetensors B.safetensors ...`
 
 Each checkpoint codes the first `--limit` images of the folder (top-left `--crop` pixels) at
 qualities 5..95 with rounded latents; bits come from the model's own likelihoods (Gaussian y
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.training.export import load_model
-from models.training.train import rd_loss
+from remac.models.codec import load_model
+from training.train import rd_loss
 
 QUALITIES = (5, 20, 35, 50, 65, 80, 95)
 

@@ -1,4 +1,4 @@
-"""Reference ablations of a trained model, at matched rate: `python -m models.training.ablate grey DIR`.
+"""Reference ablations of a trained model, at matched rate: `python -m training.ablate grey DIR`.
 
 For each validation image the rover's own selection picks the entropy and decoder references from
 the default library (rover_encoder.encode); the training forward then codes the image with rounded
@@ -20,9 +20,9 @@ import os
 import numpy as np
 import torch
 
-from models.training.compare import QUALITIES, image_tensor
-from models.training.export import load_model
-from models.training.train import rd_loss
+from training.compare import QUALITIES, image_tensor
+from remac.models.codec import load_model
+from training.train import rd_loss
 
 VARIANTS = {"full": (True, True), "entropy off": (False, True), "decoder off": (True, False),
             "both off": (False, False)}
@@ -30,8 +30,8 @@ VARIANTS = {"full": (True, True), "entropy off": (False, True), "decoder off": (
 
 def references(path, channels, library):
     """The rover's (entropy, decoder) reference images for the image at `path`: (1,C,h,w) each."""
-    from rover_encoder.encode import encode
-    from rover_encoder.imageio import load_image
+    from remac.rover_encoder.encode import encode
+    from remac.rover_encoder.imageio import load_image
     res = encode(load_image(path), 50, library)
     return tuple(image_tensor(library.image_path(i), channels)[None] for i in (res.entropy_ref, res.decoder_ref))
 
@@ -55,7 +55,7 @@ def curves(model, images, library) -> dict:
 
 def main(argv=None):
     import bjontegaard
-    from bitstream import library as libmod
+    from remac.bitstream import library as libmod
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("name", choices=("grey", "colour"))
     ap.add_argument("folder")

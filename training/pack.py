@@ -1,4 +1,4 @@
-"""A compact training-data pack for a GPU burst: `python -m models.training.pack CONFIG -o .pack/grey.npz`.
+"""A compact training-data pack for a GPU burst: `python -m training.pack CONFIG -o .pack/grey.npz`.
 
 The GPU machine receives the tracked tree plus named ignored paths, 64 MiB in all, and has no
 ../shared/data. A pack holds a subset of a config's training images (and 8 validation images)
@@ -7,11 +7,11 @@ still spans the data's variety, up to `--mib` MiB (default: what the tracked tre
 
     bytes   (S,) uint8      every image's zlib-compressed (C,256,256) uint8 samples, back to back
     offsets (N+1,) int64    image i is bytes[offsets[i]:offsets[i+1]]
-    groups  (N,) int64      reference groups (models.training.data.load_set)
+    groups  (N,) int64      reference groups (training.data.load_set)
     is_val  (N,) bool       the validation images
     channels ()             1 or 3
 
-`load_pack` returns the (N,C,256,256) uint8 images as load_set does; `python -m models.training.train
+`load_pack` returns the (N,C,256,256) uint8 images as load_set does; `python -m training.train
 CONFIG --pack PACK` trains from it instead of ../shared/data.
 """
 import argparse
@@ -24,8 +24,8 @@ from itertools import zip_longest
 import numpy as np
 import torch
 
-from models.training import DATA, ROOT
-from models.training.data import load_set
+from training import DATA, ROOT
+from training.data import load_set
 
 DEVICE_MIB = 64             # the device tool carries the tracked tree plus named paths, this much in all
 PACK_MARGIN_MIB = 1.0       # npz headers, arrays beside the image bytes, files added before the run

@@ -4,7 +4,7 @@
 
 The float analysis does not touch decodability (only z_hat and the integer entropy path do), so an
 int8 encoder only moves rate-distortion and speed; `remac-eval --encoder int8` measures the first,
-`evaluation.timing` the second. `python -m models.training.quantize grey` (run after models.training.export, which rewrites model.json).
+`evaluation.timing` the second. `python -m training.quantize grey` (run after training.export, which rewrites model.json).
 """
 import argparse
 import hashlib
@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-from bitstream import modelfile
-from bitstream.modelfile import ASSETS as BITSTREAM_ASSETS
-from models.training.data import load_set, train_folders
-from rover_encoder.analysis import ASSETS, gain_for_quality
-from models.training import DATA
+from remac.bitstream import modelfile
+from remac.bitstream.modelfile import ASSETS as BITSTREAM_ASSETS
+from training.data import load_set, train_folders
+from remac.rover_encoder.analysis import ASSETS, gain_for_quality
+from training import DATA
 
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from bitstream.errors import RemacError
+from remac.bitstream.errors import RemacError
 
 STDIO = "-"
 TEMP_SUFFIX = ".part"           # atomic_write's temporary files: .NAME.XXXXXXXX.part beside NAME
@@ -378,7 +378,7 @@ def version_text(prog: str, describe_model=None) -> str:
     """Package version, the shipped model IDs (plus describe_model(name) per model, if given) and
     the default library; missing artifacts are reported, not raised."""
     from importlib.metadata import PackageNotFoundError, version
-    from bitstream import container, library, modelfile
+    from remac.bitstream import container, library, modelfile
     try:
         pkg = version("remac")
     except PackageNotFoundError:

@@ -1,4 +1,4 @@
-"""Train one REMAC modality on CPU (or GPU when present): `python -m models.training.train CONFIG`.
+"""Train one REMAC modality on CPU (or GPU when present): `python -m training.train CONFIG`.
 
 Resumable: weights go to models/weights/<name>.safetensors (shipped), the optimizer state and
 step to <ckpt-dir>/<name>.opt.pt; a restart continues from both. Logs one CSV row per 50 steps
@@ -13,13 +13,14 @@ import time
 import torch
 from safetensors.torch import save_file
 
-from models.precision import CANDIDATES, autocast, choose_by_timing, cpu_info
-from models.remac import (REMAC, LAMBDAS, architecture, extend_levels, kernel_lap, latent_digest, lapped_kernel,
-                          load_weights, with_lap, with_spatial, with_width)
-from models.training import CKPT, DATA, LOGS, WEIGHTS
-from models.training.checkpoint import read_checkpoint
-from models.training.data import folder_weights, klt_basis, load_frames, load_set, PairSampler, rover_descriptors
-from models.training.pack import load_pack
+from remac.models.precision import CANDIDATES, autocast, choose_by_timing, cpu_info
+from remac.models.codec import REMAC, LAMBDAS, architecture, latent_digest, load_weights
+from training.surgery import extend_levels, with_lap, with_spatial, with_width
+from remac.models.rover_nets import kernel_lap, lapped_kernel
+from training import CKPT, DATA, LOGS, WEIGHTS
+from remac.models.checkpoint import read_checkpoint
+from training.data import folder_weights, klt_basis, load_frames, load_set, PairSampler, rover_descriptors
+from training.pack import load_pack
 
 CHECKPOINT_MINUTES = 5      # also checkpoint at least this often (a chunk may be cut short)
 
@@ -38,10 +39,10 @@ LAP_WARMUP = 100.0      # a widened kernel's new taps: second moment this many t
 
 def pad_moments(opt):
     """Adam moments saved for a smaller model: for a checkpoint with fewer quality levels
-    (models.remac.extend_levels) the new gain rows start with zero moments; for a block transform
-    widened to a lapped one (models.remac.with_lap) the new outer taps start with a zero first
+    (training.surgery.extend_levels) the new gain rows start with zero moments; for a block transform
+    widened to a lapped one (training.surgery.with_lap) the new outer taps start with a zero first
     moment and LAP_WARMUP times the old taps' mean second moment (so do the new weights of a branch
-    widened by models.remac.with_width, most of which read a new channel), so their steps start ~10x
+    widened by training.surgery.with_width, most of which read a new channel), so their steps start ~10x
     smaller than lr and grow as that moment decays (x 0.37 per 1 000 steps): Adam moves every one
     of hundreds of new taps per coefficient by ~lr per step from the start otherwise (a zero second
     moment: ~3 lr; the old taps' mean: 27 steps cost 1.7 dB at q90, session 9); the others keep theirs."""
@@ -177,7 +178,7 @@ def main(argv=None):
                     help="float arithmetic of the float networks: auto times a few steps of each and keeps "
                          "the fastest (bf16 is 2-4.5x faster with AMX, 13-25x slower without native bf16)")
     ap.add_argument("--bench", action="store_true", help="time each precision on this machine, print, exit")
-    ap.add_argument("--pack", help="train from a data pack (models.training.pack) instead of --data")
+    ap.add_argument("--pack", help="train from a data pack (training.pack) instead of --data")
     ap.add_argument("--out", help="write weights, optimizer state and log here (a GPU burst) instead of "
                                   "models/weights, .ckpt and the log folder; resumes from it when it holds the run")
     ap.add_argument("--batch", type=int, help="override the config's batch size")
@@ -211,13 +212,13 @@ def main(argv=None):
     extra = tuple(int(v) for v in extra.split(","))
     wide = tuple(int(v) for v in cfg.get("decoder_wide", "0,0,0,0").split(","))
     weights = os.path.join(weights_dir, f"{run_name}.safetensors")
-    # a promoted run: models.training.promote installs the run's checkpoint as the shipped one and
+    # a promoted run: training.promote installs the run's checkpoint as the shipped one and
     # removes the run's copy (one copy in the tree); a run with a log but no checkpoint goes on from it
     shipped = os.path.join(weights_dir, f"{cfg['name']}.safetensors")
     promoted = (not os.path.exists(weights) and not args.init and run_name != cfg["name"]
                 and os.path.exists(os.path.join(args.log_dir, f"{run_name}.csv")) and os.path.exists(shipped))
     source = weights if os.path.exists(weights) else shipped if promoted else None
-    # channel-context slices (models.training.context adds them): the checkpoint's, else the config's
+    # channel-context slices (training.context adds them): the checkpoint's, else the config's
     start = source or (args.init[0] if args.init else None)
     start_state = read_checkpoint(start) if start else None
     if args.stage == "decoder":     # the bitstream side is always the shipped model's; a decoder-stage

@@ -1,9 +1,9 @@
-"""Plot the training logs (models/training/logs/*.csv) to docs/img/training.png: `python -m models.training.plot_training`."""
+"""Plot the training logs (training/logs/*.csv) to docs/img/training.png: `python -m training.plot_training`."""
 import csv
 import sys
 from pathlib import Path
 
-from models.training import LOGS, ROOT
+from training import LOGS, ROOT
 
 
 def read(path):

@@ -1,10 +1,10 @@
 """Rank a candidate against the shipped model with the real coder and, only if it is better on
 every validation set of its modality (a lower BD-rate against JPEG 2000, each over its own rate
 range: the measure of the project's targets), make it the shipped model in one go:
-`python -m models.training.promote grey models/weights/grey_klt.safetensors`.
+`python -m training.promote grey models/weights/grey_klt.safetensors`.
 
     candidate --copy--> calibrate (scale floors, fitted coder tables)
-              --rank--> BD-rates vs JPEG 2000 on each val set (models.training.rank, real bytes)
+              --rank--> BD-rates vs JPEG 2000 on each val set (training.rank, real bytes)
     better everywhere?
       yes: file the shipped release into the model store (models/store/<model ID>/: entropy model,
            int8 decoder, library metadata: its streams stay decodable), prune the store to the
@@ -28,19 +28,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bitstream import library as lib
-from bitstream import modelfile, store
-from models.archive import archive_file
-from models.ground import STORE, ground_weights_path
-from models.training import DATA, ROOT
-from models.training.calibrate import FLOOR_MODES, calibrate
-from models.training.export import checkpoint_path
-from models.training.rank import rank
+from remac.bitstream import library as lib
+from remac.bitstream import modelfile, store
+from remac.models.archive import archive_file
+from remac.models.ground import STORE, ground_weights_path
+from training import DATA, ROOT
+from training.calibrate import FLOOR_MODES, calibrate
+from remac.models.codec import checkpoint_path
+from training.rank import rank
 
 
 CEILING_SLACK = 0.5     # dB: the candidate's top PSNR may not fall further below the shipped model's
 STORE_KEEP = 2          # releases kept in models/store: each adds ~5 MB to a tree that a GPU job's
-                        # copy (tree + data pack) must fit in 64 MiB (models.training.pack.room_mib)
+                        # copy (tree + data pack) must fit in 64 MiB (training.pack.room_mib)
 GOLDEN = ROOT / "tests" / "data" / "golden"
 
 
@@ -59,12 +59,13 @@ def improves(result: dict) -> bool:
 
 
 def upgrade_file(path: Path, spatial: bool = False):
-    """Give a checkpoint every quality level its architecture now has (models.remac.extend_levels:
+    """Give a checkpoint every quality level its architecture now has (training.surgery.extend_levels:
     session 8 added a 9th level to the klt models) and, if asked, spatial context
-    (models.remac.with_spatial), in place, metadata kept."""
+    (training.surgery.with_spatial), in place, metadata kept."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
-    from models.remac import KLT_LAMBDAS, LAMBDAS, extend_levels, with_spatial
+    from remac.models.codec import KLT_LAMBDAS, LAMBDAS
+    from training.surgery import extend_levels, with_spatial
     state = load_file(str(path))
     levels = len(KLT_LAMBDAS if "encoder.proj.weight" in state else LAMBDAS)
     add_spatial = spatial and "hyper.spatial" not in state
@@ -92,12 +93,12 @@ def release_shipped(name: str) -> Path:
 
 def write_candidate(name: str, candidate: Path, out: Path) -> bool:
     """Copy a candidate checkpoint to `out`; a decoder-stage overlay (decoder + inverse gains) is
-    first laid over the shipped checkpoint (models.training.export.with_overlay). -> whether it was
+    first laid over the shipped checkpoint (training.export.with_overlay). -> whether it was
     an overlay (its bitstream side is then the shipped one, calibration included)."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
-    from models.training.checkpoint import read_checkpoint
-    from models.training.export import is_overlay, with_overlay
+    from remac.models.checkpoint import read_checkpoint
+    from training.export import is_overlay, with_overlay
     with safe_open(str(candidate), framework="pt") as f:
         keys, overlay_meta = set(f.keys()), f.metadata()
     if not is_overlay(keys):
@@ -127,7 +128,7 @@ def same_bitstream(a: Path, b: Path) -> bool:
 def install(name: str, calibrated: Path, data: Path, candidate: Path = None):
     """Make `calibrated` the shipped `name` model (the old one goes to the store) and rebuild every
     artifact. A run's own checkpoint (models/weights/<run>.safetensors) is then removed: the run goes
-    on from the shipped checkpoint (models.training.train), so the tree holds one copy of it.
+    on from the shipped checkpoint (training.train), so the tree holds one copy of it.
     A candidate that codes exactly as the shipped model (a new decoder only) keeps its model ID:
     nothing is filed in the store, and every stream made so far decodes with the new decoder."""
     if same_bitstream(calibrated, checkpoint_path(name)):
@@ -158,7 +159,7 @@ def main(argv=None):
     ap.add_argument("--force", action="store_true", help="promote even if it is not better")
     ap.add_argument("--report", type=Path, help="also write the numbers here as JSON")
     ap.add_argument("--floors", choices=FLOOR_MODES, default="split",
-                    help="scale-floor rule of the calibration (models.training.calibrate's module doc)")
+                    help="scale-floor rule of the calibration (training.calibrate's module doc)")
     ap.add_argument("--spatial", action="store_true",
                     help="give the candidate spatial context (channel 0 in passes, bitstream.spatial) first")
     args = ap.parse_args(argv)

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.remac import REMAC
-from models.training import CONFIGS
+from remac.models.codec import REMAC
+from training import CONFIGS
 
 
 def _group_key(row):
@@ -25,7 +25,7 @@ def _group_key(row):
 
 
 def train_folders(name: str) -> list:
-    """The training folders (under ../shared/data) of a modality, from models/training/configs/<name>.json;
+    """The training folders (under ../shared/data) of a modality, from training/configs/<name>.json;
     the same for every stage of its training, and used to calibrate its entropy floors and int8 encoder."""
     path = CONFIGS / f"{name}.json"
     with open(path) as f:

@@ -38,7 +38,7 @@ escape; each z channel's table (from the learned prior) is re-fitted the same wa
 training forward ignores them, and a later training run drops them, as it should: they describe
 one set of weights). Gains are reported on held-out training crops.
 
-`python -m models.training.calibrate grey` rewrites hyper.out.lo, coder.y_counts (and the floors) in
+`python -m training.calibrate grey` rewrites hyper.out.lo, coder.y_counts (and the floors) in
 models/weights/<name>.safetensors; export afterwards.
 """
 import argparse
@@ -49,13 +49,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from bitstream import spatial as bitstream_spatial
-from bitstream import spec
-from bitstream.entropy import quantize_pmf
-from models.training.data import load_set, train_folders
-from models.training.export import CHANNELS, checkpoint_path, load_model, y_tables, z_tables
-from models.intnet import round_half_up
-from models.training import DATA
+from remac.bitstream import spatial as bitstream_spatial
+from remac.bitstream import spec
+from remac.bitstream.entropy import quantize_pmf
+from training.data import load_set, train_folders
+from remac.models.codec import CHANNELS, checkpoint_path, load_model
+from training.export import y_tables, z_tables
+from remac.models.intnet import round_half_up
+from training import DATA
 
 QUALITIES = (0, 10, 25, 40, 55, 70, 85, 100)
 # quality bands of the floors, in hundredths: band b holds the qualities nearest QUALITIES[b]
@@ -212,8 +213,8 @@ def choose_floors(hist: np.ndarray, cost: np.ndarray, lo_before: np.ndarray, mod
 def chroma_planes(data_dir: str, name: str, count: int) -> torch.Tensor:
     """-> (2N,1,128,128) uint8: the Cb and Cr planes (rover_encoder.planar's transform and 4:2:0
     subsampling) of N colour training images, in a fixed random order."""
-    from bitstream import colour
-    from rover_encoder.planar import CHROMA_SHIFT
+    from remac.bitstream import colour
+    from remac.rover_encoder.planar import CHROMA_SHIFT
     folders = [f for f in train_folders(name) if "color" in f]
     rgb, _ = load_set(data_dir, folders, 3)
     pick = np.random.default_rng(1).permutation(len(rgb))[:count]

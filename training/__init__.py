@@ -2,7 +2,7 @@
 export to the codec's artifacts, checkpoint comparison, ablations and training plots."""
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]          # the repository
+ROOT = Path(__file__).resolve().parents[1]          # the repository
 WEIGHTS = ROOT / "models" / "weights"              # shipped checkpoints
 CONFIGS = Path(__file__).resolve().parent / "configs"
 LOGS = Path(__file__).resolve().parent / "logs"

@@ -1,22 +1,22 @@
 """Channel context for a trained model: rate-only training of the slice nets, transforms frozen.
 
-    python -m models.training.context CHECKPOINT --slices 0,16,64,256 --minutes 15 [-o OUT]
+    python -m training.context CHECKPOINT --slices 0,16,64,256 --minutes 15 [-o OUT]
 
 Adds (or goes on training) HyperSynthesis.ctx of CHECKPOINT (default: in place): the encoder,
 hyperprior and decoder stay as they are, so y, z and the hyperprior's (mu16, idx) do not move;
 only the corrections of slices k >= 1 learn, from the fused hyperprior features and the rounded
-latents of the slices before them (models.remac.context_net, bitstream.latent). The objective is
+latents of the slices before them (models.hyper.context_net, bitstream.latent). The objective is
 the rate of y alone (uniform-noise proxy) at random qualities; the latents of a few hundred
 training crops are computed once, so a step costs h_a, h_s and the slice nets only.
 
-Prints and logs (models/training/logs/<stem>_context.csv: kind, step, seconds, % at q10, q50, q90)
+Prints and logs (training/logs/<stem>_context.csv: kind, step, seconds, % at q10, q50, q90)
 the rate change on validation crops at q 10/50/90 with rounded latents: what the context saves,
 before the real coder confirms it.
 
-    python -m models.training.context CHECKPOINT --ablate 6
+    python -m training.context CHECKPOINT --ablate 6
 
 measures that with the real coder instead (no training): the checkpoint with and without its
-slices, each calibrated and exported, coded by models.training.rank's path on the first N images
+slices, each calibrated and exported, coded by training.rank's path on the first N images
 of each val set; prints the BD-rate of context vs none per set.
 """
 import argparse
@@ -30,12 +30,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from bitstream import spec
-from models.intnet import round_half_up
-from models.remac import REMAC, architecture, load_weights
-from models.training import DATA, LOGS
-from models.training.checkpoint import read_checkpoint
-from models.training.data import load_set
+from remac.bitstream import spec
+from remac.models.intnet import round_half_up
+from remac.models.codec import REMAC, architecture, load_weights
+from training import DATA, LOGS
+from remac.models.checkpoint import read_checkpoint
+from training.data import load_set
 
 CROPS = 800             # training crops whose latents are cached
 PATCH = 8               # latent px per side of a training patch (128 image px)
@@ -85,8 +85,8 @@ def ablate(checkpoint: Path, limit: int, data=DATA):
     """Real-coder BD-rate (%) of `checkpoint` with vs without its context slices, per val set."""
     import shutil
     import tempfile
-    from models.training.calibrate import calibrate
-    from models.training.rank import QUALITIES, VAL_SETS, bd, candidate_model, rd_curve, set_channels
+    from training.calibrate import calibrate
+    from training.rank import QUALITIES, VAL_SETS, bd, candidate_model, rd_curve, set_channels
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         variants = {"with": tmp / "with.safetensors", "without": tmp / "without.safetensors"}

@@ -3,10 +3,10 @@ import json
 
 import click
 
-from bitstream import container, metadata
-from bitstream.cli_support import Command, expand_inputs, read_input, run_batch, version_option
-from bitstream.errors import FormatError, RemacError
-from bitstream.modelfile import ASSETS, SHIPPED
+from remac.bitstream import container, metadata
+from remac.rover_encoder.cli_support import Command, expand_inputs, read_input, run_batch, version_option
+from remac.bitstream.errors import FormatError, RemacError
+from remac.bitstream.modelfile import ASSETS, SHIPPED
 
 INFO_HELP = """Show what .rmc FILE(s) hold: format version, model, reference library and
 references, geometry, bit depth, quality, metadata (the PDS product ID of an
@@ -37,7 +37,7 @@ def _shipped_models() -> dict:
 
 
 def _default_library_id():
-    from bitstream.library import DEFAULT
+    from remac.bitstream.library import DEFAULT
     try:
         return json.loads((DEFAULT / "library.json").read_text())["library_id"]
     except (OSError, ValueError, KeyError):

@@ -1,5 +1,5 @@
 """Rank a candidate checkpoint against the shipped model with the real coder:
-`python -m models.training.rank grey CANDIDATE.safetensors`.
+`python -m training.rank grey CANDIDATE.safetensors`.
 
 Both checkpoints go through the same path, image by image and quality by quality:
 
@@ -9,12 +9,12 @@ Both checkpoints go through the same path, image by image and quality by quality
       y_hat_g = s + mu16/16 --> the checkpoint's decoder (fp16 weights, as shipped) --> 8-bit PSNR
 
 one tile per image, no references (they move the rate by < 0.5 %; docs/BENCHMARKS.md). The
-candidate's tables are exported from the checkpoint as it is (run models.training.calibrate on it
+candidate's tables are exported from the checkpoint as it is (run training.calibrate on it
 first: promote does). JPEG 2000 (evaluation.codecs, as remac-eval runs it) is coded on the same
 images as the anchor. Prints RD points per val set and BD-rates (PSNR): each model vs JPEG 2000
 over its own range (the product's measure: a model that saturates early is judged where it still
 overlaps) and candidate vs shipped over their overlap; rank() returns them for
-models.training.promote.
+training.promote.
 """
 import argparse
 import functools
@@ -25,13 +25,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bitstream import container, entropy, latent, modelfile, spec
-from bitstream.container import Header
+from remac.bitstream import container, entropy, latent, modelfile, spec
+from remac.bitstream.container import Header
 from evaluation import metrics
-from models.training import DATA
-from models.training.compare import image_tensor
-from models.training.export import export, load_model
-from rover_encoder.encode import RDO_LAMBDA
+from training import DATA
+from training.compare import image_tensor
+from training.export import export
+from remac.models.codec import load_model
+from remac.rover_encoder.prepared import RDO_LAMBDA
 
 QUALITIES = (5, 20, 35, 50, 65, 80, 95, 100)
 VAL_SETS = {"grey": ("val/gray", "val/gray_native", "val/color")}     # colour: as Y, Cb, Cr planes (format 3.0)
@@ -56,8 +57,8 @@ def set_channels(folder: str) -> int:
 def code_planes(model, em, x: torch.Tensor, q: float):
     """x (1,3,H,W) RGB in [0,1] -> (bytes of the one planar stream, x_hat (1,3,H,W) 8-bit-rounded):
     Y at q and Cb, Cr at the encoder's chroma quality, each as rover_encoder.planar codes them."""
-    from bitstream import colour
-    from rover_encoder.planar import CHROMA_SHIFT, chroma_quality
+    from remac.bitstream import colour
+    from remac.rover_encoder.planar import CHROMA_SHIFT, chroma_quality
     planes = colour.to_planes(x[0].numpy(), CHROMA_SHIFT)
     cq = chroma_quality(spec.quality_steps(q)) / spec.QUALITY_STEPS
     size, decoded = -planes_overhead(), []

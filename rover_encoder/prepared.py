@@ -1,0 +1,268 @@
+"""One image analysed once, ready to code at any quality, and the rate control over it.
+
+    SourceImage --tiles--> g_a (ONNX) --> y (ungained), shallow per tile            Prepared: once
+        descriptors (recycled y / first-layer stats) --> library.nearest --> entropy ref, decoder ref
+    at a quality: per tile: z = h_a(y*gain) (ONNX); z_hat = round(z);               Prepared.encode
+                  (mu16, idx) = intnet(z_hat, gained ref stats)
+                  s = round(y*gain - mu) --> range coder (z by channel, y by scale index)
+                  ... and again without the references: the smaller set of tiles is kept
+    --> container.write(header, tiles)
+Rate control (max_bytes / Prepared.fit) codes the one analysis at the qualities fit_quality tries.
+"""
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from remac.bitstream import container, entropy, latent, metadata, spec
+from remac.bitstream.container import Header
+from remac.bitstream.errors import FormatError, RemacError
+from remac.bitstream.library import Library, nearest
+from remac.rover_encoder.analysis import analyzer_for, deep_descriptor, default_precision, gain_for_quality, rover_model
+from remac.rover_encoder.imageio import SourceImage
+
+DEFAULT_TILE = 512
+TILE_CONTEXT = 64       # neighbouring pixels each tile's analysis sees (see analyse_tiles)
+
+
+@dataclass
+class EncodeResult:
+    data: bytes
+    header: Header
+    entropy_ref: str = None
+    decoder_ref: str = None
+    tiles: list = None          # per tile (z_hat, mu16, idx, y_hat_g): what the coder saw, for checks
+    precision: str = None       # the rover analysis that ran: "int8" or "float"
+
+    @property
+    def bpp(self):
+        return 8 * len(self.data) / (self.header.width * self.header.height)
+
+
+def context_window(header: Header, index: int, context: int):
+    """-> ((top, bottom, left, right) image box to analyse for tile `index`, (dy, dx) offset of the
+    tile inside it): the tile plus up to `context` pixels of the real image on every side."""
+    top, left, h, w = header.tile_box(index)
+    up, before = min(context, top), min(context, left)
+    down, after = min(context, header.height - top - h), min(context, header.width - left - w)
+    return (top - up, top + h + down, left - before, left + w + after), (up, before)
+
+
+def analyse_tiles(img: SourceImage, run, header: Header, gain: np.ndarray, context: int = TILE_CONTEXT):
+    """Run the analysis on every tile -> ([(y, z, shallow)] per tile, deep (2M,), shallow (2N,)).
+
+    Each tile is analysed with `context` pixels of its neighbours around it and its own latents are
+    cropped out (y at 1/16, z at 1/64: context is a multiple of 64). Without it the analysis sees
+    zero padding at every tile edge, which cost ~0.7-1.2 dB at matched rate on 1-Mpixel frames cut
+    into 512-px tiles. The stream is unchanged in kind: each tile's symbols are still coded (and
+    decodable) on their own; only what the rover looked at to compute them is wider.
+
+        image   +-----------+-----------+
+                |   .....   |           |     tile 0 is analysed over the dotted window
+                |   :t0 :...|....       |     (tile + context), then y/z are cropped to t0
+                +---:---+---+---:-------+
+                |   :.......|...:       |
+                +-----------+-----------+
+
+    The image descriptors are the tiles' descriptors averaged by latent area: the rover's own
+    features, recycled for reference selection (no second feature extractor).
+    """
+    zs = []
+
+    def analyse(x):
+        y, z, shallow = run(x, gain)
+        zs.append(z)
+        return y, shallow
+    windows, deep, shallow = analyse_windows(img, analyse, header, context)
+    return [(w.y, w.crop_z(z), w.shallow) for w, z in zip(windows, zs)], deep, shallow
+
+
+@dataclass
+class Window:
+    """One tile's analysis: the ungained latent of the window it was analysed over (tile + context)
+    and where the tile's own cells lie in it."""
+    y_window: np.ndarray        # (M, window h/16, window w/16)
+    cells: tuple                # (row0, row1, col0, col1) of the tile in y_window, multiples of 4
+    shallow: np.ndarray
+
+    @property
+    def y(self) -> np.ndarray:
+        r0, r1, c0, c1 = self.cells
+        return self.y_window[:, r0:r1, c0:c1]
+
+    def crop_z(self, z_window: np.ndarray) -> np.ndarray:
+        """The tile's cells of the window's hyper-latent (1/64: a quarter of y's)."""
+        r0, r1, c0, c1 = (c // 4 for c in self.cells)
+        return z_window[:, r0:r1, c0:c1]
+
+
+def analyse_windows(img: SourceImage, analyse, header: Header, context: int = TILE_CONTEXT):
+    """analyse(x) -> (y, shallow) on every tile's window (see analyse_tiles) -> ([Window] per tile,
+    deep (2M,), shallow (2N,))."""
+    windows = []
+    for index in range(header.tile_count):
+        (top, bottom, left, right), (dy, dx) = context_window(header, index, context)
+        ph, pw = header.padded_tile(index)
+        y, shallow = analyse(img.pixels[:, top:bottom, left:right])
+        windows.append(Window(y, (dy // 16, (dy + ph) // 16, dx // 16, (dx + pw) // 16), shallow))
+    weights = np.array([w.y.shape[1] * w.y.shape[2] for w in windows], dtype=np.float64)
+    deep = np.average([deep_descriptor(w.y) for w in windows], axis=0, weights=weights)
+    shallow = np.average([w.shallow for w in windows], axis=0, weights=weights)
+    return windows, deep, shallow
+
+
+# The rover's symbol choice (bitstream.entropy.rdo_symbols): each non-zero symbol moves one step
+# towards zero where squared error + RDO_LAMBDA * bits drops. Shipped model, real coder, 4 images
+# per val set, 7 qualities (session 7): lambda 0.03 / 0.05 / 0.07 / 0.1 / 0.2 -> BD-rate val/gray
+# -2.1 / -2.0 / -1.5 / -0.1 / +6.2 %, native -2.4 / -2.7 / -2.6 / -2.0 / +2.0 %, colour
+# -2.0 / -2.3 / -2.1 / -1.4 / +3.4 %; weighting lambda by each channel's gain lost (+1..+4 %).
+RDO_LAMBDA = 0.05
+
+
+def check_tile(tile: int) -> None:
+    """A tile side must be a multiple of 64 in 64..4096 (RemacError otherwise)."""
+    if tile % 64 or not 64 <= tile <= 4096:
+        raise RemacError(f"tile size {tile} must be a multiple of 64 in 64..4096")
+
+
+class Prepared:
+    """An image analysed once (g_a on every tile, references chosen), ready to be coded at any
+    quality: y does not depend on the quality, only h_a, the entropy model and the coder do.
+
+    References are kept only where they pay: at each quality the tiles are entropy-coded with the
+    chosen reference and without, and the smaller whole is written (a stream without references
+    names none, exactly as --no-refs writes it). A library entry that resembles the image only in
+    its descriptor then costs nothing: measured with all images of each val set (docs/BENCHMARKS.md,
+    session 6), always keeping the rover's choice cost val/gray_native 2.6 % and val/color 1.4 %
+    against this rule. The second pass repeats only the integer entropy model and the range coder
+    (no analysis)."""
+
+    def __init__(self, img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,
+                 threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
+                 model=None, keep_refs: bool = False, chroma: bool = False, rdo: float = None):
+        """model: None (the shipped model for the image's channels) or a model directory; keep_refs:
+        code with the chosen references even where they cost bytes (always so with force_refs);
+        chroma: the image is a Cb or Cr plane (its own scale-index floors, rover_encoder.planar);
+        rdo: the rate weight of the symbol choice (default RDO_LAMBDA; 0: plain rounding)."""
+        check_tile(tile)
+        if context % 64 or context < 0:
+            raise RemacError(f"tile context {context} must be a non-negative multiple of 64")
+        channels = img.pixels.shape[0]
+        self.model = model = rover_model(channels, model)
+        self.header = Header(model.model_id, img.width, img.height, channels, img.output_channels, img.bit_depth,
+                             0, tile, tile)
+        try:
+            self.header.validate()
+        except FormatError as exc:
+            raise RemacError(f"cannot encode this image: {str(exc).removeprefix('RHDR: ')}") from None
+        self.precision = precision or default_precision(model.name, model)
+        self.analyzer = analyzer_for(model, threads, self.precision)
+        self.windows, deep, shallow = analyse_windows(img, self.analyzer.analyse, self.header, context)
+        self.stats, self.eref, self.dref = None, None, None
+        self.plain_header = replace(self.header)        # the header of the stream without references
+        self.keep_refs = keep_refs or force_refs is not None
+        self.chroma = chroma
+        self.rdo = RDO_LAMBDA if rdo is None else rdo
+        candidates = library.ids_for(model.name) if (library is not None and use_refs) else []
+        if candidates:
+            library.check_model(model.name, model.model_id, model.m)
+            self.eref, self.dref = force_refs or (nearest(deep, {i: library.deep[i] for i in candidates}),
+                                                  nearest(shallow, {i: library.shallow[i] for i in candidates}))
+            self.stats = library.stats16(self.eref)
+            self.header.library_id = library.id_bytes
+            self.header.entropy_ref_id, self.header.decoder_ref_id = bytes.fromhex(self.eref), bytes.fromhex(self.dref)
+            self.header.flags = 1
+        self.meta = metadata.pack(img.metadata)
+
+    def encode(self, quality, keep_tiles: bool = False) -> EncodeResult:
+        """Code at `quality` (0..100, in hundredths): h_a, integer entropy model, range coder."""
+        header, words, coded = self.code(quality, keep_tiles)
+        eref, dref = referenced(header)
+        return EncodeResult(container.write(header, words, self.meta), header, eref, dref,
+                            coded if keep_tiles else None, self.precision)
+
+    def code(self, quality, keep_tiles: bool = False):
+        """-> (header at `quality`, {tile index: range-coder words}, [(z_hat, mu16, idx, y_hat_g)]
+        per tile if keep_tiles): what encode writes, for callers that assemble streams of planes.
+        The header names the references only when they were kept (see the class doc)."""
+        q100 = spec.quality_steps(quality)
+        model = self.model
+        gain = gain_for_quality(model, q100 / spec.QUALITY_STEPS)
+        gain_int = spec.gain_int_at(model.gain_int, q100)
+        floors = model.floors_at(q100, self.chroma)
+        ref_inputs = [spec.ref_input(self.stats, gain_int)]
+        if self.stats is not None and not self.keep_refs:
+            ref_inputs.append(spec.ref_input(None, gain_int))
+        passes = [({}, []) for _ in ref_inputs]         # per reference input: words, coded tiles
+        for index, window in enumerate(self.windows):
+            z = window.crop_z(self.analyzer.hyper(window.y_window, gain))
+            z_hat = np.clip(np.floor(z.astype(np.float64) + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
+            for r, (words, coded) in zip(ref_inputs, passes):
+                words[index], mu16, idx, symbols = latent.encode(model.net, z_hat, r, window.y * gain[:, None, None],
+                                                                 model.z_tables, model.y_tables, floors, self.rdo,
+                                                                 model.spatial_at(q100))
+                if keep_tiles:
+                    coded.append((z_hat, mu16, idx, entropy.dequantize(symbols, mu16)))
+        headers = [replace(h, quality=q100 // spec.QUALITY_STEPS, quality_frac=q100 % spec.QUALITY_STEPS, version=None)
+                   for h in (self.header, self.plain_header)[:len(passes)]]
+        # bytes that differ between the two: the words, and the 4.0 header's reference fields (24 bytes)
+        size = lambda k: 4 * sum(w.size for w in passes[k][0].values()) + len(headers[k].pack())
+        kept = min(range(len(passes)), key=lambda k: (size(k), k))     # ties keep the references
+        return (headers[kept], *passes[kept])
+
+    def fit(self, budget: int, keep_tiles: bool = False) -> EncodeResult:
+        """The stream at the highest quality whose whole file is at most `budget` bytes (fit_quality)."""
+        return fit_quality(lambda quality: self.encode(quality, keep_tiles), budget)
+
+
+def referenced(header: Header) -> tuple:
+    """-> (entropy reference ID, decoder reference ID) hex a stream's header names, (None, None) if none."""
+    if header.library_id == container.ZERO_ID:
+        return None, None
+    return header.entropy_ref_id.hex(), header.decoder_ref_id.hex()
+
+
+RATE_TOLERANCE = 0.03       # rate control stops once a stream is within 3 % under the budget
+RATE_AIM = 0.985            # ... aiming each guess at the middle of that window
+RATE_INTERPOLATED = 8       # guesses interpolated before falling back to plain bisection
+
+
+def fit_quality(encode_at, budget: int) -> EncodeResult:
+    """encode_at(quality) -> EncodeResult; -> the result with the largest quality in hundredths found
+    whose whole file is at most `budget` bytes: never over, and within RATE_TOLERANCE under wherever
+    two neighbouring hundredths do not straddle a wider gap. Raises RemacError when even quality 0
+    is larger than the budget.
+
+    Quality 0 and 100 bracket the budget; each guess is interpolated on log(size) (regula falsi with
+    the Illinois weighting: an end kept twice has its weight halved, so the bracket closes from both
+    sides), bisection after RATE_INTERPOLATED guesses. Typically 2-4 guesses after the two ends."""
+    smallest = encode_at(0)
+    size = len(smallest.data)
+    if size > budget:
+        raise RemacError(f"budget of {budget} bytes is below the smallest stream for this image "
+                         f"({size} bytes at quality 0)")
+    if size >= (1 - RATE_TOLERANCE) * budget:
+        return smallest
+    largest = encode_at(100)
+    if len(largest.data) <= budget:
+        return largest
+    aim = np.log(RATE_AIM * budget)
+    lo, hi = 0, 100 * spec.QUALITY_STEPS
+    g_lo, g_hi = np.log(size) - aim, np.log(len(largest.data)) - aim       # < 0 < (sizes in hand)
+    best, kept, guesses = smallest, None, 0
+    while hi - lo > 1:
+        guesses += 1
+        guess = lo - g_lo * (hi - lo) / (g_hi - g_lo) if guesses <= RATE_INTERPOLATED else (lo + hi) / 2
+        q = min(max(int(round(guess)), lo + 1), hi - 1)
+        result = encode_at(q / spec.QUALITY_STEPS)
+        size = len(result.data)
+        if size > budget:
+            hi, g_hi = q, np.log(size) - aim
+            g_lo, kept = (g_lo / 2 if kept == "lo" else g_lo), "lo"
+            continue
+        if size > len(best.data):
+            best = result
+        if size >= (1 - RATE_TOLERANCE) * budget:
+            break
+        lo, g_lo = q, np.log(size) - aim
+        g_hi, kept = (g_hi / 2 if kept == "hi" else g_hi), "hi"
+    return best
