@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=$1 RUN=$2 MINUTES=$3 OUT=$4
 # a promoted run has no checkpoint of its own: it goes on from the shipped one (training.promote)
-NAME=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["name"])' "$CONFIG")
+NAME=$(python -c 'import sys; from training.config import load_config; print(load_config(sys.argv[1])["name"])' "$CONFIG")
 INIT=(--init "models/weights/$NAME.safetensors")
 [ -f "models/weights/$RUN.safetensors" ] && INIT=(--init "models/weights/$RUN.safetensors")
 python -m training.train "$CONFIG" --run-name "$RUN" --pack ".pack/$RUN.npz" --out "$OUT" \

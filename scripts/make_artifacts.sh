@@ -14,4 +14,4 @@ python -m training.quantize grey --data "$DATA"
 rm -rf bitstream/assets/library
 remac-lib build "$DATA"/refs/gray/* "$DATA"/refs/color/* -o bitstream/assets/library
 python -m training.preview grey           # preview head (remac-decode --reduce) for the new decoders
-# then: python scripts/make_golden.py (new golden vector), and re-measure tests/test_roundtrip.py FLOORS
+# then: python -m scripts.make_golden (new golden vector), and re-measure tests/test_roundtrip.py FLOORS

@@ -1,5 +1,5 @@
 """After re-exporting models: golden streams of the shipped grey release and the test floors.
-`python scripts/make_golden.py` (training.promote runs it).
+`python -m scripts.make_golden` (training.promote runs it).
 
 tests/data/golden/grey_<model ID>.rmc   a small grey stream made by the shipped grey model and default library
 tests/data/golden/grey_<model ID>.json  its model and library IDs and SHA-256s of what the ground must

@@ -1,5 +1,5 @@
 """Harder validation sets derived from val/color (another pipeline's white balance, a greyer palette,
-another scale) and val/gray (another block grid). `python scripts/make_variants.py [SRC] [OUT]
+another scale) and val/gray (another block grid). `python -m scripts.make_variants [SRC] [OUT]
 [GREY_SRC]` writes OUT/color_wb, OUT/color_desat, OUT/color_half, OUT/color_luma and OUT/gray_shift4 (defaults:
 ../shared/data/val/color, /work/variants, ../shared/data/val/gray).
 

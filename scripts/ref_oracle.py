@@ -1,6 +1,6 @@
 """How much could any reference image explain? An oracle upper bound for issue 11's reference item.
 
-`python scripts/ref_oracle.py VAL_DIR REF_DIR [--limit N] [--search R]`
+`python -m scripts.ref_oracle VAL_DIR REF_DIR [--limit N] [--search R]`
 
 For each image x of VAL_DIR (greyscale, 8-bit) and each 16x16 block of it, the best reference block
 is searched in every image of REF_DIR (the library's seeds): a translation of the whole reference

@@ -4,8 +4,6 @@ decodable after a newer one becomes the default (its entropy model, decoder and 
 live in the model store, models/store/). One golden stream per release:
 tests/data/golden/<name>_<model ID>.rmc + .json, written by scripts/make_golden.py."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -13,8 +11,7 @@ from remac.bitstream import modelfile
 from remac.ground_decoder.decode import decode, entropy_decode
 from tests.conftest import DATA
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from make_golden import latent_digests  # noqa: E402
+from scripts.make_golden import latent_digests
 
 GOLDEN = sorted((DATA / "golden").glob("*.json"))
 

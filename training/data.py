@@ -6,7 +6,6 @@ Images alone in their group get a random image as reference (teaches robustness 
 """
 import csv
 import itertools
-import json
 import math
 import os
 import random
@@ -18,18 +17,22 @@ import torch.nn.functional as F
 
 from remac.models.codec import REMAC
 from training import CONFIGS
+from training.config import load_config
 
 
 def _group_key(row):
     return row["sol"] if row["path"].startswith("train/gray/") else row["source_path"]
 
 
+RECIPES = {"grey": "grey_lap_fine.json"}       # each shipped model's training recipe
+
+
 def train_folders(name: str) -> list:
-    """The training folders (under ../shared/data) of a modality, from training/configs/<name>.json;
+    """The training folders (under ../shared/data) of a shipped model, from its recipe (RECIPES);
     the same for every stage of its training, and used to calibrate its entropy floors and int8 encoder."""
-    path = CONFIGS / f"{name}.json"
-    with open(path) as f:
-        return json.load(f)["train_folders"]
+    if name not in RECIPES:
+        raise SystemExit(f"no training recipe for model {name!r} (training.data.RECIPES: {sorted(RECIPES)})")
+    return load_config(CONFIGS / RECIPES[name])["train_folders"]
 
 
 def load_frames(data_dir, folder, channels, side=512, limit=2):

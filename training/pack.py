@@ -15,7 +15,6 @@ still spans the data's variety, up to `--mib` MiB (default: what the tracked tre
 CONFIG --pack PACK` trains from it instead of ../shared/data.
 """
 import argparse
-import json
 import os
 import subprocess
 import zlib
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from training import DATA, ROOT
+from training.config import load_config
 from training.data import load_set
 
 DEVICE_MIB = 64             # the device tool carries the tracked tree plus named paths, this much in all
@@ -113,7 +113,7 @@ def main(argv=None):
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--mib", type=float, help="image bytes budget (default: what the device copy leaves, room_mib)")
     args = ap.parse_args(argv)
-    pack = build(json.load(open(args.config)), args.data, args.mib or room_mib())
+    pack = build(load_config(args.config), args.data, args.mib or room_mib())
     save(args.output, pack)
     print(f"{args.output}: {len(pack['groups']) - pack['is_val'].sum()} training + {pack['is_val'].sum()} "
           f"validation images, {os.path.getsize(args.output) / 2 ** 20:.1f} MiB")

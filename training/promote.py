@@ -12,7 +12,7 @@ range: the measure of the project's targets), make it the shipped model in one g
            scripts/restore_release.sh brings one back from history), install the calibrated
            checkpoint as models/weights/<name>.safetensors, re-export every artifact and rebuild the
            default library (scripts/make_artifacts.sh), new golden vector and test floors
-           (scripts/make_golden.py)
+           (scripts.make_golden)
       no:  change nothing; print the numbers
 A decoder-stage candidate (`train --stage decoder`: an overlay of decoder + inverse gains) is laid
 over the shipped checkpoint and ranked without recalibrating: the streams are the shipped model's
@@ -142,7 +142,7 @@ def install(name: str, calibrated: Path, data: Path, candidate: Path = None):
               f"bash scripts/restore_release.sh {model_id} brings it back from history")
     shutil.copyfile(calibrated, checkpoint_path(name))
     subprocess.run(["bash", "scripts/make_artifacts.sh"], cwd=ROOT, check=True, env={**os.environ, "DATA": str(data)})
-    subprocess.run([sys.executable, "scripts/make_golden.py"], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "scripts.make_golden"], cwd=ROOT, check=True)
     # last: an install stopped before here leaves the run's own checkpoint (its decoder included) intact
     if candidate is not None and candidate.resolve().parent == checkpoint_path(name).resolve().parent \
             and candidate.resolve() != checkpoint_path(name).resolve():

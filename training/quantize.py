@@ -3,7 +3,7 @@
     encoder.onnx (float) --calibrate on training crops at several qualities--> encoder.int8.onnx
 
 The float analysis does not touch decodability (only z_hat and the integer entropy path do), so an
-int8 encoder only moves rate-distortion and speed; `remac-eval --encoder int8` measures the first,
+int8 encoder only moves rate-distortion and speed; `python -m evaluation --encoder int8` measures the first,
 `evaluation.timing` the second. `python -m training.quantize grey` (run after training.export, which rewrites model.json).
 """
 import argparse

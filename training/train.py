@@ -18,6 +18,7 @@ from remac.models.codec import REMAC, LAMBDAS, architecture, latent_digest, load
 from training.surgery import extend_levels, with_lap, with_spatial, with_width
 from remac.models.rover_nets import kernel_lap, lapped_kernel
 from training import CKPT, DATA, LOGS, WEIGHTS
+from training.config import load_config
 from remac.models.checkpoint import read_checkpoint
 from training.data import folder_weights, klt_basis, load_frames, load_set, PairSampler, rover_descriptors
 from training.pack import load_pack
@@ -154,6 +155,24 @@ def saved_order(state: dict, model_order: list, gain_names: tuple) -> list:
     return [n for n in model_order if n not in gain_names] + [n for n in gain_names if n in model_order]
 
 
+def model_for_config(cfg: dict, start_state: dict = None, decoder_extra: str = None, stage: str = "joint") -> REMAC:
+    """The REMAC a config describes, grown to the checkpoint it starts from (start_state, if any): the
+    checkpoint's channel-context slices, else the config's; its lapped transform, branch width and
+    spatial flag where wider. decoder_extra ("n16,n8,n4,n2"): --decoder-extra, else the config's
+    (2,2,2,2 for the decoder stage)."""
+    extra = decoder_extra or cfg.get("decoder_extra", "2,2,2,2" if stage == "decoder" else "0,0,0,0")
+    extra = tuple(int(v) for v in extra.split(","))
+    wide = tuple(int(v) for v in cfg.get("decoder_wide", "0,0,0,0").split(","))
+    start_arch = architecture(start_state) if start_state is not None else {}
+    slices = start_arch["slices"] if start_state is not None else cfg.get("slices")
+    return REMAC(cfg["channels"], decoder_extra=extra, decoder_wide=wide, rate_proxy=cfg.get("rate_proxy", "noise"),
+                 arch=cfg.get("arch", "gdn"), m=cfg.get("m"), decoder_width=tuple(cfg.get("decoder_width", (128, 96, 64, 32))),
+                 lambdas=cfg.get("lambdas"), slices=slices,
+                 spatial=cfg.get("spatial", False) or (start_state is not None and "hyper.spatial" in start_state),
+                 **({key: max(cfg.get(key, 0), start_arch.get(key, 0)) for key in ("lap", "decoder_lap", "encoder_width")}
+                    if cfg.get("arch") == "klt" else {}))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("config")
@@ -185,7 +204,7 @@ def main(argv=None):
     ap.add_argument("--crop", type=int, help="override the config's crop size")
     ap.add_argument("--steps", type=int, help="stop after this many steps of this run (a dry run)")
     args = ap.parse_args(argv)
-    cfg = json.load(open(args.config))
+    cfg = load_config(args.config)
     cfg.update({k: getattr(args, k) for k in ("batch", "crop") if getattr(args, k)})
     if args.out:
         os.makedirs(args.out, exist_ok=True)
@@ -208,9 +227,6 @@ def main(argv=None):
     base_weights = os.path.join(WEIGHTS, f"{cfg['name']}.safetensors")
     run_name = args.run_name or (cfg["name"] if args.stage == "joint" else f"{cfg['name']}_heavy")
     run_name += "_noentref" * args.no_entropy_refs + "_nodecref" * args.no_decoder_refs
-    extra = args.decoder_extra or cfg.get("decoder_extra", "2,2,2,2" if args.stage == "decoder" else "0,0,0,0")
-    extra = tuple(int(v) for v in extra.split(","))
-    wide = tuple(int(v) for v in cfg.get("decoder_wide", "0,0,0,0").split(","))
     weights = os.path.join(weights_dir, f"{run_name}.safetensors")
     # a promoted run: training.promote installs the run's checkpoint as the shipped one and
     # removes the run's copy (one copy in the tree); a run with a log but no checkpoint goes on from it
@@ -224,14 +240,7 @@ def main(argv=None):
     if args.stage == "decoder":     # the bitstream side is always the shipped model's; a decoder-stage
         # checkpoint is an overlay (decoder + inverse gains, export.with_overlay) on top of it
         start_state = read_checkpoint(base_weights) | (start_state or {})
-    start_arch = architecture(start_state) if start_state is not None else {}
-    slices = start_arch["slices"] if start_state is not None else cfg.get("slices")
-    model = REMAC(cfg["channels"], decoder_extra=extra, decoder_wide=wide, rate_proxy=cfg.get("rate_proxy", "noise"),
-                  arch=cfg.get("arch", "gdn"), m=cfg.get("m"), decoder_width=tuple(cfg.get("decoder_width", (128, 96, 64, 32))),
-                  lambdas=cfg.get("lambdas"), slices=slices,
-                  spatial=cfg.get("spatial", False) or (start_state is not None and "hyper.spatial" in start_state),
-                  **({key: max(cfg.get(key, 0), start_arch.get(key, 0)) for key in ("lap", "decoder_lap", "encoder_width")}
-                     if cfg.get("arch") == "klt" else {}))
+    model = model_for_config(cfg, start_state, args.decoder_extra, args.stage)
     if start_state is not None:     # a checkpoint with fewer quality levels than the model: extrapolate its gains
         start_state = extend_levels(start_state, len(model.lambdas))
         if model.hyper.has_spatial:     # config "spatial": channel 0 in passes from here on
@@ -336,7 +345,8 @@ def main(argv=None):
         state = {k: (v.half() if k.startswith("decoder.") and v.is_floating_point() else v) for k, v in state.items()}
         save_file({k: v.contiguous() for k, v in state.items()}, tmp,
                   metadata={"step": str(step), "config": json.dumps(cfg), "stage": args.stage,
-                            "decoder_extra": ",".join(map(str, extra)), "decoder_wide": ",".join(map(str, wide)),
+                            "decoder_extra": ",".join(map(str, model.decoder.extra)),
+                            "decoder_wide": ",".join(map(str, model.decoder.wide)),
                             "lambdas": json.dumps(model.lambdas), "latent_digest": latent_digest(model.state_dict())})
         os.replace(tmp, weights)
         torch.save({"opt": opt.state_dict(), "names": order, "step": step,

@@ -1,0 +1,35 @@
+"""scripts/: each script is run by a test somewhere. The Python ones that need ../shared/data or minutes
+of machine time (bench_encode, bench_decode) start and parse their options here; the shell scripts
+parse, and every module (`python -m ...`) and script they name exists. Scripts run from the
+repository root as `python -m scripts.NAME` (they import the tooling, which is not installed)."""
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHELL = sorted((ROOT / "scripts").glob("*.sh"))
+
+
+@pytest.mark.parametrize("name", ["bench_encode", "bench_decode"])
+def test_benchmark_scripts_start(name):
+    r = subprocess.run([sys.executable, "-m", f"scripts.{name}", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and "--report" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("path", SHELL, ids=lambda p: p.name)
+def test_shell_scripts_parse_and_name_what_exists(path):
+    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+    text = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+    for module in re.findall(r"python -m ([\w.]+)", text):
+        assert importlib.util.find_spec(module) is not None, (path.name, module)
+    for script in re.findall(r"scripts/[\w.]+\.(?:py|sh)", text):
+        assert (ROOT / script).exists(), (path.name, script)
+
+
+def test_no_script_edits_sys_path():
+    for path in (ROOT / "scripts").glob("*.py"):
+        assert "sys.path" not in path.read_text(), path.name
