@@ -14,6 +14,8 @@ from remac.rover_encoder.cli_support import Command, version_option
 from remac.bitstream.errors import RemacError
 from evaluation import rd
 
+SLOW_AVIF = "AVIF s2"       # evaluation.codecs.AVIF(speed=2)
+
 
 def load_images(dirs, limit=None):
     """-> {'<dir> grey': {name: (H,W) uint8}, '<dir> colour': {name: (H,W,3) uint8}}, one set per
@@ -64,7 +66,7 @@ def plot(curves: dict, title: str, path: Path, metric=1):
 @click.option("--ref-lib", type=click.Path(), help="Reference library [default: shipped].")
 @click.option("--out", "out_dir", default="results", show_default=True, type=click.Path())
 @click.option("--codecs", default="all", show_default=True,
-              help="Comma list of codecs to run (REMAC,JPEG,JPEG 2000,WebP,AVIF,JPEG XL,ICER,ICER 1seg) or 'all'.")
+              help="Comma list of codecs to run (REMAC,JPEG,JPEG 2000,WebP,AVIF,AVIF s2,JPEG XL,ICER,ICER 1seg) or 'all'.")
 @click.option("--reuse", type=click.Path(exists=True, file_okay=False),
               help="Merge records of codecs not run now from an earlier --out directory.")
 @click.option("--ref-experiments", is_flag=True,
@@ -128,6 +130,9 @@ def main(image_dirs, ref_lib, out_dir, codecs, reuse, ref_experiments, encoder_e
             "bd_rate_psnr_vs_jpeg2000": {n: rd.bd_rate(anchor, c) for n, c in curves.items()} if anchor else {},
             "bd_rate_msssim_vs_jpeg2000": {n: rd.bd_rate(anchor, c, 2) for n, c in curves.items()} if anchor else {},
         }
+        if SLOW_AVIF in curves:     # the slow preset a downlink would use: each REMAC curve against it
+            summary[set_name]["bd_rate_psnr_vs_avif_s2"] = {n: rd.bd_rate(curves[SLOW_AVIF], c)
+                                                            for n, c in curves.items() if n.startswith("REMAC")}
         if "REMAC refs=off" in curves:
             summary[set_name]["bd_rate_refs_on_vs_off"] = rd.bd_rate(curves["REMAC refs=off"], curves["REMAC"])
             if "REMAC refs=kept" in curves:     # the references alone, without the rover's fallback
@@ -146,6 +151,8 @@ def main(image_dirs, ref_lib, out_dir, codecs, reuse, ref_experiments, encoder_e
         click.echo(f"{set_name} ({s['images']} images): BD-rate vs JPEG 2000 (PSNR)")
         for name, v in s.get("bd_rate_psnr_vs_jpeg2000", {}).items():
             click.echo(f"  {name:20s} {'n/a' if v is None else f'{v:+.1f}%'}")
+        for name, v in s.get("bd_rate_psnr_vs_avif_s2", {}).items():
+            click.echo(f"  {name:20s} {'n/a' if v is None else f'{v:+.1f}%'} vs {SLOW_AVIF}")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ def rd_section(result_dir: Path, img_dir: Path) -> list:
             rng = f"{pts[0][0]:.3f}–{pts[-1][0]:.3f}" if pts else ""
             lines.append(f"| {name} | {_fmt(s['bd_rate_psnr_vs_jpeg2000'].get(name))} | "
                          f"{_fmt(s['bd_rate_msssim_vs_jpeg2000'].get(name))} | {rng} |")
+        for name, v in s.get("bd_rate_psnr_vs_avif_s2", {}).items():
+            lines += ["", f"{name} vs AVIF at speed 2 (BD-rate on PSNR over the overlap): **{_fmt(v)}**"]
         if "bd_rate_refs_on_vs_off" in s:
             lines += ["", f"Reference gain (REMAC vs REMAC refs=off, BD-rate on PSNR): "
                           f"**{_fmt(s['bd_rate_refs_on_vs_off'], '+.2f')}**"]

@@ -86,3 +86,21 @@ def test_reference_oracle_finds_a_shifted_copy_and_nothing_in_a_flat_image():
     assert best_detail_sse(image, copy, search=2)[inner].max() < 1e-6
     flat = np.full_like(image, 100.0)
     assert np.allclose(best_detail_sse(image, flat, search=2), mean_only)       # no detail to lend
+
+
+def test_avif_slow_preset_is_a_codec_and_remac_is_ranked_against_it(tmp_path):
+    from evaluation import codecs
+    from evaluation.codecs import AVIF
+    if not codecs._works(AVIF(speed=2)):
+        pytest.skip("libavif does not round-trip here")
+    grey = pixels(GREY)
+    fast, slow = AVIF(), AVIF(speed=2)
+    assert (fast.name, slow.name) == ("AVIF", "AVIF s2")
+    assert len(slow.encode(grey, 30)) != len(fast.encode(grey, 30))     # the speed reaches libavif
+    out = tmp_path / "res"
+    r = CliRunner().invoke(eval_main, [str(DATA), "--out", str(out), "--codecs", "REMAC,AVIF s2",
+                                       "--qualities", "20,50,80,100"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    grey_set = json.loads((out / "summary.json").read_text())["data grey"]
+    assert set(grey_set["bd_rate_psnr_vs_avif_s2"]) == {"REMAC"}
+    assert "vs AVIF s2" in r.output
