@@ -3,7 +3,7 @@
 Channel 0 of the klt models is each 16x16 block's mean. The hyperprior (at 1/64) predicts it
 poorly: on val/gray at q5 the residual y - mu has power 12.8 (symbol units), but the mean of the
 four decoded neighbours' residuals predicts it to 2.3 (val/color luma: 109 -> 4.5), and channel 0
-carries half the bits at low rates (session 8). So channel 0 is coded in three passes over the
+carries half the bits at low rates (52-63 % of y's bits at q5). So channel 0 is coded in three passes over the
 tile's latent grid, each pass grouped by scale index like every other group:
 
     pass 0   (even row, even column)   the hyperprior's mean and scale index, as before

@@ -14,8 +14,8 @@ The ground therefore keeps each earlier release in a store, a directory of model
 
 The shipped ground store is models/store/ (models.ground.STORE); `remac-decode --models DIR` adds
 more. `release` files the current default model into a store before a promotion replaces it;
-`prune` keeps the newest releases only (the tracked tree must leave room for a GPU job's data:
-docs/TRAINING.md, session 7) and `scripts/restore_release.sh MODEL_ID` brings a pruned one back
+`prune` keeps the newest releases only (a GPU job receives the tracked tree plus its data pack,
+64 MiB in all, so the tree must stay small) and `scripts/restore_release.sh MODEL_ID` brings a pruned one back
 from the repository's history.
 """
 import json

@@ -15,7 +15,7 @@ from remac.ground_decoder.decode import decode
 from remac.rover_encoder.encode import encode
 from remac.rover_encoder.imageio import from_pil
 
-REMAC_QUALITIES = (5, 20, 35, 50, 65, 80, 90, 100)    # 100: the top level (>= 1.5 bpp on every val set since session 8)
+REMAC_QUALITIES = (5, 20, 35, 50, 65, 80, 90, 100)    # 100: the top level (>= 1.5 bpp on every val set)
 
 
 class RemacCodec:

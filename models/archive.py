@@ -9,7 +9,9 @@ again and keeps the tracked tree small enough for a GPU job (64 MiB with its dat
     weight = int8 * q8scale[o]   (symmetric, per output channel, scale = max|w_o| / 127)
 
 Tensors with fewer than MIN_ELEMENTS elements or one dimension (biases, GDN parameters, gains)
-stay as they were. Measured on the three archived releases: docs/TRAINING.md (session 7).
+stay as they were. Measured: the store shrank from 25 to 15 MB; the current decoder quantized
+this way moves PSNR by -0.09..+0.13 dB per image (10 images, q15 and q75), and every release's
+golden stream still decodes to the recorded integers.
 """
 import os
 from pathlib import Path

@@ -63,20 +63,20 @@ def latent_digest(state: dict) -> str:
 
 
 def load_weights(model: nn.Module, state: dict, strict: bool = True):
-    """load_state_dict, ignoring the `lambdas` buffer that session-1 checkpoints carried (the
+    """load_state_dict, ignoring the `lambdas` buffer that the first GDN checkpoints carried (the
     lambdas live in LAMBDAS and the checkpoint metadata now) and the coder's calibrated tables
     (`coder.*`, training.calibrate: they are read by export, not by the network)."""
     return model.load_state_dict({k: v for k, v in state.items() if k != "lambdas" and not k.startswith("coder.")},
                                  strict=strict)
 
 
-# session 2's range (a session-3 joint run that moved the bottom to 5e-5 was +8..13 % worse after
-# 2k steps and was stopped: training/configs/*_wide_joint.json, training/logs/*_wide_joint.csv)
+# the GDN models' range (a joint run that moved the bottom to 5e-5 was +8..13 % worse after 2k
+# steps: every level's gain had to move at once and the low end collapsed; training/logs/*_wide_joint.csv)
 LAMBDAS = (0.0002, 0.0005, 0.0012, 0.003, 0.007, 0.016, 0.04, 0.09)
 
 
 # the "klt" architecture reaches higher: its 8th level aims at ~42 dB (MSE ~ 1 / (2 ln2 lambda 255^2)),
-# the 9th (session 8: 1.1 bpp at quality 100 was below the 1.5 bpp target on val/gray) at ~46 dB
+# the 9th (with 8 levels quality 100 gave only 1.1 bpp on val/gray, below the 1.5 bpp target) at ~46 dB
 KLT_LAMBDAS = (0.0003, 0.0008, 0.002, 0.005, 0.012, 0.03, 0.075, 0.18, 0.432)
 
 
@@ -89,7 +89,8 @@ class REMAC(nn.Module):
     Quality: levels l = 0..L-1 carry learned gains (Cui et al. 2021); quality q in [0, 100] maps
     to t = q/100 * (L-1) and interpolates gains geometrically between neighbouring levels.
 
-    arch "gdn": the session-1..3 models (4 x conv5x5/2 + GDN, M = 128, decoder from y only);
+    arch "gdn": the first models, kept for their archived releases (4 x conv5x5/2 + GDN, M = 128,
+    decoder from y only; their transforms capped PSNR at ~36 dB whatever the quantizer);
     arch "klt": KLTEncoder (M = 256 C) and a decoder with the linear synthesis path (no ceiling).
     """
 

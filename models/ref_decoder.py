@@ -23,8 +23,8 @@ class RefDecoder(nn.Module):
         texture, the reference's detail) on top, so its width no longer caps quality.
         extra: additional residual blocks at scales 1/16, 1/8, 1/4, 1/2 (the "heavy" decoder of the
         asymmetric schedule); wide: further blocks after them whose inner layer is twice as wide
-        (session 3: the high-resolution scales are only 32-64 channels wide, and the trained codec's
-        PSNR saturated at high rate even with unquantized latents). All start as the identity, so a
+        (the high-resolution scales are only 32-64 channels wide, and the GDN codec's PSNR
+        saturated at high rate even with unquantized latents). All start as the identity, so a
         trained decoder loads into a heavier one unchanged and fine-tuning can only add to it.
         lap: the linear synthesis's overlap (kernel 16 + 2 lap, stride 16: each latent pixel's
         basis images reach `lap` pixels into the neighbouring blocks), the synthesis half of

@@ -20,7 +20,7 @@ CHROMA_SHIFT = 1        # chroma at half size in each direction (4:2:0): full-si
 CHROMA_BOOST = 1500     # chroma quality above luma's, in hundredths
 # the chroma planes' rover analysis when none is asked for: the int8 analysis (calibrated on luma,
 # whose range the low-contrast chroma planes use only a slice of) cost val/color 2.1 % BD-rate vs the
-# float one on chroma alone (24 images, session 6); chroma is half as many pixels as luma
+# float one on chroma alone (24 images); chroma is half as many pixels as luma
 CHROMA_PRECISION = "float"
 
 

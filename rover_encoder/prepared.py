@@ -112,7 +112,7 @@ def analyse_windows(img: SourceImage, analyse, header: Header, context: int = TI
 
 # The rover's symbol choice (bitstream.entropy.rdo_symbols): each non-zero symbol moves one step
 # towards zero where squared error + RDO_LAMBDA * bits drops. Shipped model, real coder, 4 images
-# per val set, 7 qualities (session 7): lambda 0.03 / 0.05 / 0.07 / 0.1 / 0.2 -> BD-rate val/gray
+# per val set, 7 qualities: lambda 0.03 / 0.05 / 0.07 / 0.1 / 0.2 -> BD-rate val/gray
 # -2.1 / -2.0 / -1.5 / -0.1 / +6.2 %, native -2.4 / -2.7 / -2.6 / -2.0 / +2.0 %, colour
 # -2.0 / -2.3 / -2.1 / -1.4 / +3.4 %; weighting lambda by each channel's gain lost (+1..+4 %).
 RDO_LAMBDA = 0.05
@@ -131,9 +131,9 @@ class Prepared:
     References are kept only where they pay: at each quality the tiles are entropy-coded with the
     chosen reference and without, and the smaller whole is written (a stream without references
     names none, exactly as --no-refs writes it). A library entry that resembles the image only in
-    its descriptor then costs nothing: measured with all images of each val set (docs/BENCHMARKS.md,
-    session 6), always keeping the rover's choice cost val/gray_native 2.6 % and val/color 1.4 %
-    against this rule. The second pass repeats only the integer entropy model and the range coder
+    its descriptor then costs nothing: measured with all images of each val set, always keeping
+    the rover's choice cost val/gray_native 2.6 % and val/color 1.4 % against this rule. The
+    second pass repeats only the integer entropy model and the range coder
     (no analysis)."""
 
     def __init__(self, img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,

@@ -7,11 +7,11 @@ another scale) and val/gray (another block grid). `python -m scripts.make_varian
     desat   chroma scaled to 40 % around BT.601 luma (greyer rocks, less saturated)
     half    2x2 box-downsampled (another resolution, different texture statistics)
     luma    (grey) BT.601 luma only, the plane the grey model codes at full size in a colour stream:
-            separates the luma network from the chroma planes (session 10: vs JPEG 2000 -6.2 %,
+            separates the luma network from the chroma planes (measured: vs JPEG 2000 -6.2 %,
             8 images, against -5.4 % for the colour streams: the colour gap is luma)
     shift4  (grey) the top 4 rows and left 4 columns cut off: val/gray are Navcam JPEGs whose 8x8
             grid lines up with the codec's 16x16 blocks; shifted by 4 it no longer does, as in a
-            frame cropped or resampled after its JPEG coding (session 9: vs JPEG 2000 -16.9 %
+            frame cropped or resampled after its JPEG coding (measured: vs JPEG 2000 -16.9 %
             aligned, -9.2 % shifted, 12 images)
 """
 import sys

@@ -1,4 +1,4 @@
-"""Scale-index floors per quality band (session 6): chosen per band by calibration, applied by the
+"""Scale-index floors per quality band: chosen per band by calibration, applied by the
 rover and the ground alike after the integer network (bitstream.latent), carried in entropy.npz."""
 import json
 from dataclasses import replace

@@ -29,7 +29,7 @@ def rewritten(data: bytes, version: tuple) -> bytes:
 
 @pytest.fixture(scope="module")
 def stream_v1(stream):
-    """The fixture stream in the 1.0 layout (what encoders wrote up to session 7)."""
+    """The fixture stream in the 1.0 layout (what the first encoders wrote)."""
     return rewritten(stream.data, (1, 0))
 
 

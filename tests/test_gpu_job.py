@@ -91,7 +91,7 @@ def test_promotion_rule_wants_less_rate_at_equal_psnr_and_no_new_ceiling():
     from training.promote import improves
     curve = lambda top: [(0.1, 30.0), (0.5, 35.0), (1.5, top)]
     better = {"candidate_vs_shipped": -2.7, "candidate": curve(41.6), "shipped": curve(41.7),
-              "candidate_vs_j2k": 21.8, "shipped_vs_j2k": 17.8}      # session 5's native frames
+              "candidate_vs_j2k": 21.8, "shipped_vs_j2k": 17.8}      # a real case: native frames, once
     assert improves(better)
     assert not improves({**better, "candidate_vs_shipped": 0.4})
     assert not improves({**better, "candidate": curve(38.0)})       # cheaper, but stops 3.7 dB lower
@@ -158,7 +158,7 @@ def test_a_decoder_stage_trains_an_overlay_that_promote_lays_over_the_shipped_mo
 def test_an_install_stopped_midway_keeps_the_run_checkpoint(tmp_path, monkeypatch):
     """promote.install removes the run's own checkpoint only once every artifact is rebuilt: an
     install that fails (or is stopped) on the way leaves the run resumable, its decoder included
-    (session 13 lost a run's decoder that way)."""
+    (an install stopped after the export had stripped the decoder from the run's checkpoint)."""
     import subprocess
     from training import promote
     shipped, run, calibrated = (tmp_path / f"{n}.safetensors" for n in ("grey", "grey_run", "calibrated"))

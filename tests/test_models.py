@@ -56,7 +56,7 @@ def _tiny_images():
 def test_klt_codec_starts_as_a_perfect_linear_block_codec():
     """arch "klt": the encoder is the orthonormal KLT of 16x16 patches (M = 256 keeps all of them)
     and the decoder its exact inverse plus a zero-initialised correction, so before any training
-    the unquantized latent reconstructs the image (the session-1..3 GDN codec capped PSNR at
+    the unquantized latent reconstructs the image (the older GDN codec capped PSNR at
     ~35 dB on val/gray even unquantized)."""
     from training.data import klt_basis
     basis = klt_basis(_tiny_images(), patches=20_000)
@@ -200,7 +200,7 @@ def test_extra_quality_level_keeps_every_old_gain_and_extrapolates_the_top():
 
 def test_scale_index_stuck_below_zero_still_learns_to_grow():
     """The entropy-parameter clip passes gradients that point back into range (a plain clip left
-    session 1's grey channels 85 and 95 predicting the smallest scale for non-zero latents)."""
+    the first grey model's channels 85 and 95 predicting the smallest scale for non-zero latents)."""
     from remac.models.hyper import HyperSynthesis
     hyper = HyperSynthesis(m=4, nz=2)
     with torch.no_grad():

@@ -77,7 +77,7 @@ def test_multi_tile_image_stays_near_the_single_tile_rd_curve(default_library):
     """Four independently coded 128-px tiles vs one tile, compared at matched rate. Each tile's
     analysis sees 64 px of its neighbours (rover_encoder.prepared.analyse_tiles), and the ground
     synthesizes all tiles jointly, so tiling costs next to nothing: measured +0.13 dB (tiles
-    analysed alone, as before session 3: -1.97 dB)."""
+    analysed alone, without context: -1.97 dB)."""
     a = pixels(GREY)
     curve = []
     for q in (5, 20, 50, 75, 95):

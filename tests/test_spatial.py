@@ -1,4 +1,4 @@
-"""Spatial context (session 8): channel 0 coded in three passes, each predicted from the decoded
+"""Spatial context: channel 0 coded in three passes, each predicted from the decoded
 ones before it (bitstream.spatial), identically on rover and ground and in the torch model."""
 from dataclasses import replace
 
@@ -48,7 +48,7 @@ def test_a_tile_with_spatial_context_decodes_exactly_and_predicts_the_block_mean
     which, s1 = spatial.pass_of(*mu16.shape[1:]), em.net["slices"][1]
     assert np.array_equal(mu16[1:s1], plain[1][1:s1]) and np.array_equal(idx[1:s1], plain[2][1:s1])
     assert np.array_equal(mu16[0][which == 0], plain[1][0][which == 0])
-    # the neighbours predict the block means far better than the hyperprior (session 8: 5-20x power)
+    # the neighbours predict the block means far better than the hyperprior (measured: 5-20x less residual power)
     later = which > 0
     assert np.abs(symbols[0][later]).sum() < 0.6 * np.abs(plain[3][0][later]).sum()
     assert (idx[0][later] < plain[2][0][later]).all()               # all shifts negative here

@@ -10,8 +10,8 @@ latents (bits from the model's likelihoods, an estimate of the real coder's rate
     both off       neither (what `remac-encode --no-refs` streams decode as)
 
 and reports each variant's BD-rate against `full` (positive: the references were worth that much).
-The issue's third ablation (moderate decoder instead of the ref-decoder) is a different model: see
-docs/TRAINING.md for its stage-1 numbers.
+The third ablation (a moderate decoder instead of the heavy ref-decoder) is a different model:
+`training.train --stage decoder` trains the heavier one on frozen latents, and training.promote ranks it.
 """
 import argparse
 import glob

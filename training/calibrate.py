@@ -2,18 +2,18 @@
 
 Training prices latents with the uniform-noise proxy, which under-prices a latent at 0.5..1 from
 its predicted mean when the predicted scale is tiny: rounding sends it to +-1, which the coder pays
-~17 bits for (count 1 of 2^16). Session 1's grey model predicted the smallest scale for two whole
+~17 bits for (count 1 of 2^16). The first grey model predicted the smallest scale for two whole
 channels that are non-zero half the time (about 0.04 bpp of such symbols at quality 5).
 
 Each channel c gets a scale-index floor k minimising the exact table cost on training crops,
 from the network's indices without any floor (`choose_floors`, --floors):
 
-    pooled (the rule up to session 6): one floor for all qualities, never below the
+    pooled (the older releases' rule): one floor for all qualities, never below the
             checkpoint's: bits_c(k) = sum over (crop, quality, position) of cost[max(idx, k), s]
     banded: one floor per quality band b, the optimum at QUALITIES[b] alone
             (entropy.npz floors/idx, floors/edges, applied on both sides by bitstream.latent)
     low:    banded up to quality LOW_BANDS_UP_TO, pooled above
-    split (default since session 7):  banded, and the chroma planes (Cb, Cr of colour training images, 4:2:0, as the rover
+    split (the default):  banded, and the chroma planes (Cb, Cr of colour training images, 4:2:0, as the rover
             codes them) get their own banded floors (entropy.npz floors/chroma); floors and tables
             are fitted in SPLIT_ROUNDS alternations, each floor choice priced with the tables
             fitted last (split_floors)
@@ -21,16 +21,16 @@ from the network's indices without any floor (`choose_floors`, --floors):
 (cost = -log2 of the integer table count, escapes included). The pooled floor is dominated by the
 high qualities' bits: at quality 0 it makes the almost always zero channels cost 22 % more y rate
 than their own optimum (10 % at quality 10, 3 % at 40-55), but with the tables fitted over all
-qualities the banded and low rules lost at the middle qualities on val/color (docs/BENCHMARKS.md,
-session 6): the chroma planes, absent from the calibration, share the luma floors, and on
-held-out chroma planes the banded luma floors cost +17..+52 % y rate at qualities 40-85 (session
-7). The split rule fixes that: on held-out crops -28 % (luma) / -51 % (chroma) y rate at quality
+qualities the banded and low rules lost at the middle qualities on val/color (+1.8 % BD-rate):
+the chroma planes, absent from the calibration, share the luma floors, and on held-out chroma
+planes the banded luma floors cost +17..+52 % y rate at qualities 40-85. The split rule fixes
+that: on held-out crops -28 % (luma) / -51 % (chroma) y rate at quality
 0, -1 % / -7 % at 100. Banded and low set the network's own clip to the lowest
 band's floors, so a later pooled calibration starts from those. Only probabilities change, never
 the symbols, so reconstruction is untouched; rover and ground read the floors from the same
 integer arrays.
 
-Second step (session 3), the tables themselves: the Gaussian table of scale index t is what the
+Second step, the tables themselves: the Gaussian table of scale index t is what the
 noise proxy assumes; the symbols the coder actually sees at index t (pooled over channels, floors
 applied) are not Gaussian. `fit_tables` re-estimates each index's counts from their histogram,
 shrunk towards the Gaussian (K pseudo-symbols) so rare indices keep it, on the same support and
@@ -197,8 +197,8 @@ FLOOR_MODES = ("pooled", "low", "banded", "split")
 def choose_floors(hist: np.ndarray, cost: np.ndarray, lo_before: np.ndarray, mode: str) -> np.ndarray:
     """hist (Q, M, T, S) -> floors (Q, M): "banded" each band's own best_floors; "pooled" one floor
     per channel for every band, best on the bits summed over the qualities and never below the
-    floors the checkpoint had (the default up to session 6); "low" the pooled floors except in the
-    bands of qualities <= LOW_BANDS_UP_TO, which get their own (session 6: on val/color the banded
+    floors the checkpoint had (the older releases' rule); "low" the pooled floors except in the
+    bands of qualities <= LOW_BANDS_UP_TO, which get their own (measured: on val/color the banded
     floors, fitted on luma crops, cost 3-5 % at q35-65 while saving 17 % at q5)."""
     pooled = best_floors(hist.sum(0), cost, lo_before)[0]
     if mode == "pooled":

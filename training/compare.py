@@ -4,7 +4,7 @@
 Each checkpoint codes the first `--limit` images of the folder (top-left `--crop` pixels) at
 qualities 5..95 with rounded latents; bits come from the model's own likelihoods (Gaussian y
 tables, learned z prior), not from the real coder, so this ranks networks quickly during training
-and is how session 3's attempts were judged. Prints each curve and its BD-rate (PSNR) against the
+and is how training attempts are judged quickly. Prints each curve and its BD-rate (PSNR) against the
 first checkpoint; `--ceiling` adds the unquantized-vs-rounded diagnostic per quality. Real-coder numbers: remac-eval / scripts/benchmarks.sh.
 """
 import argparse
@@ -48,7 +48,7 @@ def curve(model, x: torch.Tensor) -> list:
 def ceiling(model, x: torch.Tensor) -> list:
     """The quality-ceiling diagnostic: -> [(q, PSNR rounded, PSNR unquantized)] per quality, no
     references. If the unquantized latent decodes barely better than the rounded one at the top
-    quality, the transforms, not the quantizer, cap quality (the session-1..3 GDN codec: ~0.3 dB)."""
+    quality, the transforms, not the quantizer, cap quality (the old GDN codec: ~0.3 dB at the top quality)."""
     rows = []
     y, _ = model.encoder.analysis(x)
     blank = torch.zeros_like(x)

@@ -50,7 +50,8 @@ def improves(result: dict) -> bool:
     no saving bought with a new ceiling. Each model's BD-rate vs JPEG 2000 over its *own* range is
     reported but not the rule: a candidate that also reaches lower rates is judged there against
     JPEG 2000's very efficient low end, so it can look worse vs the anchor while needing less rate
-    at every PSNR the two share (session 5: native frames -2.7 % head to head, +21.8 vs +17.8 %)."""
+    at every PSNR the two share (measured once: native frames -2.7 % head to head, yet +21.8 vs
+    +17.8 % against JPEG 2000)."""
     head, cand, ship = result["candidate_vs_shipped"], result["candidate"], result["shipped"]
     if head is None:        # no overlap at all: fall back on the anchor
         return result["candidate_vs_j2k"] is not None and (result["shipped_vs_j2k"] is None
@@ -60,7 +61,7 @@ def improves(result: dict) -> bool:
 
 def upgrade_file(path: Path, spatial: bool = False):
     """Give a checkpoint every quality level its architecture now has (training.surgery.extend_levels:
-    session 8 added a 9th level to the klt models) and, if asked, spatial context
+    the klt models have 9 levels, older checkpoints 8) and, if asked, spatial context
     (training.surgery.with_spatial), in place, metadata kept."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file

@@ -21,7 +21,7 @@ def extend_levels(state: dict, levels: int) -> dict:
     """A checkpoint with L quality levels -> one with `levels` >= L: the new rows of `log_gain` and
     `log_inv_gain` (L, M) continue the last two rows' log-linear trend, so the old top quality's
     gains are unchanged and each new level steps on as the last one did (Cui et al.'s gain units
-    extrapolate well: session 8, one level past the top decoded val/gray at 1.55 bpp / 45.5 dB,
+    extrapolate well: one level past an 8-level model's top decoded val/gray at 1.55 bpp / 45.5 dB,
     PSNR still rising). The state is returned unchanged when it has `levels` rows already."""
     out = dict(state)
     for key in ("log_gain", "log_inv_gain"):
