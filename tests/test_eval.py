@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from click.testing import CliRunner
 
 from evaluation import rd
 from evaluation.cli import main as eval_main
-from scripts.make_variants import LUMA, shifted, variant
+from evaluation.variants import LUMA, derive, shifted, variant
 from scripts.ref_oracle import best_detail_sse, blocks, detail, global_shift
 from tests.conftest import DATA, GREY, pixels
 
@@ -70,9 +71,21 @@ def test_derived_variants_are_what_their_docstring_says():
     assert shifted(np.zeros((20, 30), np.uint8)).shape == (16, 26)
 
 
+def test_derived_sets_shift_grey_off_the_grid_and_recolour_colour(tmp_path):
+    grey = pixels(GREY)
+    odd = derive(GREY, "shift3")
+    assert odd.shape == (grey.shape[0] - 3, grey.shape[1] - 3) and (odd == grey[3:, 3:]).all()
+    from evaluation.variants import write_set
+    written = write_set(DATA, "wb", tmp_path / "color_wb", limit=2)     # floors.json is not an image
+    assert [p.name for p in written] == ["mastcam_rgb.png", "navcam_gray.png"]
+    rgb = np.asarray(Image.open(DATA / "mastcam_rgb.png").convert("RGB"))
+    assert (np.asarray(Image.open(written[0])) == variant(rgb, "wb")).all()
+
+
 def test_derived_variants_help_prints_the_usage_and_writes_nothing(tmp_path):
-    script = Path(__file__).resolve().parent.parent / "scripts" / "make_variants.py"
-    r = subprocess.run([sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True)
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "-m", "scripts.make_variants", "--help", str(DATA), str(tmp_path)], cwd=root,
+                       capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("Harder validation sets")   # not a list of folders written
     assert list(tmp_path.iterdir()) == []
 

@@ -87,15 +87,21 @@ def test_a_run_not_promoted_goes_on_from_the_shipped_weights_with_a_fresh_adam(t
     assert "optimizer state is of step 7, the weights of step 4: Adam warm-starts" in capsys.readouterr().out
     assert torch.load(out / "dry.opt.pt")["step"] == 5
 
-def test_promotion_rule_wants_less_rate_at_equal_psnr_and_no_new_ceiling():
-    from training.promote import improves
+def test_promotion_is_decided_on_the_grid_free_and_colour_sets_and_guarded_on_the_aligned_ones():
+    from training.promote import ALIGNED_SLACK, DECISION_SETS, promotes
+    from training.rank import RANKED_SETS
     curve = lambda top: [(0.1, 30.0), (0.5, 35.0), (1.5, top)]
-    better = {"candidate_vs_shipped": -2.7, "candidate": curve(41.6), "shipped": curve(41.7),
-              "candidate_vs_j2k": 21.8, "shipped_vs_j2k": 17.8}      # a real case: native frames, once
-    assert improves(better)
-    assert not improves({**better, "candidate_vs_shipped": 0.4})
-    assert not improves({**better, "candidate": curve(38.0)})       # cheaper, but stops 3.7 dB lower
-    assert improves({**better, "candidate_vs_shipped": None, "candidate_vs_j2k": 10.0})   # no overlap: the anchor
+    result = lambda head, top=41.6: {"candidate_vs_shipped": head, "candidate": curve(top), "shipped": curve(41.7)}
+    assert set(DECISION_SETS) < set(RANKED_SETS["grey"])
+    aligned = [k for k in RANKED_SETS["grey"] if k not in DECISION_SETS]
+    assert aligned == ["val/gray", "val/gray_native"]
+    better = {k: result(-0.5) for k in DECISION_SETS} | {k: result(0.0) for k in aligned}
+    assert promotes(better)[0]
+    assert not promotes(better | {DECISION_SETS[0]: result(+4.0)})[0]             # the mean turns positive
+    assert promotes(better | {DECISION_SETS[0]: result(+1.0)})[0]                 # one set worse, the mean still better
+    assert not promotes(better | {"val/gray": result(ALIGNED_SLACK + 0.1)})[0]    # an aligned set worse
+    assert not promotes(better | {DECISION_SETS[1]: result(-2.0, top=38.0)})[0]   # cheaper, but 3.7 dB lower at the top
+    assert not promotes(better | {DECISION_SETS[2]: result(None)})[0]             # no overlap: no verdict
 
 
 def test_the_tracked_tree_leaves_room_for_a_useful_data_pack():

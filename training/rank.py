@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from remac.bitstream import container, entropy, latent, modelfile, spec
 from remac.bitstream.container import Header
 from evaluation import metrics
+from evaluation.variants import COLOUR_SETS, GRID_FREE, write_set
 from training import DATA
 from training.compare import image_tensor
 from training.export import export
@@ -36,6 +37,9 @@ from remac.rover_encoder.prepared import RDO_LAMBDA
 
 QUALITIES = (5, 20, 35, 50, 65, 80, 95, 100)
 VAL_SETS = {"grey": ("val/gray", "val/gray_native", "val/color")}     # colour: as Y, Cb, Cr planes (format 3.0)
+# what rank() codes: the val sets as they are (the sources' JPEG grid lines up with the 16x16 blocks),
+# then the grid-free and colour variants (evaluation.variants) that training.promote decides on
+RANKED_SETS = {"grey": VAL_SETS["grey"] + GRID_FREE + COLOUR_SETS[1:]}
 
 
 @functools.lru_cache(maxsize=1)
@@ -49,7 +53,8 @@ def planes_overhead() -> int:
 
 
 def set_channels(folder: str) -> int:
-    """Channels of a val set's images: 3 for the colour sets (coded as planes), else 1."""
+    """Channels of a val set's images (or of a "<folder> <kind>" set): 3 for the colour sets
+    (coded as planes), else 1."""
     return 3 if "color" in Path(folder).name else 1
 
 
@@ -152,15 +157,25 @@ def candidate_model(name: str, weights: Path, folder: Path):
     return model, modelfile.load_dir(Path(folder))
 
 
+def set_paths(data, set_name: str, tmp: Path, limit: int = None) -> list:
+    """The first `limit` images of a RANKED_SETS entry: a val folder, or "<folder> <kind>", that
+    folder's images derived by evaluation.variants into `tmp`."""
+    folder, _, kind = set_name.partition(" ")
+    if kind:
+        return write_set(Path(data) / folder, kind, tmp / set_name.replace("/", "_").replace(" ", "_"), limit)
+    return sorted(p for p in (Path(data) / folder).iterdir() if p.is_file())[:limit]
+
+
 def rank(name: str, candidate: Path, data=DATA, limit: int = None, qualities=QUALITIES, log=print) -> dict:
-    """-> {val set: {"shipped", "candidate", "jpeg2000": (Q,2) curves, "shipped_vs_j2k",
-    "candidate_vs_j2k", "candidate_vs_shipped": BD-rates in % (negative: better), or None}}."""
+    """-> {set: {"shipped", "candidate", "jpeg2000": (Q,2) curves, "shipped_vs_j2k",
+    "candidate_vs_j2k", "candidate_vs_shipped": BD-rates in % (negative: better), or None}} for
+    every set of RANKED_SETS[name]."""
     results = {}
     fmt = lambda v: "n/a" if v is None else f"{v:+.2f}%"
     with tempfile.TemporaryDirectory() as tmp:
         models = {"shipped": shipped_model(name), "candidate": candidate_model(name, candidate, Path(tmp))}
-        for folder in VAL_SETS[name]:
-            paths = sorted(p for p in (Path(data) / folder).iterdir() if p.is_file())[:limit]
+        for folder in RANKED_SETS[name]:
+            paths = set_paths(data, folder, Path(tmp), limit)
             channels = set_channels(folder)
             res = {k: rd_curve(m, em, paths, qualities, channels) for k, (m, em) in models.items()}
             res["jpeg2000"] = jpeg2000_curve(paths, channels)
