@@ -189,4 +189,6 @@ def by_id(model_id: bytes, stores=()) -> EntropyModel:
     have = ", ".join(load(n).model_id.hex() + " (" + n + ")" for n in SHIPPED)
     searched = "".join(f", {s}" for s in stores)
     raise ModelError(f"stream needs model {model_id.hex()}, which this installation does not have "
-                     f"(shipped: {have}; stores searched: {len(stores)}{searched}); add its store with --models DIR")
+                     f"(shipped: {have}; stores searched: {len(stores)}{searched}); in a clone of the repository "
+                     f"with its history, `bash scripts/restore_release.sh {model_id.hex()}` restores it into "
+                     f"models/store, or add a store that has it with --models DIR")

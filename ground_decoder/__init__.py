@@ -4,10 +4,10 @@ GROUND_INSTALL_HINT = "pip install 'remac[ground]'"
 
 
 def require_torch(prog: str) -> None:
-    """Exit 1 with one line where PyTorch cannot be imported (a rover-only install)."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    """Exit 1 with one line where PyTorch is not installed (a rover-only install). Only looks: torch is
+    imported when a stream is decoded, after the inputs and outputs were checked."""
+    import importlib.util
+    if importlib.util.find_spec("torch") is None:
         import click
         click.echo(f"{prog}: error: the ground decoder needs PyTorch: {GROUND_INSTALL_HINT}", err=True)
         raise SystemExit(1) from None

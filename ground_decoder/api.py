@@ -45,7 +45,6 @@ def decode_file(path, out=None, *, library=None, strict: bool = False, threads: 
     '-': stdout as PNG; the format follows the extension, lossy ones only with force), written
     atomically with the stream's metadata. -> what remac-decode --json reports: output, bytes (of
     the stream), bpp, quality, refs, lost_tiles, damaged, ..., warnings (a list of lines)."""
-    from remac.ground_decoder.decode import decode as decode_stream
     inp = str(path)
     name = input_name(inp)
     out = output_for(inp, None, 1, ".dec.png") if out is None else str(out)
@@ -60,6 +59,7 @@ def decode_file(path, out=None, *, library=None, strict: bool = False, threads: 
         parsed = None       # a damaged header: decode_stream reports it
     if parsed is not None:
         check_channels(out, parsed.header.output_channels)     # before a long decode
+    from remac.ground_decoder.decode import decode as decode_stream       # torch: only now
     try:
         result = decode_stream(data, _library(library), strict, threads, reduce, progress, tuple(models))
     except RemacError as exc:

@@ -24,9 +24,13 @@ Examples:
 \b
 The stream names its model, reference library and references; --ref-lib must be
 that library (default: the shipped one, or the release's copy of it for streams
-of an earlier model). Streams of every earlier release decode: their models are
-kept in the shipped model store; --models DIR adds stores of your own. Damaged tiles are filled flat and reported
-on stderr; --strict refuses such a stream instead. The format follows the
+of an earlier model). Streams of the current model and of the two releases before
+it decode as installed (those releases ship in the model store, models/store);
+an older release's stream fails with a message naming the command that brings
+it back, run in a clone of the repository with its history:
+bash scripts/restore_release.sh MODEL_ID. --models DIR adds stores of your own.
+Damaged tiles are filled flat and reported on stderr; --strict refuses such a
+stream instead. The format follows the
 output's extension (PNG for '-' and unknown ones); lossy formats (JPEG, WebP)
 are refused unless --force. 10..14-bit streams decode to 16-bit PNGs holding
 0..2^D-1 with an sBIT chunk; metadata carried in the stream is restored.
@@ -49,9 +53,10 @@ def _decoder_version(name: str) -> str:
 @click.argument("files", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output image, directory, or - for stdout (PNG).")
 @click.option("--ref-lib", type=click.Path(), help="Reference library directory [default: the shipped one].")
-@click.option("--models", "models", multiple=True, type=click.Path(file_okay=False),
+@click.option("--models", "models", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="A model store (a directory of released models, repeatable) for streams of models this "
-                   "installation does not ship; every earlier release shipped here is always found.")
+                   "installation does not ship; the shipped store (the two releases before the current "
+                   "model) is always searched.")
 @click.option("--strict", is_flag=True, help="Refuse damaged streams instead of concealing lost tiles.")
 @click.option("--force", is_flag=True, help="Write lossy output formats (JPEG, WebP) too, at quality 95.")
 @click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True,

@@ -12,7 +12,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from remac.bitstream import modelfile, spec
 from remac.bitstream.errors import ModelError
@@ -58,6 +57,7 @@ class Analyzer:
             raise ModelError(f"rover encoder {path} is missing ({exc.strerror})") from None
         if hashlib.sha256(blob).hexdigest() != model.encoder_sha256[precision]:
             raise ModelError(f"rover encoder {path} does not belong to model {model.model_id.hex()}")
+        import onnxruntime as ort     # here: the CLIs check their inputs and outputs before it loads
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

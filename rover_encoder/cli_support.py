@@ -24,22 +24,28 @@ EXIT_INTERRUPTED = 130          # 128 + SIGINT, as shells report a Ctrl-C
 
 class _OneLineUsageError(click.UsageError):
     """A usage error shown as one line, `PROG: error: MESSAGE (see PROG --help)` (exit 2), like every
-    other error of these CLIs; click's own show() prints usage, hint and message on four lines."""
+    other error of these CLIs; click's own show() prints usage, hint and message on four lines.
+    prog: the command's path (click's parser raises some errors, such as an option missing its
+    value, before a context exists)."""
+
+    def __init__(self, message, ctx, prog: str):
+        super().__init__(message, ctx)
+        self.prog = prog
 
     def show(self, file=None) -> None:
-        prog = self.ctx.command_path if self.ctx else "remac"
-        click.echo(f"{prog}: error: {self.message} (see {prog} --help)", err=True)
+        click.echo(f"{self.prog}: error: {self.message} (see {self.prog} --help)", err=True)
 
 
 @contextlib.contextmanager
-def _usage_errors_on_one_line():
-    """Re-raise any click.UsageError inside as a _OneLineUsageError (same message, same context)."""
+def _usage_errors_on_one_line(prog: str):
+    """Re-raise any click.UsageError inside as a _OneLineUsageError (same message, same context);
+    a bare command name or group shows its help as click does."""
     try:
         yield
-    except _OneLineUsageError:
+    except (_OneLineUsageError, click.exceptions.NoArgsIsHelpError):
         raise
     except click.UsageError as exc:
-        raise _OneLineUsageError(exc.format_message(), exc.ctx) from None
+        raise _OneLineUsageError(exc.format_message(), exc.ctx, exc.ctx.command_path if exc.ctx else prog) from None
 
 
 class _Conventions:
@@ -51,12 +57,13 @@ class _Conventions:
         settings = {"help_option_names": ["-h", "--help"], **(context_settings or {})}
         super().__init__(*args, context_settings=settings, **kwargs)
 
-    def make_context(self, *args, **kwargs):
-        with _usage_errors_on_one_line():
-            return super().make_context(*args, **kwargs)
+    def make_context(self, info_name, args, parent=None, **extra):
+        prog = f"{parent.command_path} {info_name}" if parent else info_name
+        with _usage_errors_on_one_line(prog):
+            return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx):
-        with _usage_errors_on_one_line():
+        with _usage_errors_on_one_line(ctx.command_path):
             try:
                 return super().invoke(ctx)
             except KeyboardInterrupt:       # click's own would print "Aborted!" and exit 1 ("an input failed")
@@ -135,6 +142,13 @@ def _write_into(path: str, data: bytes) -> None:
         raise RemacError(f"{path}: cannot write ({exc.strerror})") from None
 
 
+def umask() -> int:
+    """The process's umask (what new files and directories are created under)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str, data: bytes) -> None:
     """Write all of `data` or nothing: temp file beside the target (a symbolic link's target), fsync,
     rename. Devices and FIFOs (-o /dev/null) are written into, not replaced."""
@@ -160,9 +174,7 @@ def atomic_write(path: str, data: bytes) -> None:
     except OSError as exc:
         raise RemacError(f"{path}: cannot write ({exc.strerror})") from None
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -202,9 +214,24 @@ def output_for(inp: str, output: str, n_inputs: int, suffix: str, subdir: str = 
     return str(folder / (stem + suffix))
 
 
+def check_writable(path: str) -> None:
+    """RemacError, before any work, where atomic_write(path, ...) would fail for want of a directory
+    to write into (same messages); devices, FIFOs and stdout are left to atomic_write."""
+    if path == STDIO or (os.path.exists(path) and not os.path.isfile(path)):
+        return
+    folder = Path(os.path.realpath(path)).parent
+    if not folder.exists():
+        raise RemacError(f"{path}: output directory {folder} does not exist")
+    if not folder.is_dir():
+        raise RemacError(f"{path}: cannot write (Not a directory)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RemacError(f"{path}: cannot write (Permission denied)")
+
+
 def plan_outputs(prog: str, inputs, output: str, suffix: str, as_json: bool, wanted=None, what: str = "") -> list:
     """-> [(input, output path or the error that input already has)]. Directory inputs are expanded
-    to the files wanted(Path) accepts (mirrored into -o DIR); -o DIR/ is created if missing.
+    to the files wanted(Path) accepts (mirrored into -o DIR); -o DIR/ is created if missing. A
+    missing input or an output that cannot be written fails here, before any model is loaded.
     Usage error (exit 2) for '-o -' with several inputs or with --json (stdout carries the data);
     exit 1 with one line if -o cannot serve these inputs."""
     expanded = expand_inputs(inputs, wanted or (lambda p: True), what or "files")
@@ -220,12 +247,19 @@ def plan_outputs(prog: str, inputs, output: str, suffix: str, as_json: bool, wan
             if isinstance(sub, RemacError):
                 jobs.append((inp, sub))
                 continue
+            if inp != STDIO and not os.path.exists(inp):
+                jobs.append((inp, RemacError(f"{inp}: no such file")))
+                continue
             out = output_for(inp, output, len(expanded), suffix, sub)
             if _same_file(inp, out):
                 jobs.append((inp, RemacError(f"{out}: output would overwrite the input")))
                 continue
             if output not in (None, STDIO) and sub not in ("", "."):
                 _mkdir(str(Path(out).parent))       # a subfolder of a directory input, mirrored
+            try:
+                check_writable(out)
+            except RemacError as exc:
+                out = exc
             jobs.append((inp, out))
         return jobs
     except RemacError as exc:
