@@ -24,6 +24,7 @@ from remac.bitstream.errors import LibraryError
 FORMAT = "remac-library"
 VERSION = 1
 DEFAULT = Path(__file__).parent / "assets" / "library"
+SMALL = 16      # below this many entries remac-lib build and remac-encode call a library small (the shipped one: 96)
 
 
 def compute_library_id(models: dict, entries: list, latents: dict) -> str:

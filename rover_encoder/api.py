@@ -122,17 +122,26 @@ def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = 
     if strip:
         img.metadata = Metadata()
     try:
-        result = encode_source(img, quality, target_bytes, bpp, library, use_refs, tile, threads, precision, model,
+        chosen = _library(library, use_refs)
+        result = encode_source(img, quality, target_bytes, bpp, chosen, use_refs, tile, threads, precision, model,
                                keep_refs)
     except RemacError as exc:
         raise RemacError(f"{name}: {exc}") from None
     atomic_write(out, result.data)
     h = result.header
+    refs = {"entropy": result.entropy_ref, "decoder": result.decoder_ref}
+    warnings = list(img.warnings)
+    if chosen is not None and chosen.entries and result.entropy_ref is None:
+        refs["note"] = "no reference kept: coding without one was smaller" + (
+            f" (library {chosen.library_id} holds only {len(chosen.entries)} images)"
+            if len(chosen.entries) < lib.SMALL else "")
+        if chosen.path.resolve() != lib.DEFAULT.resolve():      # a library the user chose: say so
+            warnings.append(f"{name}: {refs['note']}")
     info = {"output": out, "bytes": len(result.data), "bpp": round(result.bpp, 4), "width": h.width,
             "height": h.height, "channels": h.output_channels, "bit_depth": h.bit_depth,
-            "quality": h.quality_value, "refs": {"entropy": result.entropy_ref, "decoder": result.decoder_ref},
+            "quality": h.quality_value, "refs": refs,
             "entropy_ref": result.entropy_ref, "decoder_ref": result.decoder_ref, "encoder": result.precision,
-            "metadata": img.metadata.describe(), "product_id": img.metadata.product_id, "warnings": img.warnings,
+            "metadata": img.metadata.describe(), "product_id": img.metadata.product_id, "warnings": warnings,
             "summary": f"{name} -> {out}: {len(result.data)} bytes, {result.bpp:.3f} bpp, quality {h.quality_value}"}
     limit = budget(img, target_bytes, bpp)
     if limit is not None:

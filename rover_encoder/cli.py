@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from remac.bitstream import library as lib
-from remac.rover_encoder.cli_support import STDIO, Command, FloatRange, Group, given, jobs_option, plan_outputs, run_batch, version_option
+from remac.rover_encoder.cli_support import (STDIO, Command, FloatRange, Group, expand_inputs, given, jobs_option,
+                                             plan_outputs, run_batch, version_option)
 from remac.bitstream.errors import RemacError
 from remac.rover_encoder import pds
 from remac.rover_encoder.api import encode_file
@@ -39,11 +40,19 @@ Output: -o FILE (one input), -o DIR (any number; a name ending in / is created),
 '-' for stdout; by default IMAGE's name with .rmc beside it. A directory input
 is searched recursively for images. Existing files are replaced atomically.
 Quality may be fractional (-q 50.5); it is coded in steps of 0.01 (rounded).
+\b
+Choosing a quality (shipped model, mean bpp / PSNR in dB):
+  Navcam grey 256x256   q20 0.045/30.9  q50 0.20/34.6  q80 0.93/41.1  q100 1.72/45.7
+  full Navcam frames    q20 0.105/27.6  q50 0.45/32.3  q80 1.65/39.5  q100 2.67/44.2
+  Mastcam colour        q20 0.096/25.6  q50 0.60/30.3  q80 2.18/38.3  q100 3.22/42.1
+  More qualities: README, "Choosing a quality".
 --target-bytes N / --bpp X choose the quality instead: the highest (in steps of
 0.01) whose whole file, header included, fits: never over, within 3% under
 unless even quality 100 is smaller; a budget below the quality-0 stream fails.
 Bit depth: --bit-depth, else a PNG's sBIT chunk or a PDS label's bit mask,
 else 8 or 16 from the file; samples above the depth's maximum are an error.
+Images need both sides of 16 px or more, or to be at most 256 px long: a long
+thin one (a 1024x1 row) would be padded to 64 px high and is refused.
 Text chunks, EXIF, XMP and a PDS product ID are carried in the stream unless
 --strip. PDS products (PDS3 .IMG with attached or .LBL with detached label,
 PDS4 .xml label) need the pdr package: pip install 'remac[pds]'.
@@ -74,7 +83,7 @@ def is_image_name(path: Path) -> bool:
 @click.argument("images", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file, directory, or - for stdout.")
 @click.option("-q", "--quality", type=FloatRange(0, 100), default=DEFAULT_QUALITY, show_default=True,
-              help="0 (smallest) .. 100 (best); fractional in steps of 0.01.")
+              help="0 (smallest) .. 100 (best); fractional in steps of 0.01. See 'Choosing a quality' above.")
 @click.option("--bit-depth", type=click.Choice([str(d) for d in BIT_DEPTHS]),
               help="True sample depth (overrides a PNG's sBIT) [default: sBIT, else 8 or 16].")
 @click.option("--strip", is_flag=True, help="Drop metadata (text chunks, EXIF, XMP) instead of carrying it.")
@@ -88,7 +97,7 @@ def is_image_name(path: Path) -> bool:
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--encoder", "precision", type=click.Choice(["int8", "float"]),
               help="Rover analysis precision [default: int8 where shipped]. Either decodes the same way.")
-@click.option("--model", "model_dir", type=click.Path(file_okay=False),
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
               help="Run this model directory (a release: model.json, entropy.npz, encoder*.onnx) instead of the "
                    "shipped model; its reference library must be built with it (or --no-refs).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
@@ -140,39 +149,65 @@ def _fail(exc):
     sys.exit(1)
 
 
+def _library_image(path: Path) -> bool:
+    """Files a directory given to remac-lib build contributes: images Pillow reads (no PDS products)."""
+    return path.suffix.lower() not in pds.SUFFIXES and is_image_name(path)
+
+
 @lib_main.command("build")
 @click.argument("images", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, type=click.Path(), help="Library directory to create.")
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
 def lib_build(images, output, threads):
-    """Build a library from IMAGES (grey and colour may be mixed)."""
+    """Build a library from IMAGES and directories of them (searched recursively; grey and colour
+    may be mixed). Below 16 images it warns that the library is small (the shipped one holds 96
+    frames): remac-encode keeps a reference only where the stream is smaller with it."""
     from remac.rover_encoder.library_build import build
+    found = expand_inputs(images, _library_image, "image files")
+    for _, problem in found:
+        if isinstance(problem, RemacError):
+            _fail(problem)
+    paths = [inp for inp, _ in found]
     try:
-        library_id = build(images, Path(output), threads)
+        library_id = build(paths, Path(output), threads)
     except RemacError as exc:
         _fail(exc)
     except OSError as exc:
         _fail(RemacError(f"{output}: cannot write the library ({exc.strerror or exc})"))
-    click.echo(f"library {library_id}: {len(images)} images -> {output}")
+    click.echo(f"library {library_id}: {len(paths)} images -> {output}")
+    if len(paths) < lib.SMALL:
+        click.echo(f"remac-lib: warning: {output}: a library of {len(paths)} images is small (the shipped one holds "
+                   f"96); with fewer than {lib.SMALL}, remac-encode may rarely find a reference worth keeping",
+                   err=True)
+
+
+def _kind(entry: dict) -> str:
+    return "colour" if entry.get("channels") == 3 else "grey"
 
 
 @lib_main.command("info")
 @click.argument("directory", type=click.Path())
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, entries included.")
 def lib_info(directory, as_json):
-    """Show a library's ID, models and entries."""
+    """Show a library's ID, models and entries (a colour entry serves colour streams' luma plane)."""
     try:
         library = lib.load(directory)
     except RemacError as exc:
         _fail(exc)
-    summary = {"library_id": library.library_id, "models": library.models, "rover_export": library.rover_export,
-               "entries": len(library.entries),
-               "by_modality": {m: len(library.ids_for(m)) for m in sorted(library.models)}}
+    entries = sorted(library.entries.values(), key=lambda e: (e.get("name", ""), e["id"]))
+    kinds = {k: sum(_kind(e) == k for e in entries) for k in ("grey", "colour")}
     if as_json:
-        click.echo(json.dumps({**summary, "entries": list(library.entries.values())}, indent=1))
+        click.echo(json.dumps({"library_id": library.library_id, "models": library.models,
+                               "rover_export": library.rover_export, "entries": entries, "by_kind": kinds,
+                               "by_modality": {m: len(library.ids_for(m)) for m in sorted(library.models)}}, indent=1))
         return
-    for k, v in summary.items():
-        click.echo(f"{k:13s} {v}")
+    click.echo(f"library   {library.library_id}" + (" (rover export: no reference images)" if library.rover_export else ""))
+    for name, model_id in sorted(library.models.items()):
+        click.echo(f"model     {model_id} ({name})")
+    click.echo(f"entries   {len(entries)}: {kinds['grey']} grey, {kinds['colour']} colour")
+    click.echo(f"  {'id':16s}  {'kind':6s}  {'size':>11s}  name")
+    for e in entries:
+        click.echo(f"  {e['id']:16s}  {_kind(e):6s}  {'%dx%d' % (e['width'], e['height']):>11s}  {e.get('name', '')}")
 
 
 @lib_main.command("export-rover")

@@ -8,6 +8,19 @@ from remac.rover_encoder.planar import PlanarPrepared
 from remac.rover_encoder.prepared import DEFAULT_TILE, TILE_CONTEXT, EncodeResult, Prepared
 
 DEFAULT_QUALITY = 75
+MIN_SIDE, MAX_THIN = 16, 256   # an image with a side under MIN_SIDE px may be at most MAX_THIN px long
+
+
+def check_shape(img: SourceImage) -> None:
+    """Refuse a long thin image: the analysis pads each side to a multiple of 64, so a 1024x1 row is
+    coded as a 1024x64 band, 64 times its pixels (20-65 bpp, and 45 s to encode a 65000x1 row). A
+    side of MIN_SIDE or more pads at most 4 times; a thin image up to MAX_THIN px long costs at most
+    a few kB, so icons and crops such as 1x64 are still coded."""
+    h, w = img.pixels.shape[1:]
+    if min(h, w) < MIN_SIDE and max(h, w) > MAX_THIN:
+        raise RemacError(f"a {w}x{h} image is too thin: a side under {MIN_SIDE} px is padded to 64 px, up to 64 times "
+                         f"the pixels coded; REMAC codes images at least {MIN_SIDE} px on each side, or at most "
+                         f"{MAX_THIN} px long")
 
 
 def prepare(img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,
@@ -15,7 +28,8 @@ def prepare(img: SourceImage, library: Library = None, use_refs: bool = True, ti
             model=None, keep_refs: bool = False, rdo: float = None):
     """The analysed image, ready to code at any quality (arguments as Prepared's): a colour image
     with a 1-channel model (the shipped default) is coded as luma + chroma planes
-    (rover_encoder.planar); anything else by one model, as is."""
+    (rover_encoder.planar); anything else by one model, as is. Thin images: check_shape."""
+    check_shape(img)
     if img.pixels.shape[0] == 3 and (model is None or rover_model(None, model).channels == 1):
         return PlanarPrepared(img, library, use_refs, tile, threads, force_refs, precision, context, model,
                               keep_refs=keep_refs, rdo=rdo)

@@ -14,6 +14,7 @@ from remac.bitstream import colour, library as lib, modelfile
 from remac.bitstream.container import Header
 from remac.bitstream.errors import LibraryError
 from remac.rover_encoder.analysis import analyzer, gain_for_quality, stats16
+from remac.rover_encoder.cli_support import umask
 from remac.rover_encoder.prepared import DEFAULT_TILE, analyse_tiles
 from remac.rover_encoder.imageio import load_image
 
@@ -35,6 +36,7 @@ def build(images, out: Path, threads: int = 1, progress=None) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        os.chmod(tmp, 0o777 & ~umask())       # mkdtemp's 0o700 would keep a ground service of another user out
         library_id = _build_into(images, tmp, threads, progress)
         if out.exists():
             out.rmdir()
