@@ -40,6 +40,8 @@ def _chunks(w: np.ndarray, bound: int) -> list:
     """w (Cout, K) int, |inputs| <= bound (and bound * sum |w| per row < 2**52, as prepare checks
     first) -> [(k0, k1)] consecutive column ranges covering 0..K, each with max over rows of
     bound * sum |w[:, k0:k1]| < 2**24 (float32-exact); None when a single column breaks that."""
+    if (np.abs(w).sum(axis=1) * bound).max() < _F32_EXACT:
+        return [(0, w.shape[1])]
     cum = np.concatenate([np.zeros((w.shape[0], 1), np.int64), np.cumsum(np.abs(w) * bound, axis=1)], axis=1)
     chunks, k0 = [], 0
     while k0 < w.shape[1]:
