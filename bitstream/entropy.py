@@ -27,6 +27,15 @@ class TableSet:
     offsets: np.ndarray
     sizes: np.ndarray
     _models: dict = field(default_factory=dict, repr=False)
+    _bits: np.ndarray = field(default=None, repr=False)
+
+    @property
+    def bits(self) -> np.ndarray:
+        """(T, n_max) float64: PROB_BITS - log2(counts), each symbol's cost in bits (cached; an
+        estimate for the encoder's choices, never fed to the coder)."""
+        if self._bits is None:
+            self._bits = spec.PROB_BITS - np.log2(np.maximum(self.counts, 1))
+        return self._bits
 
     def model(self, t: int):
         """constriction Categorical for table t (cached; built from exact integer counts)."""
@@ -36,32 +45,45 @@ class TableSet:
         return self._models[t]
 
 
+def _groups(table_index: np.ndarray):
+    """table_index (n,) int in 0..2**16-1 -> (order (n,): positions grouped by table, ascending,
+    raster order within each, [(table, start, stop)]: each group's span in `order`). A stable
+    radix sort of the 16-bit indices: one O(n) pass instead of a mask per table."""
+    if table_index.size and not 0 <= table_index.min() <= table_index.max() < 2 ** 16:
+        raise ValueError("table indices out of range 0..65535")
+    order = np.argsort(table_index.astype(np.uint16), kind="stable")
+    grouped = table_index[order]
+    cuts = np.flatnonzero(grouped[1:] != grouped[:-1]) + 1
+    starts, stops = np.concatenate([[0], cuts]), np.concatenate([cuts, [len(order)]])
+    return order, [(int(grouped[a]), int(a), int(b)) for a, b in zip(starts, stops) if b > a]
+
+
 def encode_groups(encoder, values: np.ndarray, table_index: np.ndarray, tables: TableSet) -> None:
-    """values, table_index: same shape, int. Appends all values to `encoder`."""
-    values, table_index = values.reshape(-1), table_index.reshape(-1)
-    for t in np.unique(table_index):
-        v = values[table_index == t]
-        rel = v - tables.offsets[t]
-        esc = (rel < 0) | (rel >= tables.sizes[t])
-        encoder.encode(np.where(esc, tables.sizes[t], rel).astype(np.int32), tables.model(int(t)))
-        if esc.any():
-            raw = (np.clip(v[esc], -_ESC_BIAS, _ESC_BIAS - 1) + _ESC_BIAS).astype(np.int32)
+    """values, table_index: same shape, int. Appends all values to `encoder`, grouped (_groups)."""
+    order, groups = _groups(table_index.reshape(-1))
+    v, t = values.reshape(-1)[order], table_index.reshape(-1)[order]
+    rel, size = v - tables.offsets[t], tables.sizes[t]
+    esc = (rel < 0) | (rel >= size)
+    symbols = np.where(esc, size, rel).astype(np.int32)
+    for table, a, b in groups:
+        encoder.encode(symbols[a:b], tables.model(table))
+        if esc[a:b].any():
+            raw = (np.clip(v[a:b][esc[a:b]], -_ESC_BIAS, _ESC_BIAS - 1) + _ESC_BIAS).astype(np.int32)
             encoder.encode(np.stack([raw >> 8, raw & 255], axis=1).reshape(-1), _BYTE)
 
 
 def decode_groups(decoder, table_index: np.ndarray, tables: TableSet) -> np.ndarray:
     """Inverse of encode_groups: returns int64 values shaped like table_index."""
-    flat = table_index.reshape(-1)
-    out = np.empty(flat.shape, dtype=np.int64)
-    for t in np.unique(flat):
-        where = np.flatnonzero(flat == t)
-        rel = np.asarray(decoder.decode(tables.model(int(t)), len(where)), dtype=np.int64)
-        v = rel + tables.offsets[t]
-        esc = rel == tables.sizes[t]
+    order, groups = _groups(table_index.reshape(-1))
+    out = np.empty(order.shape, dtype=np.int64)
+    for table, a, b in groups:
+        rel = np.asarray(decoder.decode(tables.model(table), b - a), dtype=np.int64)
+        v = rel + tables.offsets[table]
+        esc = rel == tables.sizes[table]
         if esc.any():
             raw = np.asarray(decoder.decode(_BYTE, 2 * int(esc.sum())), dtype=np.int64).reshape(-1, 2)
             v[esc] = raw[:, 0] * 256 + raw[:, 1] - _ESC_BIAS
-        out[where] = v
+        out[order[a:b]] = v
     return out.reshape(table_index.shape)
 
 
@@ -91,22 +113,27 @@ def symbol_bits(values: np.ndarray, table_index: np.ndarray, tables: TableSet) -
     rel = values - tables.offsets[table_index]
     size = tables.sizes[table_index]
     esc = (rel < 0) | (rel >= size)
-    counts = tables.counts[table_index, np.where(esc, size, rel)]
-    return spec.PROB_BITS - np.log2(counts) + 16.0 * esc
+    return tables.bits[table_index, np.where(esc, size, rel)] + 16.0 * esc
 
 
 def rdo_symbols(y_g: np.ndarray, mu16: np.ndarray, idx: np.ndarray, tables: TableSet, lam: float) -> np.ndarray:
     """Rover: symbols_for, then each non-zero symbol moves one step towards zero where that
     lowers (y_g - mu - s)^2 + lam * bits(s) (symbol_bits with its scale index's table; lam a number
     or broadcastable, e.g. (M,1,1) per channel). Only the
-    encoder chooses symbols, so this needs nothing from the format or the ground. (M,h,w) -> int64."""
+    encoder chooses symbols, so this needs nothing from the format or the ground. (M,h,w) -> int64.
+    Costs are computed at the non-zero symbols only (most are zero), element by element as over
+    the whole array."""
     s = symbols_for(y_g, mu16)
     if np.all(np.asarray(lam) <= 0):
         return s
-    r = y_g.astype(np.float64) - mu16 / 2 ** spec.MEAN_FRAC_BITS
-    alt = s - np.sign(s)
-    cost = lambda v: (r - v) ** 2 + lam * symbol_bits(v, idx, tables)
-    return np.where((s != 0) & (cost(alt) < cost(s)), alt, s)
+    nz = s != 0
+    v = s[nz]
+    r = y_g[nz].astype(np.float64) - mu16[nz] / 2 ** spec.MEAN_FRAC_BITS
+    lam_nz, idx_nz = np.broadcast_to(lam, s.shape)[nz], idx[nz]
+    cost = lambda u: (r - u) ** 2 + lam_nz * symbol_bits(u, idx_nz, tables)
+    alt = v - np.sign(v)
+    s[nz] = np.where(cost(alt) < cost(v), alt, v)
+    return s
 
 
 def dequantize(symbols: np.ndarray, mu16: np.ndarray) -> np.ndarray:

@@ -7,45 +7,82 @@ Layers are dicts exported by models.intnet:
 
 Each conv computes acc = sum(x * W) + B exactly and requantizes
     out = clip((acc * mult + 2**(S-1)) >> S, lo, hi),  S = spec.REQUANT_SHIFT.
-The sums run as float64 GEMMs: exact because every operand and partial sum is an integer below
-2**53, which `check_exact` proves from the weights and input bounds when a model is loaded.
+The sums run as BLAS GEMMs over integer-valued floats, exact because every product and partial
+sum is an integer the float type holds exactly, in any summation order. `prepare` proves it from
+the weights and input bounds when a model is loaded and gives every conv its GEMM plan
+(layer["gemm"]): the weight matrix, im2col order, split into column chunks whose partial sums stay
+below 2**24 (float32: |x|·|W| summed over a chunk, per output row); the chunks' results are added
+in float64 (exact below 2**53). A column that alone could reach 2**24 puts the layer in float64.
 """
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from remac.bitstream import spec
 from remac.bitstream.errors import ModelError
 
 _EXACT = 2 ** 52
+_F32_EXACT = 2 ** 24
 _INT64_SAFE = 2 ** 62
 
 
-def _im2col(x, k):
-    """(Cin,H,W) -> (Cin*k*k, H*W) with zero 'same' padding, matching torch's weight layout."""
-    if k == 1:
-        return x.reshape(x.shape[0], -1)
+def _im2col(x, k, dtype):
+    """(Cin,H,W) int -> (Cin*k*k, H*W) `dtype` with zero 'same' padding, matching torch's weight layout."""
     c, h, w = x.shape
+    if k == 1:
+        return x.reshape(c, h * w).astype(dtype)
     p = k // 2
-    xp = np.zeros((c, h + 2 * p, w + 2 * p), dtype=x.dtype)
+    xp = np.zeros((c, h + 2 * p, w + 2 * p), dtype=dtype)
     xp[:, p:p + h, p:p + w] = x
-    cols = np.empty((c, k, k, h, w), dtype=x.dtype)
-    for i in range(k):
-        for j in range(k):
-            cols[:, i, j] = xp[:, i:i + h, j:j + w]
-    return cols.reshape(c * k * k, h * w)
+    return sliding_window_view(xp, (h, w), axis=(1, 2)).reshape(c * k * k, h * w)
+
+
+def _chunks(w: np.ndarray, bound: int) -> list:
+    """w (Cout, K) int, |inputs| <= bound (and bound * sum |w| per row < 2**52, as prepare checks
+    first) -> [(k0, k1)] consecutive column ranges covering 0..K, each with max over rows of
+    bound * sum |w[:, k0:k1]| < 2**24 (float32-exact); None when a single column breaks that."""
+    if (np.abs(w).sum(axis=1) * bound).max() < _F32_EXACT:
+        return [(0, w.shape[1])]
+    cum = np.concatenate([np.zeros((w.shape[0], 1), np.int64), np.cumsum(np.abs(w) * bound, axis=1)], axis=1)
+    chunks, k0 = [], 0
+    while k0 < w.shape[1]:
+        fits = (cum[:, k0 + 1:] - cum[:, k0:k0 + 1]).max(axis=0) < _F32_EXACT
+        if not fits[0]:
+            return None
+        k1 = k0 + int(np.argmin(fits)) if not fits.all() else w.shape[1]
+        chunks.append((k0, k1))
+        k0 = k1
+    return chunks
+
+
+def gemm_plan(layer: dict, bound: int) -> tuple:
+    """-> (dtype, [(k0, k1, weight columns k0:k1 (Cout, k1-k0) of that dtype)]) for a conv whose
+    inputs satisfy |x| <= bound: float32 chunks (see _chunks), else one float64 matrix."""
+    w = layer["weight"].reshape(layer["weight"].shape[0], -1)
+    chunks = _chunks(w, bound)
+    dtype = np.float64 if chunks is None else np.float32
+    return dtype, [(k0, k1, np.ascontiguousarray(w[:, k0:k1], dtype=dtype))
+                   for k0, k1 in (chunks or [(0, w.shape[1])])]
 
 
 def conv(x: np.ndarray, layer: dict) -> np.ndarray:
-    """x: (Cin,H,W) int64 -> (Cout,H,W) int64."""
-    w = layer["weight"]
-    cout, cin, k, _ = w.shape
+    """x: (Cin,H,W) int64 -> (Cout,H,W) int64, for a layer `prepare` gave its GEMM plan."""
+    cout, cin, k, _ = layer["weight"].shape
     if x.shape[0] != cin:
         raise ModelError(f"integer conv expects {cin} input channels, got {x.shape[0]}")
-    cols = _im2col(x.astype(np.float64), k)
-    acc = (w.reshape(cout, -1).astype(np.float64) @ cols).astype(np.int64)
-    acc += layer["bias"][:, None]
-    out = (acc * layer["mult"][:, None] + (1 << (spec.REQUANT_SHIFT - 1))) >> spec.REQUANT_SHIFT
-    out = np.clip(out, layer["lo"][:, None], layer["hi"][:, None])
-    return out.reshape(cout, x.shape[1], x.shape[2])
+    if "gemm" not in layer:
+        raise ModelError("integer network used before bitstream.intnet.prepare proved it exact")
+    dtype, chunks = layer["gemm"]
+    cols = _im2col(x, k, dtype)
+    total = None
+    for k0, k1, w in chunks:
+        part = w @ cols[k0:k1]
+        total = part if total is None else np.add(total, part, dtype=np.float64)
+    acc = total.astype(np.int64)
+    acc *= layer["mult"][:, None]
+    acc += layer["offset"][:, None]
+    acc >>= spec.REQUANT_SHIFT
+    np.clip(acc, layer["lo"][:, None], layer["hi"][:, None], out=acc)
+    return acc.reshape(cout, x.shape[1], x.shape[2])
 
 
 def depth_to_space(x: np.ndarray) -> np.ndarray:
@@ -99,8 +136,13 @@ def slice_params(net: dict, k: int, features: np.ndarray, decoded16: np.ndarray,
     return mu, ix
 
 
-def check_exact(net: dict) -> None:
-    """Raise ModelError unless every accumulator provably stays exact in float64 and int64."""
+def prepare(net: dict) -> None:
+    """Prove every accumulator exact and give each conv layer its GEMM plan ("gemm", gemm_plan) and
+    requantization offset ("offset" = bias * mult + 2**(S-1), so out = (sum * mult + offset) >> S
+    with sum = acc - bias: both terms below 2**62, their sum within int64); ModelError (nothing
+    attached) unless every sum stays below 2**52 and acc * mult below 2**62."""
+    plans = []
+
     def walk(layers, bound):
         for layer in layers:
             if layer["kind"] != "conv":
@@ -109,10 +151,15 @@ def check_exact(net: dict) -> None:
             acc = bound * w + np.abs(layer["bias"])
             if acc.max() >= _EXACT or (acc * np.abs(layer["mult"])).max() >= _INT64_SAFE:
                 raise ModelError("integer network could overflow its exact range; model rejected")
+            plans.append((layer, gemm_plan(layer, bound)))
             bound = int(max(np.abs(layer["lo"]).max(), np.abs(layer["hi"]).max()))
         return bound
     hidden = walk(net["trunk"], spec.Z_CLIP)
     ref = walk(net["ref"], spec.REF_CLIP)
-    walk([net["fuse"], net["out"]], max(hidden, ref))
+    features = walk([net["fuse"]], max(hidden, ref))
+    walk([net["out"]], features)
     for k in range(1, len(net.get("slices", ())) - 1):
-        walk(net[f"ctx{k}"], spec.ACT_MAX)
+        walk(net[f"ctx{k}"], max(features, spec.ACT_MAX))
+    for layer, plan in plans:
+        layer["gemm"] = plan
+        layer["offset"] = layer["bias"] * layer["mult"] + (1 << (spec.REQUANT_SHIFT - 1))

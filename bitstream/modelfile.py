@@ -129,7 +129,7 @@ def load_dir(folder: Path) -> EntropyModel:
     if canonical_digest(arrays, meta).hex() != meta.get("model_id"):
         raise ModelError(f"model '{name}': artifacts in {folder} do not match their model ID (damaged?)")
     net = _net(arrays, meta["layers"])
-    intnet.check_exact(net)
+    intnet.prepare(net)
     gain = arrays["gain_int"].astype(np.int64)
     y_tables, z_tables = _tables(arrays, "y"), _tables(arrays, "z")
     m, idx_lo, idx_hi = meta["m"], net["out"]["lo"][meta["m"]:], net["out"]["hi"][meta["m"]:]

@@ -47,6 +47,7 @@ class Analyzer:
     def __init__(self, model: EntropyModel, threads: int = 1, assets: Path = ASSETS, precision: str = "float"):
         """The encoder files come from assets/<name>/ for a shipped model, else from the model's own
         directory (a rover model directory: model.json, entropy.npz, encoder*.onnx)."""
+        import onnxruntime as ort       # here, not at the top: remac-encode -V / --help never load it
         folder = Path(assets) / model.name if shipped(model) else Path(model.folder)
         path = folder / ENCODER_FILES[precision]
         if not model.encoder_sha256.get(precision):

@@ -40,9 +40,9 @@ def _varint_bytes(n: int) -> bytes:
             return bytes(out)
 
 
-def fields(buf: bytes):
+def fields(buf: memoryview):
     """Top-level fields of a protobuf message -> (number, raw bytes of the whole field, payload of a
-    length-delimited field or None)."""
+    length-delimited field or None), as views of `buf` (no copies: the weights are megabytes)."""
     pos = 0
     while pos < len(buf):
         start = pos
@@ -66,17 +66,18 @@ def fields(buf: bytes):
         yield number, buf[start:pos], payload
 
 
-def _field(number: int, payload: bytes) -> bytes:
+def _field(number: int, payload) -> bytes:
     return _varint_bytes(number << 3 | 2) + _varint_bytes(len(payload)) + payload
 
 
-def _names(message: bytes, number: int) -> list:
-    return [p.decode() for n, _, p in fields(message) if n == number]
+def _names(message: memoryview, number: int) -> list:
+    return [str(p, "utf-8") for n, _, p in fields(message) if n == number]
 
 
 def extract(model: bytes, inputs, outputs) -> bytes:
     """The sub-model of `model` (serialized ONNX) that computes `outputs` from `inputs` (names of
     graph inputs, or of intermediate tensors that are also graph outputs, such as y)."""
+    model = memoryview(model)
     graph = next((p for n, _, p in fields(model) if n == MODEL_GRAPH), None)
     if graph is None:
         raise ModelError("ONNX model has no graph")

@@ -231,6 +231,15 @@ def test_version_names_models_and_decoders():
     assert modelfile.load("grey").model_id.hex() in out and "writes .rmc 4.0" in out
 
 
+@pytest.mark.parametrize("flag", ["-V", "--help"])
+def test_encoder_version_and_help_do_not_load_onnxruntime(flag):
+    """Start-up: the analysis runtime is imported only when something is encoded."""
+    code = ("import sys\nfrom remac.rover_encoder.cli import encode_main\n"
+            f"try:\n    encode_main([{flag!r}])\nexcept SystemExit:\n    pass\n"
+            "assert 'onnxruntime' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True)
+
+
 # ----- exit codes, directories, versions, lossy outputs, metadata, missing torch, output failures ------
 
 @pytest.fixture(scope="module")

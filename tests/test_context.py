@@ -3,7 +3,7 @@ slice by slice decodes to the same symbols, scales and means."""
 import numpy as np
 import pytest
 
-from remac.bitstream import entropy, latent, modelfile, spec
+from remac.bitstream import entropy, intnet, latent, modelfile, spec
 from remac.rover_encoder.imageio import load_image
 from tests.conftest import GREY
 
@@ -34,6 +34,7 @@ def context_model():
     for k, part in enumerate(model.hyper.ctx, start=1):
         net[f"ctx{k}"] = [{f: (v.astype(np.int64) if f != "kind" else v) for f, v in layer.export().items()}
                           for layer in part]
+    intnet.prepare(net)
     x = torch.from_numpy(load_image(GREY).pixels[:, :128, :192].copy())[None]
     with torch.no_grad():
         y, _ = model.encoder.analysis(x)

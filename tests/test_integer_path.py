@@ -42,14 +42,14 @@ def test_numpy_integer_network_equals_trained_torch_network(name):
     assert np.array_equal(idx, idx_t[0].numpy().astype(np.int64))
 
 
-def test_check_exact_rejects_overflowing_weights():
+def test_prepare_rejects_overflowing_weights():
     em = modelfile.load("grey")
     net = {k: (list(v) if isinstance(v, list) else v) for k, v in em.net.items()}
     layer = dict(net["trunk"][0])
     layer["weight"] = layer["weight"] * 10 ** 9
     net["trunk"] = [layer] + net["trunk"][1:]
     with pytest.raises(ModelError, match="overflow"):
-        intnet.check_exact(net)
+        intnet.prepare(net)
 
 
 def test_escape_coding_round_trips_extreme_values():
