@@ -47,7 +47,6 @@ class Analyzer:
     def __init__(self, model: EntropyModel, threads: int = 1, assets: Path = ASSETS, precision: str = "float"):
         """The encoder files come from assets/<name>/ for a shipped model, else from the model's own
         directory (a rover model directory: model.json, entropy.npz, encoder*.onnx)."""
-        import onnxruntime as ort       # here, not at the top: remac-encode -V / --help never load it
         folder = Path(assets) / model.name if shipped(model) else Path(model.folder)
         path = folder / ENCODER_FILES[precision]
         if not model.encoder_sha256.get(precision):
@@ -58,7 +57,8 @@ class Analyzer:
             raise ModelError(f"rover encoder {path} is missing ({exc.strerror})") from None
         if hashlib.sha256(blob).hexdigest() != model.encoder_sha256[precision]:
             raise ModelError(f"rover encoder {path} does not belong to model {model.model_id.hex()}")
-        import onnxruntime as ort     # here: the CLIs check their inputs and outputs before it loads
+        import onnxruntime as ort     # here: -V / --help never load it, and the CLIs check their
+        # inputs and outputs before it loads
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
