@@ -34,6 +34,9 @@ on stderr; --strict refuses such a stream instead. The format follows the
 output's extension (PNG for '-' and unknown ones); lossy formats (JPEG, WebP)
 are refused unless --force. 10..14-bit streams decode to 16-bit PNGs holding
 0..2^D-1 with an sBIT chunk; metadata carried in the stream is restored.
+A refinement layer (remac-encode --refine) decodes only with the streams below
+it: list them first (BASE LAYER1 LAYER2 ... -o OUT) or give them with --base; a
+wrong or missing base is an error naming the stream ID it needs.
 \b
 Exit status: 0 all decoded cleanly; 1 some input failed (the rest still
 decoded); 2 usage; 3 all written, but some stream was damaged (lost tiles

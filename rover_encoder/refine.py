@@ -46,7 +46,7 @@ def encode_refinement(img: SourceImage, streams: list, quality, library=None, th
     only when the base used an entropy reference; rdo: as Prepared's."""
     if not streams:
         raise RemacError("a refinement needs the stream(s) it refines")
-    if img.pixels.shape[0] == 3 and rover_model(None, model).channels == 1:
+    if img.pixels.shape[0] == 3 and (model is None or rover_model(None, model).channels == 1):
         raise RemacError("refinement layers of colour (luma/chroma) streams are not implemented")
     prep_model = rover_model(img.pixels.shape[0], model)
     chain = below_of(streams, prep_model, library)

@@ -15,7 +15,7 @@ from rover_encoder.analysis import rover_model
 from rover_encoder.encode import encode
 from rover_encoder.imageio import load_image
 from rover_encoder.refine import encode_refinement
-from tests.conftest import GREY
+from tests.conftest import COLOUR, GREY
 
 MODEL_ID = bytes.fromhex("0102030405060708")
 
@@ -74,8 +74,9 @@ def test_refinement_header_fields_at_documented_offsets():
 
 
 def test_interval_holds_every_fine_rounding_of_the_base_bin():
-    """compatible(): for any y in the base's bin (widened one step away from zero), the one-shot
-    rounding at the finer gain is inside lo .. hi -- checked on exact rationals."""
+    """compatible(): for any y the base's symbol can stand for (its bin, or up to 0.4 of a step past
+    it where the rover's RDO moved the symbol towards zero), the one-shot rounding at the finer
+    gain is inside lo .. hi."""
     rng = np.random.default_rng(1)
     n = 200_000
     g_a = rng.integers(50, 30_000, n)
@@ -83,10 +84,12 @@ def test_interval_holds_every_fine_rounding_of_the_base_bin():
     g_b = np.maximum(g_b.astype(np.int64), 1)
     mu_a, mu_b = rng.integers(-400, 400, n), rng.integers(-400, 400, n)
     y16 = rng.uniform(-3000, 3000, n)                    # 16 y, in units of 2**-12 gain
-    s0 = np.floor((y16 * g_a / 4096 - mu_a) / 16 + 0.5).astype(np.int64)     # plain rounding at a
-    s_a = np.where((s0 != 0) & (rng.random(n) < 0.5), s0 - np.sign(s0), s0)  # ... or one step to zero
+    r = (y16 * g_a / 4096 - mu_a) / 16
+    s0 = np.floor(r + 0.5).astype(np.int64)                               # plain rounding at a ...
+    past = np.abs(r) - (np.abs(s0) - 0.5)                                 # ... or one step to zero, as the
+    s_a = np.where((s0 != 0) & (past < 0.4) & (rng.random(n) < 0.5), s0 - np.sign(s0), s0)   # rover's RDO can
     s_b = np.floor((y16 * g_b / 4096 - mu_b) / 16 + 0.5).astype(np.int64)
-    lo, hi = refine.compatible(s_a, mu_a, g_a * 4096 // 4096, g_b, mu_b)
+    lo, hi = refine.compatible(s_a, mu_a, g_a, g_b, mu_b)
     assert np.all(lo <= hi)
     assert np.mean((s_b >= lo) & (s_b <= hi)) > 0.9999      # float y at the bin edges aside
     narrow = refine.compatible(np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([4096]), np.array([4096]),
@@ -152,8 +155,9 @@ def test_wrong_or_missing_base_is_one_line_error_naming_the_id(chain, img):
     with pytest.raises(RemacError, match="not a base stream"):
         decode(r2.data, bases=[r1.data])
     with pytest.raises(RemacError, match="not the one the base stream codes"):
-        small = load_image(GREY)
-        encode_refinement(small, [base.data], 75)
+        encode_refinement(load_image(GREY), [base.data], 75)
+    with pytest.raises(RemacError, match="colour .* not implemented"):
+        encode_refinement(load_image(COLOUR), [base.data], 75)
 
 
 def test_damaged_refinement_tile_is_lost_alone(chain):
