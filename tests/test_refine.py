@@ -89,12 +89,19 @@ def test_interval_holds_every_fine_rounding_of_the_base_bin():
     past = np.abs(r) - (np.abs(s0) - 0.5)                                 # ... or one step to zero, as the
     s_a = np.where((s0 != 0) & (past < 0.4) & (rng.random(n) < 0.5), s0 - np.sign(s0), s0)   # rover's RDO can
     s_b = np.floor((y16 * g_b / 4096 - mu_b) / 16 + 0.5).astype(np.int64)
-    lo, hi = refine.compatible(s_a, mu_a, g_a, g_b, mu_b)
+    iv = refine.compatible(s_a, mu_a, g_a, g_b, mu_b)
+    lo, hi = iv.lo, iv.hi
     assert np.all(lo <= hi)
     assert np.mean((s_b >= lo) & (s_b <= hi)) > 0.9999      # float y at the bin edges aside
-    narrow = refine.compatible(np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([4096]), np.array([4096]),
-                               np.zeros(1, np.int64))
-    assert (narrow[0][0], narrow[1][0]) == (-1, 1)           # same gain: 0 and the two it may have come from
+    one = lambda *v: np.array(v, np.int64)
+    same = refine.compatible(one(0), one(0), one(4096), one(4096), one(0))      # same gain, same mean
+    assert (same.lo[0], same.hi[0]) == (-1, 1)               # 0, and the two bins its widened edges reach
+    assert same.weight(one(-1, 0, 1)[None]).tolist() == [[8 * 4096, 4 * 16 * 4096, 8 * 4096]]
+    finer = refine.compatible(one(1), one(0), one(4096), one(4 * 4096), one(0))   # 4x finer: bin 1 = 4 .. 7.x
+    assert (finer.lo[0], finer.hi[0]) == (2, 8)
+    # base bin [8, 24) * 4 = [32, 96), widened up to 128; fine bin s = [16 s - 8, 16 s + 8); weights
+    # = length inside the widened interval + 3 x length inside the bin itself (units of G_a)
+    assert (finer.weight(np.arange(2, 9)[None])[0] // 4096).tolist() == [32, 64, 64, 64, 40, 16, 8]
 
 
 def test_restricted_units_round_trip_with_escapes_and_full_rows():
@@ -103,13 +110,19 @@ def test_restricted_units_round_trip_with_escapes_and_full_rows():
     rng = np.random.default_rng(2)
     n = 5000
     t = rng.integers(0, len(tables.sizes), n)
-    lo = rng.integers(-40, 40, n) + rng.choice([0, -2000, 2000], n, p=[0.9, 0.05, 0.05])
-    hi = lo + rng.choice([0, 1, 5, 30, 3000], n)
-    s = lo + np.floor(rng.random(n) * (hi - lo + 1)).astype(np.int64)
+    g_a = rng.integers(100, 20_000, n)
+    g_b = g_a * rng.choice([1, 2, 5, 40, 3000], n)            # 3000: the interval covers whole tables
+    s_a = rng.integers(-30, 30, n) + rng.choice([0, -3000, 3000], n, p=[0.9, 0.05, 0.05])
+    iv = refine.compatible(s_a, rng.integers(-100, 100, n), g_a, g_b, rng.integers(-100, 100, n))
+    keep = np.maximum(np.abs(iv.lo), np.abs(iv.hi)) <= spec.Y_CLIP        # symbols are 16-bit, as in any stream
+    iv, t = iv[keep], t[keep]
+    s = iv.lo + np.floor(rng.random(len(t)) * (iv.hi - iv.lo + 1)).astype(np.int64)
+    full = refine._rows(iv, t, tables)[0]
+    assert 0 < full.sum() < len(t) and len(t) > 4000
     enc = constriction.stream.queue.RangeEncoder()
-    refine.encode_unit(enc, s, lo, hi, t, tables)
+    refine.encode_unit(enc, s, iv, t, tables)
     dec = constriction.stream.queue.RangeDecoder(enc.get_compressed())
-    assert np.array_equal(refine.decode_unit(dec, lo, hi, t, tables), s)
+    assert np.array_equal(refine.decode_unit(dec, iv, t, tables), s)
 
 
 def test_base_plus_refinement_is_the_one_shot_stream(chain):
