@@ -257,8 +257,8 @@ class Header:
             (0 <= self.layer <= 255 and len(self.base_id) == 8 and 0 <= self.base_q100 <= 100 * 100
              and (self.layer or (self.base_id == ZERO_ID and not self.base_q100)),
              f"refinement layer {self.layer} / base quality {self.base_q100} invalid"),
-            (not self.layer or (self.compact and not self.planes and not self.flags & 1),
-             "a refinement layer is a 4.x one-plane stream without an entropy reference"),
+            (not self.layer or (self.compact and not self.flags & 1),
+             "a refinement layer is a 4.x stream without an entropy reference"),
         ]
         for ok, message in checks:
             if not ok:

@@ -20,7 +20,7 @@ from bitstream.errors import RemacError, TileError
 @dataclass
 class Chain:
     header: container.Header                    # the top layer's
-    tiles: dict = field(default_factory=dict)   # index -> (z_hat, mu16, idx, s), the top layer's, (M,4h,4w) int64
+    tiles: dict = field(default_factory=dict)   # stream tile index -> (z_hat, mu16, idx, s) of the top layer, int64
     lost: list = field(default_factory=list)
     problems: list = field(default_factory=list)
 
@@ -47,7 +47,8 @@ def check_chain(streams: list, parsed: list) -> None:
             raise RemacError(f"refinement layer {h.layer} names base {h.base_id.hex()} at quality "
                              f"{h.base_q100 / 100:g}, but that stream is layer {below.layer} at quality "
                              f"{below.q100 / 100:g} (damaged header)")
-        same = ("model_id", "width", "height", "coded_channels", "bit_depth", "tile_width", "tile_height")
+        same = ("model_id", "width", "height", "coded_channels", "output_channels", "bit_depth", "tile_width",
+                "tile_height", "planes", "chroma_shift")
         if any(getattr(h, f) != getattr(below, f) for f in same):
             raise RemacError(f"refinement layer {h.layer} does not match the geometry or model of its base "
                              f"{h.base_id.hex()}")
@@ -59,46 +60,53 @@ def check_chain(streams: list, parsed: list) -> None:
 
 def decode_chain(streams: list, model, r, parsed: list = None) -> Chain:
     """streams: the layers' bytes, base first (one stream: a plain decode); model: the stream's
-    modelfile.EntropyModel; r: the base's reference input (spec.ref_input; refinements use none).
-    -> Chain of the top layer. Damaged tiles are lost (listed), not fatal; a damaged header raises."""
+    modelfile.EntropyModel; r: the base's reference input of its (luma) plane (spec.ref_input;
+    chroma planes and refinements use none). -> Chain of the top layer, tiles keyed by stream tile
+    index (planes Y, Cb, Cr as in the stream). Damaged tiles are lost (listed), not fatal; a damaged
+    header or a mismatched chain raises."""
     parsed = parsed or [container.read(bytes(s)) for s in streams]
     check_chain(streams, parsed)
     base = parsed[0].header
-    if base.planes:
-        raise RemacError("refinement layers of luma/chroma (planar) streams are not implemented")
     chain = Chain(base, problems=[reason for p in parsed for _, reason in p.damaged])
-    for index in range(base.tile_count):
-        try:
-            if index not in parsed[0].tiles:
-                raise TileError(index, f"tile {index} is missing")
-            z_hat, mu16, idx, y = latent.decode_tile(model, base, parsed[0].tiles[index], index, r)
-            chain.tiles[index] = (z_hat, mu16, idx, symbols_of(y, mu16))
-        except TileError as exc:
-            chain.lost.append(index)
-            chain.problems.append(str(exc))
+    for k, (plane, offset) in enumerate(base.coded_planes()):
+        r_plane = r if k == 0 else spec.ref_input(None, spec.gain_int_at(model.gain_int, plane.q100))
+        for local in range(plane.tile_count):
+            index = offset + local
+            try:
+                if index not in parsed[0].tiles:
+                    raise TileError(index, f"tile {index} is missing")
+                z_hat, mu16, idx, y = latent.decode_tile(model, plane, parsed[0].tiles[index], index, r_plane, local,
+                                                         chroma=k > 0)
+                chain.tiles[index] = (z_hat, mu16, idx, symbols_of(y, mu16))
+            except TileError as exc:
+                chain.lost.append(index)
+                chain.problems.append(str(exc))
     for p in parsed[1:]:
         chain = refine_chain(chain, p, model)
     return chain
 
 
 def refine_chain(chain: Chain, parsed: container.Parsed, model) -> Chain:
-    """One more layer on top of `chain` (its header already checked by check_chain)."""
-    h, below = parsed.header, chain.header
-    g_a, g_b = spec.gain_int_at(model.gain_int, below.q100), spec.gain_int_at(model.gain_int, h.q100)
-    out = Chain(h, lost=list(chain.lost), problems=list(chain.problems))
-    for index in range(h.tile_count):
-        if index in chain.lost:
-            continue
-        try:
-            if index not in parsed.tiles:
-                raise TileError(index, f"layer {h.layer}: tile {index} is missing")
-            _, mu16_a, _, s_a = chain.tiles[index]
-            out.tiles[index] = refine.decode_tile(model, parsed.tiles[index], index, h.padded_tile(index),
-                                                  (s_a, mu16_a), g_a, g_b, model.floors_at(h.q100),
-                                                  model.spatial_at(h.q100))
-        except TileError as exc:
-            out.lost.append(index)
-            out.problems.append(str(exc))
+    """One more layer on top of `chain` (its header already checked by check_chain). Each plane is
+    refined from its quality in the layer below to its quality in this one (chroma: chroma_q100)."""
+    layer = parsed.header.layer
+    out = Chain(parsed.header, lost=list(chain.lost), problems=list(chain.problems))
+    for k, ((plane, offset), (below, _)) in enumerate(zip(parsed.header.coded_planes(), chain.header.coded_planes())):
+        g_a, g_b = (spec.gain_int_at(model.gain_int, h.q100) for h in (below, plane))
+        for local in range(plane.tile_count):
+            index = offset + local
+            if index in chain.lost:
+                continue
+            try:
+                if index not in parsed.tiles:
+                    raise TileError(index, f"layer {layer}: tile {index} is missing")
+                _, mu16_a, _, s_a = chain.tiles[index]
+                out.tiles[index] = refine.decode_tile(model, parsed.tiles[index], index, plane.padded_tile(local),
+                                                      (s_a, mu16_a), g_a, g_b, model.floors_at(plane.q100, k > 0),
+                                                      model.spatial_at(plane.q100))
+            except TileError as exc:
+                out.lost.append(index)
+                out.problems.append(str(exc))
     out.lost.sort()
     return out
 

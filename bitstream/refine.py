@@ -57,6 +57,7 @@ _ROWS = constriction.stream.model.Categorical(perfect=False)     # probabilities
 MIN_CLASS = 8
 _CLASSES = MIN_CLASS << np.arange(16, dtype=np.int64)      # 8, 16, ..., 2^18: wider than any table
 WIDEN = 8           # 1/16 of a base step added to the base bin on each side away from zero (module doc)
+UNBOUNDED = 2 ** 62     # the edges of a free element's interval
 CORE = 4            # weight of a fine bin's part inside the base bin itself; 1 in the widened margin
 
 
@@ -100,14 +101,19 @@ class Interval:
 def compatible(s_a: np.ndarray, mu16_a: np.ndarray, g_a: np.ndarray, g_b: np.ndarray, mu16_b: np.ndarray) -> Interval:
     """The fine symbols the layer below allows, all (n,) int64. A fine bin meets `wide` exactly
     when (16 s + mu16_b + 8) G_a > e_lo and (16 s + mu16_b - 8) G_a < e_hi (lo <= hi always: the
-    fine bins tile the line)."""
+    fine bins tile the line). Where G_a or G_b is 0 (a channel a quality drops) the element is
+    free: lo .. hi = -Y_CLIP .. Y_CLIP and an unbounded interval, so it is coded as a full row."""
     p = 16 * s_a + mu16_a
     c_lo, c_hi = (p - 8) * g_b, (p + 8) * g_b
     e_lo, e_hi = c_lo - WIDEN * (s_a <= 0) * g_b, c_hi + WIDEN * (s_a >= 0) * g_b
-    d = 16 * g_a
+    d = 16 * np.maximum(g_a, 1)
     lo = np.floor_divide(e_lo - (mu16_b + 8) * g_a, d) + 1
-    hi = -np.floor_divide(-(e_hi - (mu16_b - 8) * g_a), d) - 1
-    return Interval(lo, np.maximum(hi, lo), e_lo, e_hi, c_lo, c_hi, (mu16_b - 8) * g_a, g_a)
+    hi = np.maximum(-np.floor_divide(-(e_hi - (mu16_b - 8) * g_a), d) - 1, lo)
+    free = (g_a == 0) | (g_b == 0)      # a zero gain: the base says nothing (or the fine symbol is fixed)
+    lo, hi = np.where(free, -spec.Y_CLIP, lo), np.where(free, spec.Y_CLIP, hi)
+    c_lo, e_lo = (np.where(free, -UNBOUNDED, v) for v in (c_lo, e_lo))
+    c_hi, e_hi = (np.where(free, UNBOUNDED, v) for v in (c_hi, e_hi))
+    return Interval(lo, hi, e_lo, e_hi, c_lo, c_hi, (mu16_b - 8) * g_a, g_a)
 
 
 def _rows(iv: Interval, t, tables: entropy.TableSet):

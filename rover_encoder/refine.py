@@ -1,7 +1,7 @@
 """A refinement layer on the rover: what the ground lacks to turn the streams it holds of an
 image into a stream of a finer quality (bitstream.refine; docs/FORMAT.md, "Refinement layers").
 
-    image --Prepared (g_a, no references)--> y per tile
+    image --prepare (g_a, no references; colour: Y, Cb, Cr planes)--> y per tile
     streams already sent (base, layer 1, ...) --bitstream.layers.decode_chain--> (s, mu16) per tile
         (the integer entropy path only: no image decoding, no torch)
     per tile: z_b = round(h_a(y * gain_b)); refine.encode_tile(z_b, y * gain_b, (s, mu16) below)
@@ -13,9 +13,10 @@ from dataclasses import replace
 
 from bitstream import container, entropy, layers, refine, spec
 from bitstream.errors import RemacError
-from rover_encoder.analysis import gain_for_quality, rover_model
-from rover_encoder.encode import RDO_LAMBDA, EncodeResult, Prepared, hyper_latent
+from rover_encoder.analysis import gain_for_quality
+from rover_encoder.encode import RDO_LAMBDA, EncodeResult, hyper_latent, prepare
 from rover_encoder.imageio import SourceImage
+from rover_encoder.planar import chroma_quality
 
 
 def below_of(streams: list, model, library=None) -> layers.Chain:
@@ -42,38 +43,42 @@ def encode_refinement(img: SourceImage, streams: list, quality, library=None, th
                       precision: str = None, model=None, rdo: float = None) -> EncodeResult:
     """Code `img` at `quality` as the next refinement layer of `streams` (bytes, base first, each
     layer after the first a refinement of the one before it), which must be streams of this image.
-    -> EncodeResult of the new layer (no metadata: the base carries it). library: the rover's, needed
-    only when the base used an entropy reference; rdo: as Prepared's."""
+    A colour image coded as luma + chroma planes refines each plane (chroma at
+    planar.chroma_quality). -> EncodeResult of the new layer (no metadata: the base carries it).
+    library: the rover's, needed only when the base used an entropy reference; rdo: as Prepared's."""
     if not streams:
         raise RemacError("a refinement needs the stream(s) it refines")
-    if img.pixels.shape[0] == 3 and (model is None or rover_model(None, model).channels == 1):
-        raise RemacError("refinement layers of colour (luma/chroma) streams are not implemented")
-    prep_model = rover_model(img.pixels.shape[0], model)
-    chain = below_of(streams, prep_model, library)
-    below = chain.header
+    below = container.read(bytes(streams[-1])).header
     if below.tile_width != below.tile_height:
         raise RemacError(f"base tiles are {below.tile_width}x{below.tile_height}; refinement needs square tiles")
-    prep = Prepared(img, None, use_refs=False, tile=below.tile_width, threads=threads, precision=precision,
-                    model=model, rdo=rdo)
-    mine = (prep.header.width, prep.header.height, prep.header.coded_channels, prep.header.bit_depth)
-    if mine != (below.width, below.height, below.coded_channels, below.bit_depth):
+    if below.layer >= 255:
+        raise RemacError("a chain holds at most 255 refinement layers")
+    prep = prepare(img, None, use_refs=False, tile=below.tile_width, threads=threads, precision=precision, model=model,
+                   rdo=rdo)
+    planes = getattr(prep, "planes", [prep])               # PlanarPrepared: Y, Cb, Cr; else the one plane
+    entropy_model = planes[0].model
+    mine = (prep.header.width, prep.header.height, prep.header.coded_channels, prep.header.bit_depth,
+            prep.header.planes)
+    if mine != (below.width, below.height, below.coded_channels, below.bit_depth, below.planes):
         raise RemacError(f"the image ({mine[0]}x{mine[1]}, {mine[2]} channel(s), {mine[3]} bit) is not the one "
                          f"the base stream codes ({below.width}x{below.height}, {below.coded_channels} "
                          f"channel(s), {below.bit_depth} bit)")
+    chain = below_of(streams, entropy_model, library)
     q100 = spec.quality_steps(quality)
-    gain = gain_for_quality(prep_model, q100 / spec.QUALITY_STEPS)
-    g_a, g_b = (spec.gain_int_at(prep_model.gain_int, q) for q in (below.q100, q100))
-    if below.layer >= 255:
-        raise RemacError("a chain holds at most 255 refinement layers")
+    header = replace(prep.header, quality=q100 // spec.QUALITY_STEPS, quality_frac=q100 % spec.QUALITY_STEPS,
+                     chroma_q100=chroma_quality(q100) if prep.header.planes else 0, version=None,
+                     layer=below.layer + 1, base_id=refine.stream_id(streams[-1]), base_q100=below.q100)
     words, coded = {}, []
-    for index, window in enumerate(prep.windows):
-        _, mu16_a, _, s_a = chain.tiles[index]
-        z_hat = hyper_latent(prep.analyzer, window, gain)
-        words[index], mu16, idx, s = refine.encode_tile(
-            prep_model, z_hat, window.y * gain[:, None, None], (s_a, mu16_a), g_a, g_b, prep_model.floors_at(q100),
-            RDO_LAMBDA if rdo is None else rdo, prep_model.spatial_at(q100))
-        coded.append((z_hat, mu16, idx, entropy.dequantize(s, mu16)))
-    header = replace(prep.plain_header, quality=q100 // spec.QUALITY_STEPS, quality_frac=q100 % spec.QUALITY_STEPS,
-                     version=None, layer=below.layer + 1, base_id=refine.stream_id(streams[-1]),
-                     base_q100=below.q100)
+    for k, (part, (plane, offset), (plane_below, _)) in enumerate(zip(planes, header.coded_planes(),
+                                                                      below.coded_planes())):
+        gain = gain_for_quality(entropy_model, plane.q100 / spec.QUALITY_STEPS)
+        g_a, g_b = (spec.gain_int_at(entropy_model.gain_int, h.q100) for h in (plane_below, plane))
+        for local, window in enumerate(part.windows):
+            _, mu16_a, _, s_a = chain.tiles[offset + local]
+            z_hat = hyper_latent(part.analyzer, window, gain)
+            words[offset + local], mu16, idx, s = refine.encode_tile(
+                entropy_model, z_hat, window.y * gain[:, None, None], (s_a, mu16_a), g_a, g_b,
+                entropy_model.floors_at(plane.q100, k > 0), RDO_LAMBDA if rdo is None else rdo,
+                entropy_model.spatial_at(plane.q100))
+            coded.append((z_hat, mu16, idx, entropy.dequantize(s, mu16)))
     return EncodeResult(container.write(header, words), header, tiles=coded, precision=prep.precision)

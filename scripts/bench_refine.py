@@ -3,9 +3,11 @@ layer to quality B costs against a one-shot stream at B, per image, with PSNR an
 
     python scripts/bench_refine.py                   # the default set below, A = 20, B = 75
     python scripts/bench_refine.py -a 20 -b 75 -b 90 IMAGE...   # a chain A -> B1 -> B2 ...
+    python scripts/bench_refine.py --colour                      # RGB: Y, Cb, Cr planes
 
 The default set: tests/data/navcam_gray.png, the first two val/gray frames (256², luma) and the
-centre 512² crops of the first two val/gray_native frames. Every stream is coded without references
+centre 512² crops of the first two val/gray_native frames; with --colour, tests/data/mastcam_rgb.png
+and the first two val/color crops (512², as they are). Every stream is coded without references
 (as the refinement is), by the same API remac-encode runs (rover_encoder.encode / .refine);
 PSNR from the ground decoder (ground_decoder.decode, 1 thread). Because a layer reproduces the
 one-shot stream's symbols, "matched PSNR" is the same PSNR: the table shows both. Rover time: one
@@ -32,15 +34,18 @@ from rover_encoder.imageio import from_pil  # noqa: E402
 from rover_encoder.refine import encode_refinement  # noqa: E402
 
 
-def default_set() -> list:
+def default_set(colour: bool = False) -> list:
+    if colour:
+        return [(str(ROOT / "tests" / "data" / "mastcam_rgb.png"), None)] + \
+            [(f, None) for f in sorted(glob.glob(str(VAL / "color" / "*.png")))[:2]]
     files = [(str(ROOT / "tests" / "data" / "navcam_gray.png"), None)]
     files += [(f, None) for f in sorted(glob.glob(str(VAL / "gray" / "*.jpg")))[:2]]
     files += [(f, 512) for f in sorted(glob.glob(str(VAL / "gray_native" / "*.png")))[:2]]
     return files
 
 
-def load(path: str, crop: int = None) -> Image.Image:
-    im = Image.open(path).convert("L")
+def load(path: str, crop: int = None, mode: str = "L") -> Image.Image:
+    im = Image.open(path).convert(mode)
     if crop:
         left, top = (im.width - crop) // 2, (im.height - crop) // 2
         im = im.crop((left, top, left + crop, top + crop))
@@ -56,8 +61,8 @@ def timed(fn):
     return out, 1000 * best
 
 
-def measure(path: str, crop, qa: float, qbs: list) -> dict:
-    im = load(path, crop)
+def measure(path: str, crop, qa: float, qbs: list, mode: str = "L") -> dict:
+    im = load(path, crop, mode)
     x, img = np.asarray(im), from_pil(im, Path(path).name)
     base = encode(img, qa, use_refs=False)
     streams = [base.data]
@@ -85,8 +90,9 @@ def main():
     ap.add_argument("images", nargs="*")
     ap.add_argument("-a", type=float, default=20, help="base quality")
     ap.add_argument("-b", type=float, action="append", help="layer quality (repeat for a chain) [75]")
+    ap.add_argument("--colour", action="store_true", help="RGB images (luma + chroma planes) instead of grey")
     args = ap.parse_args()
-    files = [(f, None) for f in args.images] or default_set()
+    files = [(f, None) for f in args.images] or default_set(args.colour)
     qbs = args.b or [75]
     print(f"| image | base q{args.a:g} bytes (PSNR) | " + " | ".join(
         f"q{q:g}: one-shot bytes (PSNR) | layer bytes (PSNR) | all layers / one-shot | resend / one-shot | "
@@ -94,7 +100,7 @@ def main():
     print("|---|---|" + "---|---|---|---|---|" * len(qbs))
     ratios, resends = [[] for _ in qbs], [[] for _ in qbs]
     for path, crop in files:
-        r = measure(path, crop, args.a, qbs)
+        r = measure(path, crop, args.a, qbs, "RGB" if args.colour else "L")
         cells = [f"{r['base']} ({r['psnr_base']:.2f})"]
         for k, lay in enumerate(r["layers"]):
             ratios[k].append(lay["ratio"])

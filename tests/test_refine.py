@@ -169,8 +169,36 @@ def test_wrong_or_missing_base_is_one_line_error_naming_the_id(chain, img):
         decode(r2.data, bases=[r1.data])
     with pytest.raises(RemacError, match="not the one the base stream codes"):
         encode_refinement(load_image(GREY), [base.data], 75)
-    with pytest.raises(RemacError, match="colour .* not implemented"):
+    with pytest.raises(RemacError, match="not the one the base stream codes"):
         encode_refinement(load_image(COLOUR), [base.data], 75)
+
+
+def test_colour_planes_refine_each_plane():
+    """A colour image (Y, Cb, Cr planes): each plane refined from its base quality (chroma: the
+    base's chroma_q100) to the layer's; base + layer = the one-shot stream's symbols and pixels."""
+    img = load_image(COLOUR)
+    img.pixels = img.pixels[:, :128, :192]
+    base = encode(img, 20, use_refs=False, tile=64)
+    layer = encode_refinement(img, [base.data], 75)
+    one = encode(img, 75, use_refs=False, tile=64, keep_tiles=True)
+    assert layer.header.planes == 1 and layer.header.chroma_q100 == one.header.chroma_q100 == 9000
+    assert len(layer.tiles) == len(one.tiles) == 6 + 2 * 2
+    got = top_latents([base.data, layer.data])
+    assert all(np.array_equal(got[i], y) for i, (_, _, _, y) in enumerate(layer.tiles))
+    assert np.mean([np.mean(got[i] == one.tiles[i][3]) for i in got]) > 0.999
+    image = decode(layer.data, threads=1, bases=[base.data]).image
+    assert image.shape == (128, 192, 3)
+    assert len(base.data) + len(layer.data) <= 1.08 * len(one.data)
+
+
+@pytest.mark.parametrize("qa,qb", [(12, 75), (20, 25), (75, 20)])
+def test_zero_gains_and_a_coarser_layer_still_decode(img, qa, qb):
+    """Channels a quality drops (gain 0: 25 of them at 12, 28 at 25) are coded unconstrained; a
+    'refinement' to a lower quality is allowed and decodes to what the rover coded."""
+    base = encode(img, qa, use_refs=False, tile=64)
+    layer = encode_refinement(img, [base.data], qb)
+    got = top_latents([base.data, layer.data])
+    assert all(np.array_equal(got[i], y) for i, (_, _, _, y) in enumerate(layer.tiles))
 
 
 def test_damaged_refinement_tile_is_lost_alone(chain):
