@@ -32,6 +32,8 @@ _HDR4 = struct.Struct(">BB8sHHBBHBBB")
 assert _HDR.size == 56 and _PLANES.size == 4 and _HDR4.size == 21
 COMPACT = 4                     # the first major version with the compact layout (no word_count, no REND)
 REFS_PRESENT = 2                # 4.0 RHDR flags bit 1: library_id and the reference IDs follow
+REFINES = 4                     # 4.0 RHDR flags bit 2: a refinement layer; base_id, layer, base_q100 follow
+_REFINE = struct.Struct(">8sBH")    # base_id, layer, base_q100 (docs/FORMAT.md, "Refinement layers")
 ZERO_ID = bytes(8)
 
 
@@ -55,6 +57,9 @@ class Header:
     planes: int = 0                 # 3.0: 1 = the image is coded as Y, Cb, Cr planes by a 1-channel model
     chroma_shift: int = 0           # 3.0: chroma planes are ceil(width / 2**shift) x ceil(height / 2**shift)
     chroma_q100: int = 0            # 3.0: the chroma planes' quality in hundredths (0..10000)
+    layer: int = 0                  # 4.0: 0 = a stream of its own; k >= 1 = refinement layer k of a chain
+    base_id: bytes = ZERO_ID        # 4.0 refinement: bitstream.refine.stream_id of the layer below
+    base_q100: int = 0              # 4.0 refinement: that layer's quality in hundredths
 
     def __post_init__(self):
         if self.version is None:
@@ -159,20 +164,21 @@ class Header:
         refs = self.library_id != ZERO_ID
         head = _HDR4.pack(*self.version, self.model_id, self.width, self.height, layout, self.bit_depth,
                           self.q100, self.tile_width // 64, self.tile_height // 64,
-                          self.flags | (REFS_PRESENT if refs else 0))
+                          self.flags | (REFS_PRESENT if refs else 0) | (REFINES if self.layer else 0))
         if self.planes:
             head += struct.pack(">H", self.chroma_q100)
-        return head + (self.library_id + self.entropy_ref_id + self.decoder_ref_id if refs else b"")
+        head += self.library_id + self.entropy_ref_id + self.decoder_ref_id if refs else b""
+        return head + (_REFINE.pack(self.base_id, self.layer, self.base_q100) if self.layer else b"")
 
     @classmethod
     def _unpack_compact(cls, payload: bytes) -> "Header":
         if len(payload) < _HDR4.size:
             raise FormatError(f"RHDR segment has {len(payload)} bytes, expected at least {_HDR4.size}")
         major, minor, model_id, width, height, layout, depth, q100, tw, th, flags = _HDR4.unpack_from(payload)
-        if layout & 0xC0 or flags & ~(1 | REFS_PRESENT):
+        if layout & 0xC0 or flags & ~(1 | REFS_PRESENT | REFINES):
             raise FormatError(f"RHDR: unknown layout bits 0x{layout & 0xC0:02x} or flags 0x{flags:02x}")
-        planes, refs = layout >> 4 & 1, bool(flags & REFS_PRESENT)
-        size = _HDR4.size + 2 * planes + 24 * refs
+        planes, refs, refines = layout >> 4 & 1, bool(flags & REFS_PRESENT), bool(flags & REFINES)
+        size = _HDR4.size + 2 * planes + 24 * refs + _REFINE.size * refines
         if len(payload) != size:
             raise FormatError(f"RHDR segment has {len(payload)} bytes, expected {size}")
         if q100 > 100 * 100:
@@ -184,8 +190,12 @@ class Header:
         ids = [payload[pos + 8 * k:pos + 8 * k + 8] for k in range(3)] if refs else [ZERO_ID] * 3
         if refs and ids[0] == ZERO_ID:
             raise FormatError("RHDR: reference fields present but library_id is zero")
+        base_id, layer, base_q100 = _REFINE.unpack_from(payload, pos + 24 * refs) if refines else (ZERO_ID, 0, 0)
+        if refines and not layer:
+            raise FormatError("RHDR: refinement fields present but layer is 0")
         h = cls(model_id, width, height, layout & 3, layout >> 2 & 3, depth, q100 // 100, 64 * tw, 64 * th,
-                *ids, flags & 1, (major, minor), q100 % 100, planes, layout >> 5 & 1, chroma_q100)
+                *ids, flags & 1, (major, minor), q100 % 100, planes, layout >> 5 & 1, chroma_q100,
+                layer, base_id, base_q100)
         h.validate()
         return h
 
@@ -246,6 +256,11 @@ class Header:
              "flag 'entropy reference used' disagrees with entropy_ref_id"),
             (self.library_id != ZERO_ID or (self.entropy_ref_id == ZERO_ID and self.decoder_ref_id == ZERO_ID),
              "reference IDs given without a library_id"),
+            (0 <= self.layer <= 255 and len(self.base_id) == 8 and 0 <= self.base_q100 <= 100 * 100
+             and (self.layer or (self.base_id == ZERO_ID and not self.base_q100)),
+             f"refinement layer {self.layer} / base quality {self.base_q100} invalid"),
+            (not self.layer or (self.compact and not self.flags & 1),
+             "a refinement layer is a 4.x stream without an entropy reference"),
         ]
         for ok, message in checks:
             if not ok:

@@ -22,6 +22,7 @@ slices follow as before.
 import numpy as np
 
 from remac.bitstream import entropy, intnet, spec
+from remac.bitstream.errors import TileError
 from remac.bitstream import spatial as bitstream_spatial
 
 
@@ -91,3 +92,24 @@ def _spatial_passes(net: dict, mu16, idx, symbols, spatial, code):
         sel[c] = at
         code(sel)
     bitstream_spatial.run_passes(mu16[c].copy(), symbols[c], net["out"]["lo"][c], net["out"]["hi"][c], code_pass)
+
+
+def decode_tile(model, header, words, index, r, local: int = None, chroma: bool = False):
+    """Ground (and the rover re-reading a stream): tile `index`'s words -> (z_hat, mu16, idx,
+    y_hat_g); y_hat_g (M, ph/16, pw/16) float32. local: the tile's index within its plane, whose
+    header `header` is (a planar stream's; default `index`); chroma: the plane is Cb or Cr (its own
+    scale-index floors, modelfile.EntropyModel.floors_at). TileError on damage."""
+    dec = entropy.TileDecoder(words, index)
+    z_hat = decode_z(dec, model, header.padded_tile(index if local is None else local), index)
+    mu16, idx, s = decode(dec, model.net, z_hat, r, model.m, model.y_tables, model.floors_at(header.q100, chroma),
+                          model.spatial_at(header.q100))
+    return z_hat, mu16, idx, entropy.dequantize(s, mu16)
+
+
+def decode_z(decoder: "entropy.TileDecoder", model, padded: tuple, index: int) -> np.ndarray:
+    """A tile's hyper-latent, the first thing in its words: padded (ph, pw) -> z_hat (Z, ph/64, pw/64)
+    int64; TileError when it is out of range (damage)."""
+    z_hat = decoder.z((model.nz, padded[0] // 64, padded[1] // 64), model.z_tables)
+    if np.abs(z_hat).max(initial=0) > spec.Z_CLIP:
+        raise TileError(index, f"tile {index}: hyper-latent out of range (damaged)")
+    return z_hat

@@ -40,11 +40,13 @@ def _stream_metadata(payload: bytes, warnings: list) -> metadata.Metadata:
 
 
 def decode_file(path, out=None, *, library=None, strict: bool = False, threads: int = 2, force: bool = False,
-                reduce: int = 0, progress: bool = False, models=()) -> dict:
+                reduce: int = 0, progress: bool = False, models=(), bases=()) -> dict:
     """Decode the .rmc file `path` ('-': stdin) to the image `out` (default: beside it, .dec.png;
     '-': stdout as PNG; the format follows the extension, lossy ones only with force), written
     atomically with the stream's metadata. -> what remac-decode --json reports: output, bytes (of
-    the stream), bpp, quality, refs, lost_tiles, damaged, ..., warnings (a list of lines)."""
+    the stream), bpp, quality, refs, lost_tiles, damaged, ..., warnings (a list of lines). bases:
+    when `path` is a refinement layer, the .rmc files below it, base first (bitstream.layers); the
+    image's metadata then comes from the base."""
     inp = str(path)
     name = input_name(inp)
     out = output_for(inp, None, 1, ".dec.png") if out is None else str(out)
@@ -61,16 +63,18 @@ def decode_file(path, out=None, *, library=None, strict: bool = False, threads: 
         check_channels(out, parsed.header.output_channels)     # before a long decode
     from remac.ground_decoder.decode import decode as decode_stream       # torch: only now
     try:
-        result = decode_stream(data, _library(library), strict, threads, reduce, progress, tuple(models))
+        below = [read_input(str(b)) for b in bases]
+        result = decode_stream(data, _library(library), strict, threads, reduce, progress, tuple(models), below)
     except RemacError as exc:
         raise RemacError(f"{name}: {exc}") from None
     warnings = list(result.warnings) + ([lossy] if lossy else [])
     h = result.header
-    atomic_write(out, image_bytes(result.image, out, h.bit_depth, _stream_metadata(parsed.metadata, warnings)))
+    meta = parsed.metadata if not below else container.read(below[0]).metadata
+    atomic_write(out, image_bytes(result.image, out, h.bit_depth, _stream_metadata(meta, warnings)))
     ref = lambda i: None if i == container.ZERO_ID else i.hex()
     return {"output": out, "bytes": len(data), "bpp": round(8 * len(data) / (h.width * h.height), 4),
             "width": h.width, "height": h.height, "channels": h.output_channels, "bit_depth": h.bit_depth,
             "quality": h.quality_value, "refs": {"entropy": ref(h.entropy_ref_id), "decoder": ref(h.decoder_ref_id)},
             "lost_tiles": result.lost_tiles, "damaged": bool(result.lost_tiles or result.problems),
             "reduce": reduce, "warnings": [f"{name}: {w}" for w in warnings],
-            "summary": f"{name} -> {out}"}
+            "summary": f"{name} -> {out}", **({"layers": len(below) + 1} if below else {})}

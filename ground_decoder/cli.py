@@ -1,10 +1,12 @@
 """remac-decode: the ground station's command line."""
+import os
 import sys
 from functools import partial
+from pathlib import Path
 
 import click
 
-from remac.bitstream import library as lib
+from remac.bitstream import container, library as lib
 from remac.rover_encoder.cli_support import STDIO, Command, given, jobs_option, plan_outputs, run_batch, version_option
 from remac.bitstream.errors import RemacError
 from remac.ground_decoder import GROUND_INSTALL_HINT, require_torch
@@ -21,6 +23,8 @@ Examples:
   remac-decode sol1234/ -o decoded/ -j 2 --json  # 2 processes, JSON per file
   remac-decode archive/ -o decoded/ --cluster tcp://sched:8786  # on a Dask cluster
   remac-decode archive/ -o decoded/ --cluster local -j 8        # 8 local Dask workers
+  remac-decode img.q20.rmc img.r.rmc -o img.png  # a base and its refinement layer(s), as one image
+  remac-decode img.r.rmc --base img.q20.rmc -o img.png            # the same
 \b
 The stream names its model, reference library and references; --ref-lib must be
 that library (default: the shipped one, or the release's copy of it for streams
@@ -34,11 +38,26 @@ stream instead. The format follows the
 output's extension (PNG for '-' and unknown ones); lossy formats (JPEG, WebP)
 are refused unless --force. 10..14-bit streams decode to 16-bit PNGs holding
 0..2^D-1 with an sBIT chunk; metadata carried in the stream is restored.
+A refinement layer (remac-encode --refine) decodes only with the streams below
+it: list them first (BASE LAYER1 LAYER2 ... -o OUT) or give them with --base; a
+wrong or missing base is an error naming the stream ID it needs.
 \b
 Exit status: 0 all decoded cleanly; 1 some input failed (the rest still
 decoded); 2 usage; 3 all written, but some stream was damaged (lost tiles
 filled, or damage outside the tiles reported on stderr).
 """
+
+
+def layer_chain(files) -> bool:
+    """FILE... is a base stream followed by its refinement layers in order (each one's header names
+    the layer before it; bitstream.layers checks the IDs): decode them as one image."""
+    if len(files) < 2 or STDIO in files or not all(os.path.isfile(f) and f.lower().endswith(".rmc") for f in files):
+        return False
+    try:
+        layers = [container.read(Path(f).read_bytes()).header.layer for f in files]
+    except RemacError:
+        return False
+    return layers == list(range(len(files)))
 
 
 def _decoder_version(name: str) -> str:
@@ -65,14 +84,21 @@ def _decoder_version(name: str) -> str:
               help="Preview at 1/2, 1/4 or 1/8 linear size (1, 2, 3), in a fraction of the time.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
 @click.option("--quiet", is_flag=True, help="Only errors and warnings.")
+@click.option("--base", "bases", multiple=True, type=click.Path(dir_okay=False, exists=True), metavar="RMC",
+              help="FILE is a refinement layer: RMC is the stream below it. Repeat for a chain, base first.")
 @jobs_option("files")
 @click.option("--cluster", metavar="ADDRESS",
               help="Decode on a Dask cluster, one task per stream: the scheduler at ADDRESS (tcp://host:8786), "
                    "or 'local' for a local cluster of -j N single-threaded workers [default N: one per CPU]. "
                    "Workers must see the same paths.")
 @version_option("remac-decode", _decoder_version)
-def decode_main(files, output, ref_lib, models, strict, force, threads, reduce, as_json, quiet, workers, cluster):
+def decode_main(files, output, ref_lib, models, strict, force, threads, reduce, as_json, quiet, bases, workers,
+                cluster):
     require_torch("remac-decode")
+    if not bases and layer_chain(files):
+        files, bases = files[-1:], files[:-1]
+    if bases and (len(files) != 1 or cluster is not None):
+        raise click.UsageError("--base decodes one refinement stream (FILE), not a batch or a cluster job")
     if cluster is not None and (STDIO in files or output == STDIO):
         raise click.UsageError("--cluster reads and writes files, not stdin or stdout")
     jobs = plan_outputs("remac-decode", list(files), output, ".dec.png", as_json,
@@ -88,7 +114,7 @@ def decode_main(files, output, ref_lib, models, strict, force, threads, reduce, 
     progress = sys.stderr.isatty() and not (quiet or as_json) and alone     # a tile bar for large frames
     threads = threads if alone or given("threads") else 1                   # -j N, --cluster: one thread per worker
     work = partial(decode_file, library=library, strict=strict, threads=threads, force=force, reduce=reduce,
-                   progress=progress, models=models)
+                   progress=progress, models=models, bases=bases)
     if cluster is None:
         run_batch("remac-decode", jobs, work, as_json, quiet or output == STDIO, workers)
         return

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from remac.bitstream import colour, container, entropy, latent, modelfile, spec, store
+from remac.bitstream import colour, container, layers, modelfile, spec, store
+from remac.bitstream.latent import decode_tile
 from remac.bitstream.container import ZERO_ID
 from remac.bitstream.errors import LibraryError, RemacError, TileError
 from remac.bitstream.library import DEFAULT as DEFAULT_LIBRARY, Library, load as load_library
@@ -82,20 +83,6 @@ def decoder_reference(header, library, channels) -> torch.Tensor:
     return torch.from_numpy(a.transpose(2, 0, 1).copy())[None]
 
 
-def decode_tile(model, header, words, index, r, local: int = None, chroma: bool = False):
-    """-> (z_hat, mu16, idx, y_hat_g) of tile `index`; y_hat_g (M, ph/16, pw/16) float32. local: the
-    tile's index within its plane, whose header `header` is (a planar stream's; default `index`);
-    chroma: the plane is Cb or Cr (its own scale-index floors, modelfile.EntropyModel.floors_at)."""
-    ph, pw = header.padded_tile(index if local is None else local)
-    dec = entropy.TileDecoder(words, index)
-    z_hat = dec.z((model.nz, ph // 64, pw // 64), model.z_tables)
-    if np.abs(z_hat).max(initial=0) > spec.Z_CLIP:
-        raise TileError(index, f"tile {index}: hyper-latent out of range (damaged)")
-    mu16, idx, s = latent.decode(dec, model.net, z_hat, r, model.m, model.y_tables, model.floors_at(header.q100, chroma),
-                                 model.spatial_at(header.q100))
-    return z_hat, mu16, idx, entropy.dequantize(s, mu16)
-
-
 def entropy_decode(data: bytes, library: Library = None, latents_only: bool = False, models=()):
     """Parse and entropy-decode every tile (no synthesis).
 
@@ -105,13 +92,10 @@ def entropy_decode(data: bytes, library: Library = None, latents_only: bool = Fa
     """
     parsed = container.read(data)
     header = parsed.header
-    model = modelfile.by_id(header.model_id, stores(models))
-    coded = 1 if header.planes else header.coded_channels
-    if model.channels != coded:
-        raise RemacError(f"stream codes {coded}-channel planes but model {model.name} has {model.channels} channels")
-    library = resolve_library(header, library, models)
-    if library is not None:
-        library.check_model(model.name, model.model_id, model.m)
+    if header.layer:
+        raise RemacError(f"this is refinement layer {header.layer} of base stream {header.base_id.hex()} (quality "
+                         f"{header.base_q100 / 100:g}): decode it with its base (remac-decode --base BASE.rmc ...)")
+    model, library = stream_model(header, library, models)
     problems = [reason for _, reason in parsed.damaged]
     tiles, lost = {}, []
     for k, (plane, offset) in enumerate(header.coded_planes()):
@@ -129,17 +113,46 @@ def entropy_decode(data: bytes, library: Library = None, latents_only: bool = Fa
     return parsed, model, library, tiles, lost, problems
 
 
+def stream_model(header, library: Library = None, models=()):
+    """-> (modelfile.EntropyModel, Library or None) a stream's header needs, both checked."""
+    model = modelfile.by_id(header.model_id, stores(models))
+    coded = 1 if header.planes else header.coded_channels
+    if model.channels != coded:
+        raise RemacError(f"stream codes {coded}-channel planes but model {model.name} has {model.channels} channels")
+    library = resolve_library(header, library, models)
+    if library is not None:
+        library.check_model(model.name, model.model_id, model.m)
+    return model, library
+
+
+def entropy_decode_layers(streams: list, library: Library = None, models=()):
+    """A base stream and its refinement layers (bytes, base first; bitstream.layers) -> (top layer's
+    header, model, library, {index: y_hat_g} of the top layer, lost indices, problems)."""
+    parsed = [container.read(bytes(s)) for s in streams]
+    base = parsed[0].header
+    model, library = stream_model(base, library, models)
+    stats = library.stats16(base.entropy_ref_id.hex()) if base.entropy_ref_used else None
+    chain = layers.decode_chain(streams, model, spec.ref_input(stats, spec.gain_int_at(model.gain_int, base.q100)),
+                                parsed)
+    return chain.header, model, library, chain.latents(), chain.lost, chain.problems
+
+
 def decode(data: bytes, library: Library = None, strict: bool = False, threads: int = 2, reduce: int = 0,
-           progress: bool = False, models=()) -> DecodeResult:
+           progress: bool = False, models=(), bases=()) -> DecodeResult:
     """Decode a stream. threads: synthesis workers (the pixels do not depend on it); reduce 1..3:
     a preview at 1/2, 1/4 or 1/8 linear size from the preview head (models.ground; a small fraction
     of a full decode); progress: a tqdm bar on stderr over the synthesis tiles of large frames;
-    models: extra model stores for streams of earlier releases (the shipped store is always searched)."""
+    models: extra model stores for streams of earlier releases (the shipped store is always searched);
+    bases: when `data` is a refinement layer, the layers below it (bytes, base first; bitstream.layers)."""
     if reduce not in (0, 1, 2, 3):
         raise RemacError(f"reduce must be 0..3, not {reduce}")
-    parsed, model, library, tiles, lost, problems = entropy_decode(data, library, latents_only=True, models=models)
+    if bases:
+        header, model, library, tiles, lost, problems = entropy_decode_layers([*bases, data], library, models)
+    else:
+        parsed, model, library, tiles, lost, problems = entropy_decode(data, library, latents_only=True, models=models)
+        header = parsed.header
     _check_decodable(tiles, problems, strict)
-    header, gm = parsed.header, ground_model(model)
+    gm = ground_model(model)
     warnings = []
     boxed = reduce and gm.preview_head() is None
     if boxed:

@@ -111,10 +111,12 @@ def load_source(inp: str, bit_depth: int = None) -> SourceImage:
 def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = None, bpp: float = None,
                 library=None, use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1,
                 precision: str = None, bit_depth: int = None, strip: bool = False, model=None,
-                keep_refs: bool = False) -> dict:
+                keep_refs: bool = False, refine=()) -> dict:
     """Encode the image file `path` ('-': stdin) to `out` (default: beside it, .rmc; '-': stdout),
     written atomically. -> what remac-encode --json reports: output, bytes, bpp, quality, refs,
-    width, height, ..., warnings (a list of lines)."""
+    width, height, ..., warnings (a list of lines). refine: .rmc files of this image already sent
+    (base first, then its refinement layers in order): write the next refinement layer at
+    `quality` instead of a stream of its own (rover_encoder.refine)."""
     inp = str(path)
     name = input_name(inp)
     out = output_for(inp, None, 1, ".rmc") if out is None else str(out)
@@ -123,8 +125,16 @@ def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = 
         img.metadata = Metadata()
     try:
         chosen = _library(library, use_refs)
-        result = encode_source(img, quality, target_bytes, bpp, chosen, use_refs, tile, threads, precision, model,
-                               keep_refs)
+        if refine:
+            from remac.rover_encoder.refine import encode_refinement
+            if target_bytes is not None or bpp is not None:
+                raise RemacError("a refinement layer is coded at a quality (-q), not to a size")
+            streams = [read_input(str(f)) for f in refine]
+            result = encode_refinement(img, streams, quality, chosen, threads, precision, model)
+            chosen = None       # a layer keeps no reference of its own: nothing to say about one
+        else:
+            result = encode_source(img, quality, target_bytes, bpp, chosen, use_refs, tile, threads, precision, model,
+                                   keep_refs)
     except RemacError as exc:
         raise RemacError(f"{name}: {exc}") from None
     atomic_write(out, result.data)
@@ -142,7 +152,10 @@ def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = 
             "quality": h.quality_value, "refs": refs,
             "entropy_ref": result.entropy_ref, "decoder_ref": result.decoder_ref, "encoder": result.precision,
             "metadata": img.metadata.describe(), "product_id": img.metadata.product_id, "warnings": warnings,
-            "summary": f"{name} -> {out}: {len(result.data)} bytes, {result.bpp:.3f} bpp, quality {h.quality_value}"}
+            "summary": f"{name} -> {out}: {len(result.data)} bytes, {result.bpp:.3f} bpp, quality {h.quality_value}"
+                       + (f", refinement layer {h.layer} of {h.base_id.hex()}" if h.layer else "")}
+    if h.layer:
+        info["refines"] = {"layer": h.layer, "base_id": h.base_id.hex(), "base_quality": h.base_q100 / 100}
     limit = budget(img, target_bytes, bpp)
     if limit is not None:
         info["target_bytes"] = limit

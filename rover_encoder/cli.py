@@ -35,6 +35,8 @@ Examples:
   remac-encode img.png --ref-lib lib/ --json
   remac-encode navcam.png --target-bytes 20000   # best quality in 20000 bytes
   remac-encode frames/ -o out/ -j 2 --json       # 2 processes, JSON per file
+  remac-encode img.png -q 20 -o img.q20.rmc      # a preview first ...
+  remac-encode img.png --refine img.q20.rmc -q 75 -o img.r.rmc   # ... then only the rest
 \b
 Output: -o FILE (one input), -o DIR (any number; a name ending in / is created),
 '-' for stdout; by default IMAGE's name with .rmc beside it. A directory input
@@ -105,17 +107,24 @@ def is_image_name(path: Path) -> bool:
 @click.option("--target-bytes", type=click.IntRange(1), help="Rate control: at most N bytes per file (instead of -q).")
 @click.option("--bpp", type=FloatRange(0, 64, min_open=True),
               help="Rate control: at most X bits per pixel per file, whole file (instead of -q).")
+@click.option("--refine", "refine", multiple=True, type=click.Path(dir_okay=False, exists=True), metavar="RMC",
+              help="Write a refinement layer: only what the ground lacks, given RMC (an earlier stream of this "
+                   "image), to reach quality -q. Repeat for a chain: the base first, then its layers in order.")
 @jobs_option("images")
 @version_option("remac-encode")
 def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, keep_refs, tile, threads, precision, model_dir,
-                as_json, quiet, target_bytes, bpp, workers):
+                as_json, quiet, target_bytes, bpp, refine, workers):
     if target_bytes is not None and bpp is not None:
         raise click.UsageError("give --target-bytes or --bpp, not both")
     if no_refs and keep_refs:
         raise click.UsageError("--no-refs and --keep-refs exclude each other")
     if (target_bytes is not None or bpp is not None) and given("quality"):
         raise click.UsageError("-q and --target-bytes/--bpp exclude each other (rate control picks the quality)")
+    if refine and (target_bytes is not None or bpp is not None):
+        raise click.UsageError("--refine codes a layer at a quality (-q), not to --target-bytes/--bpp")
     jobs = plan_outputs("remac-encode", list(images), output, ".rmc", as_json, is_image_name, "image files")
+    if refine and len(jobs) != 1:
+        raise click.UsageError("--refine takes exactly one image (the one its streams code)")
     library = None
     if not no_refs:
         try:
@@ -126,7 +135,8 @@ def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, kee
     quiet = quiet or output == STDIO
     work = partial(encode_file, quality=quality, target_bytes=target_bytes, bpp=bpp, library=library,
                    use_refs=not no_refs, tile=tile, threads=threads, precision=precision,
-                   bit_depth=bit_depth and int(bit_depth), strip=strip, model=model_dir, keep_refs=keep_refs)
+                   bit_depth=bit_depth and int(bit_depth), strip=strip, model=model_dir, keep_refs=keep_refs,
+                   refine=refine)
     run_batch("remac-encode", jobs, work, as_json, quiet, workers)
 
 

@@ -3,7 +3,7 @@ import json
 
 import click
 
-from remac.bitstream import container, metadata
+from remac.bitstream import container, metadata, refine
 from remac.rover_encoder.cli_support import Command, expand_inputs, read_input, run_batch, version_option
 from remac.bitstream.errors import FormatError, RemacError
 from remac.bitstream.modelfile import ASSETS, SHIPPED
@@ -82,6 +82,9 @@ def describe(data: bytes) -> dict:
         "width": h.width, "height": h.height, "coded_channels": h.coded_channels,
         "output_channels": h.output_channels, "bit_depth": h.bit_depth, "quality": h.quality_value,
         "planes": None if not h.planes else {"chroma_shift": h.chroma_shift, "chroma_quality": h.chroma_q100 / 100},
+        "stream_id": refine.stream_id(data).hex(),
+        "refines": None if not h.layer else {"layer": h.layer, "base_id": h.base_id.hex(),
+                                             "base_quality": h.base_q100 / 100},
         "bpp": round(8 * len(data) / (h.width * h.height), 4),
         "tile_width": h.tile_width, "tile_height": h.tile_height, "tiles_x": h.tiles_x, "tiles_y": h.tiles_y,
         "tiles": tiles,
@@ -111,6 +114,11 @@ def human(name: str, d: dict) -> str:
         field("metadata", "; ".join(d["metadata"]["summary"]) or "empty")
     if d["metadata_problem"]:
         field("metadata", f"unreadable ({d['metadata_problem']})")
+    field("stream id", d["stream_id"])
+    if d["refines"]:
+        r = d["refines"]
+        field("refines", f"layer {r['layer']} on stream {r['base_id']} (quality {r['base_quality']:g}): "
+                         f"decodes only with it")
     if d["planes"]:
         shift, cq = d["planes"]["chroma_shift"], d["planes"]["chroma_quality"]
         field("planes", f"Y, Cb, Cr (chroma {'at 1/%d size' % (1 << shift) if shift else 'full size'}, quality {cq:g})")

@@ -95,6 +95,13 @@ class Window:
         return z_window[:, r0:r1, c0:c1]
 
 
+def hyper_latent(analyzer, window: "Window", gain: np.ndarray) -> np.ndarray:
+    """The tile's coded hyper-latent at the (M,) float gain: h_a over its window, cropped to the
+    tile, z_hat = clip(floor(z + 0.5), +-Z_CLIP) (Z, ph/64, pw/64) int64."""
+    z = window.crop_z(analyzer.hyper(window.y_window, gain))
+    return np.clip(np.floor(z.astype(np.float64) + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
+
+
 def analyse_windows(img: SourceImage, analyse, header: Header, context: int = TILE_CONTEXT):
     """analyse(x) -> (y, shallow) on every tile's window (see analyse_tiles) -> ([Window] per tile,
     deep (2M,), shallow (2N,))."""
@@ -194,8 +201,7 @@ class Prepared:
             ref_inputs.append(spec.ref_input(None, gain_int))
         passes = [({}, []) for _ in ref_inputs]         # per reference input: words, coded tiles
         for index, window in enumerate(self.windows):
-            z = window.crop_z(self.analyzer.hyper(window.y_window, gain))
-            z_hat = np.clip(np.floor(z.astype(np.float64) + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
+            z_hat = hyper_latent(self.analyzer, window, gain)
             for r, (words, coded) in zip(ref_inputs, passes):
                 words[index], mu16, idx, symbols = latent.encode(model.net, z_hat, r, window.y * gain[:, None, None],
                                                                  model.z_tables, model.y_tables, floors, self.rdo,

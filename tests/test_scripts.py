@@ -33,3 +33,12 @@ def test_shell_scripts_parse_and_name_what_exists(path):
 def test_no_script_edits_sys_path():
     for path in (ROOT / "scripts").glob("*.py"):
         assert "sys.path" not in path.read_text(), path.name
+
+
+def test_refinement_benchmark_meets_the_staged_downlink_target_on_a_test_image():
+    """bench_refine's measure on the Navcam test crop: base q20 + layer to q75 decodes to the one-shot
+    q75 pixels and costs at most 1.05x the one-shot stream (resending costs more)."""
+    pytest.importorskip("torch")
+    from scripts.bench_refine import measure
+    layer = measure(str(ROOT / "tests" / "data" / "navcam_gray.png"), None, 20, [75], "L")["layers"][0]
+    assert layer["same_pixels"] and layer["ratio"] <= 1.05 < layer["resend"]
