@@ -5,8 +5,10 @@
 
 Y, Cb, Cr are full-range BT.601 (JPEG/JFIF's YCbCr) with the chroma offset by 1/2. With
 chroma_shift 1 the chroma planes are 2x2 box means (h, w = ceil(H/2), ceil(W/2); an odd last
-row/column is edge-replicated first) and the ground upsamples them bilinearly with the samples at
-the box centres. None of this feeds the range coder, so it is float: it need not be bit-exact.
+row/column is edge-replicated first). The ground upsamples them guided by the decoded luma
+(upsample_guided): bilinear with the samples at the box centres, plus the luma detail bilinear
+cannot know, scaled by the local slope of chroma on luma. None of this feeds the range coder, so
+it is float: it need not be bit-exact (it is deterministic).
 """
 import numpy as np
 
@@ -15,6 +17,8 @@ YCBCR = np.array([[0.299, 0.587, 0.114],
                   [0.5, -0.418688, -0.081312]])
 RGB = np.linalg.inv(YCBCR)
 CHROMA_OFFSET = 0.5
+GUIDE_RADIUS = 2        # slope windows: (2r+1)^2 chroma samples
+GUIDE_EPS = 3e-3        # slope regularisation (luma variance units): flat or noisy windows get ~0
 
 
 def to_planes(rgb: np.ndarray, shift: int) -> list:
@@ -54,9 +58,39 @@ def _double(a: np.ndarray, axis: int) -> np.ndarray:
     return pair.reshape(shape)
 
 
+def upsample_guided(chroma: list, luma: np.ndarray, shift: int) -> list:
+    """[(h,w) decoded chroma planes], (H,W) decoded luma -> [(H,W) float64 chroma]: each plane c
+    becomes upsample(c) + a * (luma - upsample(downsample(luma))), where a (h,w) is the ridge slope
+    of c on the box-downsampled luma over each (2r+1)^2 window (cov / (var + GUIDE_EPS), then
+    window-averaged), upsampled bilinearly. A plane that does not follow luma (a ~ 0) stays
+    bilinear; shift 0 only crops."""
+    height, width = luma.shape
+    up = lambda p: upsample(p, shift, height, width)
+    if not shift:
+        return [up(c) for c in chroma]
+    r = GUIDE_RADIUS
+    low = downsample(luma.astype(np.float64), shift)
+    detail = luma - up(low)
+    mean = box_mean(low, r)
+    var = box_mean(low * low, r) - mean * mean + GUIDE_EPS
+    out = []
+    for c in chroma:
+        c = c.astype(np.float64)
+        a = (box_mean(low * c, r) - mean * box_mean(c, r)) / var
+        out.append(up(c) + up(box_mean(a, r)) * detail)
+    return out
+
+
+def box_mean(a: np.ndarray, r: int) -> np.ndarray:
+    """(h,w) -> (h,w) means over (2r+1)^2 windows, edges replicated (summed-area table)."""
+    k = 2 * r + 1
+    s = np.pad(np.pad(a, r, mode="edge"), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    return (s[k:, k:] - s[:-k, k:] - s[k:, :-k] + s[:-k, :-k]) / (k * k)
+
+
 def from_planes(planes: list, shift: int) -> np.ndarray:
-    """[Y (H,W), Cb, Cr] float in [0,1] -> (3,H,W) float64 RGB, not clipped."""
-    height, width = planes[0].shape
-    ycc = np.stack([planes[0].astype(np.float64)] +
-                   [upsample(c, shift, height, width) - CHROMA_OFFSET for c in planes[1:]])
+    """[Y (H,W), Cb, Cr] float in [0,1] -> (3,H,W) float64 RGB, not clipped (chroma upsampled
+    guided by Y)."""
+    luma = planes[0].astype(np.float64)
+    ycc = np.stack([luma] + [c - CHROMA_OFFSET for c in upsample_guided(planes[1:], luma, shift)])
     return np.tensordot(RGB, ycc, axes=1)
