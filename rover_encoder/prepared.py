@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from remac.bitstream import container, entropy, latent, metadata, spec
+from remac.bitstream import container, entropy, intnet, latent, metadata, spec
 from remac.bitstream.container import Header
 from remac.bitstream.errors import FormatError, RemacError
 from remac.bitstream.library import Library, nearest
@@ -196,10 +196,11 @@ class Prepared:
         for index, window in enumerate(self.windows):
             z = window.crop_z(self.analyzer.hyper(window.y_window, gain))
             z_hat = np.clip(np.floor(z.astype(np.float64) + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
+            hidden = intnet.trunk(model.net, z_hat)     # shared by both passes: it does not read r
             for r, (words, coded) in zip(ref_inputs, passes):
                 words[index], mu16, idx, symbols = latent.encode(model.net, z_hat, r, window.y * gain[:, None, None],
                                                                  model.z_tables, model.y_tables, floors, self.rdo,
-                                                                 model.spatial_at(q100))
+                                                                 model.spatial_at(q100), hidden)
                 if keep_tiles:
                     coded.append((z_hat, mu16, idx, entropy.dequantize(symbols, mu16)))
         headers = [replace(h, quality=q100 // spec.QUALITY_STEPS, quality_frac=q100 % spec.QUALITY_STEPS, version=None)
