@@ -75,3 +75,29 @@ def test_rover_benchmark_runs_on_a_tiny_frame(tmp_path):
     for stage in ("start-up", "g_a", "h_a", "h_s", "context slice 1", "RDO", "coding", "write", "encode / GEMM"):
         assert stage in text, stage
     assert (tmp_path / "res" / "after.json").exists()
+
+
+@pytest.mark.parametrize("path", [GREY, COLOUR])
+def test_one_quality_analysis_streams_the_same_bytes(path, default_library):
+    """Prepared at one quality (h_a straight after g_a, each window dropped to its tile) writes the
+    same stream as the analysis kept for any quality, and refuses another quality."""
+    from remac.bitstream.errors import RemacError
+    from remac.rover_encoder.encode import prepare
+    img = load_image(path)
+    for q in (20, 75.5):
+        once = prepare(img, default_library, tile=128, quality=q)
+        assert once.encode(q).data == prepare(img, default_library, tile=128).encode(q).data
+    with pytest.raises(RemacError, match="analysed for quality"):
+        prepare(img, default_library, tile=128, quality=30).encode(31)
+
+
+@pytest.mark.parametrize("path", [GREY, COLOUR])
+def test_source_image_keeps_integer_samples_and_converts_windows_exactly(path):
+    """A file's image holds its samples as read; a window's float pixels are exactly the whole frame's."""
+    img = load_image(path)
+    assert img.samples.dtype == np.uint8 and img.peak == 255
+    whole = img.pixels
+    assert whole.dtype == np.float32 and whole.shape == (img.channels, img.height, img.width)
+    assert np.array_equal(img.window(10, 100, 30, 200), whole[:, 10:100, 30:200])
+    img.pixels = whole[:, :64, :64]             # float pixels set directly (tests, library builds)
+    assert img.peak is None and img.window(0, 64, 0, 64) is not None and img.width == 64
