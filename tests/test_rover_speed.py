@@ -101,3 +101,18 @@ def test_source_image_keeps_integer_samples_and_converts_windows_exactly(path):
     assert np.array_equal(img.window(10, 100, 30, 200), whole[:, 10:100, 30:200])
     img.pixels = whole[:, :64, :64]             # float pixels set directly (tests, library builds)
     assert img.peak is None and img.window(0, 64, 0, 64) is not None and img.width == 64
+
+
+def test_plane_input_takes_the_tiles_it_places(default_library):
+    """The ground hands each plane's latents to the map and drops them (memory during synthesis)."""
+    pytest.importorskip("torch")
+    from remac.ground_decoder.decode import entropy_decode, ground_model, plane_input
+    from remac.rover_encoder.encode import encode
+    data = encode(load_image(COLOUR), 50, default_library, tile=128).data
+    parsed, model, library, tiles, lost, _ = entropy_decode(data, default_library, latents_only=True)
+    planes = parsed.header.coded_planes()
+    before = len(tiles)
+    plane, offset = planes[0]
+    y_map, _, _ = plane_input(plane, offset, tiles, lost, model, library, ground_model(model))
+    assert len(tiles) == before - plane.tile_count and all(i >= offset + plane.tile_count for i in tiles)
+    assert y_map.shape[0] == model.m
