@@ -102,16 +102,22 @@ def hyper_synthesis(net: dict, z_hat: np.ndarray, r: np.ndarray):
 
     Returns (mu16, idx), each (M, 4h, 4w) int64: every channel's, from the hyperprior alone.
     """
-    return hyper_features(net, z_hat, r)[1:]
+    return hyper_features(net, trunk(net, z_hat), r)[1:]
 
 
-def hyper_features(net: dict, z_hat: np.ndarray, r: np.ndarray):
-    """-> (F (192, 4h, 4w) fused hidden features, mu16, idx (M, 4h, 4w)): hyper_synthesis plus the
-    features the channel-context slices read."""
-    h = run(net["trunk"], z_hat.astype(np.int64))
+def trunk(net: dict, z_hat: np.ndarray) -> np.ndarray:
+    """z_hat (Z,h,w) int -> hidden (C, 4h, 4w) int64: the part of the hyper-synthesis that does not
+    read the reference, so a tile coded with and without one runs it once."""
+    return run(net["trunk"], z_hat.astype(np.int64))
+
+
+def hyper_features(net: dict, hidden: np.ndarray, r: np.ndarray):
+    """hidden (C, 4h, 4w) = trunk(net, z_hat), r (2M+1,) int -> (F (192, 4h, 4w) fused hidden
+    features, mu16, idx (M, 4h, 4w)): hyper_synthesis plus the features the channel-context
+    slices read."""
     g = run(net["ref"], r.astype(np.int64).reshape(-1, 1, 1))
-    g = np.broadcast_to(g, (g.shape[0],) + h.shape[1:])
-    features = conv(np.concatenate([h, g], axis=0), net["fuse"])
+    g = np.broadcast_to(g, (g.shape[0],) + hidden.shape[1:])
+    features = conv(np.concatenate([hidden, g], axis=0), net["fuse"])
     out = conv(features, net["out"])
     m = out.shape[0] // 2
     return features, out[:m], out[m:]

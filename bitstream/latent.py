@@ -1,6 +1,7 @@
 """One tile's latent through the entropy model: the same steps on the rover and on the ground.
 
-    z_hat --intnet.hyper_features--> F, and (mu16, idx) of every channel from the hyperprior
+    z_hat --intnet.trunk--> hidden (once per tile, whatever the reference r)
+    (hidden, r) --intnet.hyper_features--> F, and (mu16, idx) of every channel from the hyperprior
     slice 0 = channels slices[0]..slices[1]: the hyperprior's (mu16, idx)
     slice k >= 1: intnet.slice_params(F, 16 * y_hat_g of the channels before it)   (channel context)
     range coder: z by channel, then each slice in turn, its symbols grouped by scale index
@@ -31,13 +32,15 @@ def slices_of(net: dict, m: int) -> list:
 
 
 def encode(net: dict, z_hat: np.ndarray, r: np.ndarray, y_g: np.ndarray, z_tables, y_tables, floors=None,
-           rdo: float = 0.0, spatial=None):
+           rdo: float = 0.0, spatial=None, hidden: np.ndarray = None):
     """Rover: z_hat (Z,h,w) int, r (2M+1,) int, y_g (M,4h,4w) gained latent -> (words (n,) uint32,
     mu16, idx, symbols, each (M,4h,4w) int64). rdo: the rate weight of entropy.rdo_symbols, one
-    for all channels or (M,) (0: plain rounding)."""
+    for all channels or (M,) (0: plain rounding). hidden: intnet.trunk(net, z_hat) when the caller
+    already has it (a tile coded with and without a reference), else computed here."""
     lam = np.broadcast_to(np.broadcast_to(np.asarray(rdo, dtype=np.float64), y_g.shape[:1])[:, None, None], y_g.shape)
+    hidden = intnet.trunk(net, z_hat) if hidden is None else hidden
     mu16, idx, symbols, units = _slices(
-        net, z_hat, r, y_g.shape[0],
+        net, hidden, r, y_g.shape[0],
         lambda sel, mu16, idx: entropy.rdo_symbols(y_g[sel], mu16, idx, y_tables, lam[sel]), floors, spatial)
     return entropy.encode_tile(z_hat, symbols, idx, z_tables, y_tables, units), mu16, idx, symbols
 
@@ -45,15 +48,15 @@ def encode(net: dict, z_hat: np.ndarray, r: np.ndarray, y_g: np.ndarray, z_table
 def decode(decoder: "entropy.TileDecoder", net: dict, z_hat: np.ndarray, r: np.ndarray, m: int, y_tables,
            floors=None, spatial=None):
     """Ground: the tile decoder after its z -> (mu16, idx, symbols), each (M,4h,4w) int64."""
-    return _slices(net, z_hat, r, m, lambda sel, mu16, idx: decoder.y(idx, y_tables), floors, spatial)[:3]
+    return _slices(net, intnet.trunk(net, z_hat), r, m, lambda sel, mu16, idx: decoder.y(idx, y_tables), floors, spatial)[:3]
 
 
-def _slices(net: dict, z_hat: np.ndarray, r: np.ndarray, m: int, symbols_of, floors=None, spatial=None):
-    """The coding units in order, on either side: symbols_of(sel, mu16[sel], idx[sel]) gives the
+def _slices(net: dict, hidden: np.ndarray, r: np.ndarray, m: int, symbols_of, floors=None, spatial=None):
+    """The coding units in order, on either side, from hidden = intnet.trunk(net, z_hat): symbols_of(sel, mu16[sel], idx[sel]) gives the
     symbols at the (M,4h,4w) bool selection `sel` as a 1-D array in raster order (the rover rounds
     its latent, the ground decodes them); later units' parameters read them. -> (mu16, idx,
     symbols, each (M,4h,4w) int64, units: the selections in coding order, for entropy.encode_tile)."""
-    features, mu16, idx = intnet.hyper_features(net, z_hat, r)
+    features, mu16, idx = intnet.hyper_features(net, hidden, r)
     bounds = slices_of(net, m)
     symbols = np.zeros(mu16.shape, np.int64)       # defined everywhere; contexts read decoded ones only
     units = []

@@ -51,7 +51,7 @@ from dataclasses import dataclass, fields
 import constriction
 import numpy as np
 
-from remac.bitstream import entropy, latent, spec
+from remac.bitstream import entropy, intnet, latent, spec
 
 _ROWS = constriction.stream.model.Categorical(perfect=False)     # probabilities given per row
 MIN_CLASS = 8
@@ -202,8 +202,8 @@ def encode_tile(model, z_hat, y_g, below, g_a, g_b, floors=None, rdo: float = 0.
             s = np.where((s != 0) & (alt >= lo) & (alt <= hi) & (cost(alt) < cost(s)), alt, s)
         encode_unit(enc, s, iv, idx, tables)
         return s
-    mu16, idx, symbols, _ = latent._slices(model.net, z_hat, spec.ref_input(None, g_b), y_g.shape[0], code,
-                                           floors, spatial)
+    mu16, idx, symbols, _ = latent._slices(model.net, intnet.trunk(model.net, z_hat), spec.ref_input(None, g_b),
+                                           y_g.shape[0], code, floors, spatial)
     return enc.get_compressed().astype(np.uint32), mu16, idx, symbols
 
 
@@ -217,7 +217,8 @@ def decode_tile(model, words, index: int, shape, below, g_a, g_b, floors=None, s
 
     def code(sel, mu16, idx):
         return dec._guard(decode_unit, dec._dec, bounds(sel, mu16), idx, model.y_tables)
-    mu16, idx, symbols, _ = latent._slices(model.net, z_hat, spec.ref_input(None, g_b), model.m, code, floors, spatial)
+    mu16, idx, symbols, _ = latent._slices(model.net, intnet.trunk(model.net, z_hat), spec.ref_input(None, g_b),
+                                           model.m, code, floors, spatial)
     return z_hat, mu16, idx, symbols
 
 

@@ -192,9 +192,11 @@ def ground_model(model) -> "ground.GroundModel":
 def plane_input(plane, offset: int, tiles: dict, lost: list, model, library, gm):
     """One plane's synthesis input from the stream's decoded latents {stream tile index: y_hat_g}:
     -> (y_map (M,h,w) gained latent scaled to the plane's fractional quality (lost tiles zero),
-    decoder reference (1,C,h',w'), the plane's lost tiles (indices within the plane))."""
+    decoder reference (1,C,h',w'), the plane's lost tiles (indices within the plane)). The plane's
+    tiles are taken out of `tiles` as they are placed, so they do not sit beside the map during
+    synthesis (64 MiB for a 4096^2 grey frame)."""
     mine = range(offset, offset + plane.tile_count)
-    y_map = assemble(plane, {i - offset: tiles[i] for i in mine if i in tiles}, model.m)
+    y_map = assemble(plane, {i - offset: tiles.pop(i) for i in mine if i in tiles}, model.m)
     y_map *= fractional_inverse_gain(gm.inv_gain.numpy(), plane)[:, None, None]
     return y_map, decoder_reference(plane, library, model.channels), [i - offset for i in lost if i in mine]
 

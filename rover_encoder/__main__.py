@@ -1,3 +1,3 @@
-from remac.rover_encoder.cli import encode_main
+from remac.rover_encoder.entry import encode_main
 
-encode_main(prog_name="remac-encode")
+encode_main()

@@ -96,7 +96,8 @@ def is_image_name(path: Path) -> bool:
                    "smaller stream is written].")
 @click.option("--tile", type=int, default=DEFAULT_TILE, show_default=True, callback=tile_side,
               help="Tile side, a multiple of 64 in 64..4096.")
-@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Threads for the analysis (onnxruntime) and numpy's BLAS.")
 @click.option("--encoder", "precision", type=click.Choice(["int8", "float"]),
               help="Rover analysis precision [default: int8 where shipped]. Either decodes the same way.")
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),

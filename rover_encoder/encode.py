@@ -16,7 +16,7 @@ def check_shape(img: SourceImage) -> None:
     coded as a 1024x64 band, 64 times its pixels (20-65 bpp, and 45 s to encode a 65000x1 row). A
     side of MIN_SIDE or more pads at most 4 times; a thin image up to MAX_THIN px long costs at most
     a few kB, so icons and crops such as 1x64 are still coded."""
-    h, w = img.pixels.shape[1:]
+    h, w = img.height, img.width
     if min(h, w) < MIN_SIDE and max(h, w) > MAX_THIN:
         raise RemacError(f"a {w}x{h} image is too thin: a side under {MIN_SIDE} px is padded to 64 px, up to 64 times "
                          f"the pixels coded; REMAC codes images at least {MIN_SIDE} px on each side, or at most "
@@ -25,15 +25,16 @@ def check_shape(img: SourceImage) -> None:
 
 def prepare(img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,
             threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
-            model=None, keep_refs: bool = False, rdo: float = None):
-    """The analysed image, ready to code at any quality (arguments as Prepared's): a colour image
-    with a 1-channel model (the shipped default) is coded as luma + chroma planes
-    (rover_encoder.planar); anything else by one model, as is. Thin images: check_shape."""
+            model=None, keep_refs: bool = False, rdo: float = None, quality=None):
+    """The analysed image, ready to code at any quality, or at `quality` only (less memory; arguments
+    as Prepared's): a colour image with a 1-channel model (the shipped default) is coded as luma +
+    chroma planes (rover_encoder.planar); anything else by one model, as is. Thin images: check_shape."""
     check_shape(img)
-    if img.pixels.shape[0] == 3 and (model is None or rover_model(None, model).channels == 1):
+    if img.channels == 3 and (model is None or rover_model(None, model).channels == 1):
         return PlanarPrepared(img, library, use_refs, tile, threads, force_refs, precision, context, model,
-                              keep_refs=keep_refs, rdo=rdo)
-    return Prepared(img, library, use_refs, tile, threads, force_refs, precision, context, model, keep_refs, rdo=rdo)
+                              keep_refs=keep_refs, rdo=rdo, quality=quality)
+    return Prepared(img, library, use_refs, tile, threads, force_refs, precision, context, model, keep_refs, rdo=rdo,
+                    quality=quality)
 
 
 def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = None, use_refs: bool = True,
@@ -52,5 +53,6 @@ def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = 
     keep_refs: keep the chosen references even where coding without them is smaller (experiments)."""
     if max_bytes is None and not 0 <= quality <= 100:
         raise RemacError(f"quality {quality} is out of range 0..100")
-    prepared = prepare(img, library, use_refs, tile, threads, force_refs, precision, context, model, keep_refs)
+    prepared = prepare(img, library, use_refs, tile, threads, force_refs, precision, context, model, keep_refs,
+                       quality=quality if max_bytes is None else None)     # rate control tries several
     return prepared.encode(quality, keep_tiles) if max_bytes is None else prepared.fit(max_bytes, keep_tiles)

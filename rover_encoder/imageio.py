@@ -30,19 +30,42 @@ Image.MAX_IMAGE_PIXELS = 2 ** 28
 
 @dataclass
 class SourceImage:
-    pixels: np.ndarray           # (C, H, W) float32 in [0, 1], C = coded channels (1 or 3)
+    """An image to code. Read from a file it holds its integer samples as read (1, 2 or 4 bytes each)
+    and converts to float only the window asked for (`window`, one tile's analysis at a time): a
+    16-Mpixel 8-bit frame then costs 16 MiB while it is coded, not 64 as float32."""
+    samples: np.ndarray          # (C, H, W) integers 0..peak, or float32 in [0, 1] (peak None); C = 1 or 3
     output_channels: int         # 1 or 3
     bit_depth: int               # 8, 10, 12, 14 or 16: samples were 0..2^bit_depth-1
     warnings: list = field(default_factory=list)
     metadata: Metadata = field(default_factory=Metadata)
+    peak: int = None             # integer samples' full scale (2^bit_depth - 1); None: samples are float
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """(C, H, W) float32 in [0, 1]: the whole frame (converted anew from integer samples)."""
+        return self.window(0, self.height, 0, self.width)
+
+    @pixels.setter
+    def pixels(self, value: np.ndarray):
+        self.samples, self.peak = value, None
+
+    def window(self, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+        """(C, bottom-top, right-left) float32 in [0, 1]: samples / peak on that box only (the same
+        values as the whole frame's conversion: it is element by element)."""
+        box = self.samples[:, top:bottom, left:right]
+        return box if self.peak is None else unit_range(box, self.peak)
+
+    @property
+    def channels(self):
+        return self.samples.shape[0]
 
     @property
     def height(self):
-        return self.pixels.shape[1]
+        return self.samples.shape[1]
 
     @property
     def width(self):
-        return self.pixels.shape[2]
+        return self.samples.shape[2]
 
 
 def png_sbit(data: bytes):
@@ -151,7 +174,7 @@ def unit_range(a: np.ndarray, peak: int) -> np.ndarray:
 
 
 def _to_depth(a: np.ndarray, container: int, depth: int, source, name: str) -> np.ndarray:
-    """Integer samples (C,H,W) -> float32 in [0, 1] at `depth` bits. Samples above 2^depth-1 are an
+    """Integer samples (C,H,W) -> the same at `depth` bits (0..2^depth-1). Samples above that are an
     error, except when the depth came from sBIT and the samples are scaled to the container's range
     as the PNG specification describes (v << (16-D), low bits zero or bit-replicated): shifted back."""
     peak = (1 << depth) - 1
@@ -164,7 +187,7 @@ def _to_depth(a: np.ndarray, container: int, depth: int, source, name: str) -> n
         else:
             raise RemacError(f"{name}: sample value {top} exceeds the {depth}-bit maximum {peak}"
                              + (f" (depth from {source})" if source else ""))
-    return unit_range(a, peak)
+    return a
 
 
 def from_pil(im: Image.Image, name: str = "image", bit_depth: int = None, sbit: int = None,
@@ -217,8 +240,10 @@ def from_samples(a: np.ndarray, container: int, name: str = "image", bit_depth: 
         notes.append(f"{name}: samples use {used} of 16 bits and no depth is declared; coded as 16-bit "
                      f"(pass --bit-depth {next(d for d in BIT_DEPTHS if d >= used)} if that is their depth)")
     if a.ndim == 3 and np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]):
-        return SourceImage(_to_depth(a[None, ..., 0], container, depth, source, name), 3, depth, notes, meta)
+        grey = np.ascontiguousarray(a[..., 0])[None]         # not a view: the RGB array can go
+        return SourceImage(_to_depth(grey, container, depth, source, name), 3, depth, notes, meta, (1 << depth) - 1)
     planes = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
     if planes.shape[0] == 3 and depth != 8:     # (container.Header refuses it too; this says it before any work)
         raise RemacError(f"{name}: {depth}-bit samples are defined for grey images only (colour is coded at 8 bits)")
-    return SourceImage(_to_depth(planes, container, depth, source, name), planes.shape[0], depth, notes, meta)
+    return SourceImage(_to_depth(planes, container, depth, source, name), planes.shape[0], depth, notes, meta,
+                       (1 << depth) - 1)

@@ -37,13 +37,15 @@ class PlanarPrepared:
 
     def __init__(self, img: SourceImage, library=None, use_refs: bool = True, tile: int = DEFAULT_TILE,
                  threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
-                 model=None, keep_refs: bool = False, rdo: float = None):
+                 model=None, keep_refs: bool = False, rdo: float = None, quality=None):
+        """quality: the only (luma) quality it will be coded at, None: any (Prepared's quality)."""
         planes = colour.to_planes(img.pixels, CHROMA_SHIFT)
         source = lambda p: SourceImage(p[None], 1, img.bit_depth)
+        cq = None if quality is None else chroma_quality(spec.quality_steps(quality)) / spec.QUALITY_STEPS
         self.planes = [Prepared(source(planes[0]), library, use_refs, tile, threads, force_refs, precision, context,
-                                model, keep_refs, rdo=rdo)]
+                                model, keep_refs, rdo=rdo, quality=quality)]
         self.planes += [Prepared(source(p), None, False, tile, threads, None, precision or CHROMA_PRECISION,
-                                 context, model, chroma=True, rdo=rdo) for p in planes[1:]]
+                                 context, model, chroma=True, rdo=rdo, quality=cq) for p in planes[1:]]
         luma = self.planes[0]
         self.precision = luma.precision
         self.header = replace(luma.header, width=img.width, height=img.height, coded_channels=3, output_channels=3,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from remac.bitstream import container, entropy, latent, metadata, spec
+from remac.bitstream import container, entropy, intnet, latent, metadata, spec
 from remac.bitstream.container import Header
 from remac.bitstream.errors import FormatError, RemacError
 from remac.bitstream.library import Library, nearest
@@ -79,10 +79,18 @@ def analyse_tiles(img: SourceImage, run, header: Header, gain: np.ndarray, conte
 @dataclass
 class Window:
     """One tile's analysis: the ungained latent of the window it was analysed over (tile + context)
-    and where the tile's own cells lie in it."""
+    and where the tile's own cells lie in it; or, analysed for one quality (Prepared's `quality`),
+    the tile's own cells only and its hyper-latent z at that quality."""
     y_window: np.ndarray        # (M, window h/16, window w/16)
     cells: tuple                # (row0, row1, col0, col1) of the tile in y_window, multiples of 4
     shallow: np.ndarray
+    z: np.ndarray = None        # (Z, tile h/64, tile w/64) at the one quality, else None
+
+    def settled(self, z_window: np.ndarray) -> "Window":
+        """-> this tile with its hyper-latent (from the window's, z_window (Z, window h/64, w/64)) and a
+        copy of its own cells of y: the window (~1.6x the tile's cells at 512-px tiles) can go."""
+        y = self.y.copy()
+        return Window(y, (0, y.shape[1], 0, y.shape[2]), self.shallow, self.crop_z(z_window))
 
     @property
     def y(self) -> np.ndarray:
@@ -97,20 +105,26 @@ class Window:
 
 def hyper_latent(analyzer, window: "Window", gain: np.ndarray) -> np.ndarray:
     """The tile's coded hyper-latent at the (M,) float gain: h_a over its window, cropped to the
-    tile, z_hat = clip(floor(z + 0.5), +-Z_CLIP) (Z, ph/64, pw/64) int64."""
-    z = window.crop_z(analyzer.hyper(window.y_window, gain))
+    tile and rounded (round_z)."""
+    return round_z(window.crop_z(analyzer.hyper(window.y_window, gain)))
+
+
+def round_z(z: np.ndarray) -> np.ndarray:
+    """A hyper-latent as coded: clip(floor(z + 0.5), +-Z_CLIP) (Z, ph/64, pw/64) int64."""
     return np.clip(np.floor(z.astype(np.float64) + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
 
 
-def analyse_windows(img: SourceImage, analyse, header: Header, context: int = TILE_CONTEXT):
+def analyse_windows(img: SourceImage, analyse, header: Header, context: int = TILE_CONTEXT, settle=None):
     """analyse(x) -> (y, shallow) on every tile's window (see analyse_tiles) -> ([Window] per tile,
-    deep (2M,), shallow (2N,))."""
+    deep (2M,), shallow (2N,)). settle(Window) -> Window, if given, runs on each tile as soon as it is
+    analysed (Prepared at one quality: Window.settled), so only what it keeps stays in memory."""
     windows = []
     for index in range(header.tile_count):
         (top, bottom, left, right), (dy, dx) = context_window(header, index, context)
         ph, pw = header.padded_tile(index)
-        y, shallow = analyse(img.pixels[:, top:bottom, left:right])
-        windows.append(Window(y, (dy // 16, (dy + ph) // 16, dx // 16, (dx + pw) // 16), shallow))
+        y, shallow = analyse(img.window(top, bottom, left, right))
+        window = Window(y, (dy // 16, (dy + ph) // 16, dx // 16, (dx + pw) // 16), shallow)
+        windows.append(settle(window) if settle else window)
     weights = np.array([w.y.shape[1] * w.y.shape[2] for w in windows], dtype=np.float64)
     deep = np.average([deep_descriptor(w.y) for w in windows], axis=0, weights=weights)
     shallow = np.average([w.shallow for w in windows], axis=0, weights=weights)
@@ -145,15 +159,18 @@ class Prepared:
 
     def __init__(self, img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,
                  threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
-                 model=None, keep_refs: bool = False, chroma: bool = False, rdo: float = None):
+                 model=None, keep_refs: bool = False, chroma: bool = False, rdo: float = None, quality=None):
         """model: None (the shipped model for the image's channels) or a model directory; keep_refs:
         code with the chosen references even where they cost bytes (always so with force_refs);
         chroma: the image is a Cb or Cr plane (its own scale-index floors, rover_encoder.planar);
-        rdo: the rate weight of the symbol choice (default RDO_LAMBDA; 0: plain rounding)."""
+        rdo: the rate weight of the symbol choice (default RDO_LAMBDA; 0: plain rounding);
+        quality: the only quality it will be coded at (None: any, as rate control needs): h_a then
+        runs on each tile straight after g_a and only the tile's own latent cells are kept, not
+        its window's (a 16-Mpixel grey frame's latents: ~100 -> ~64 MiB). The stream is the same."""
         check_tile(tile)
         if context % 64 or context < 0:
             raise RemacError(f"tile context {context} must be a non-negative multiple of 64")
-        channels = img.pixels.shape[0]
+        channels = img.channels
         self.model = model = rover_model(channels, model)
         self.header = Header(model.model_id, img.width, img.height, channels, img.output_channels, img.bit_depth,
                              0, tile, tile)
@@ -163,7 +180,12 @@ class Prepared:
             raise RemacError(f"cannot encode this image: {str(exc).removeprefix('RHDR: ')}") from None
         self.precision = precision or default_precision(model.name, model)
         self.analyzer = analyzer_for(model, threads, self.precision)
-        self.windows, deep, shallow = analyse_windows(img, self.analyzer.analyse, self.header, context)
+        self.quality = None if quality is None else spec.quality_steps(quality)
+        settle = None
+        if quality is not None:
+            gain = gain_for_quality(model, self.quality / spec.QUALITY_STEPS)
+            settle = lambda w: w.settled(self.analyzer.hyper(w.y_window, gain))
+        self.windows, deep, shallow = analyse_windows(img, self.analyzer.analyse, self.header, context, settle)
         self.stats, self.eref, self.dref = None, None, None
         self.plain_header = replace(self.header)        # the header of the stream without references
         self.keep_refs = keep_refs or force_refs is not None
@@ -192,6 +214,8 @@ class Prepared:
         per tile if keep_tiles): what encode writes, for callers that assemble streams of planes.
         The header names the references only when they were kept (see the class doc)."""
         q100 = spec.quality_steps(quality)
+        if self.quality not in (None, q100):
+            raise RemacError(f"image analysed for quality {self.quality / spec.QUALITY_STEPS} only, not {quality}")
         model = self.model
         gain = gain_for_quality(model, q100 / spec.QUALITY_STEPS)
         gain_int = spec.gain_int_at(model.gain_int, q100)
@@ -201,11 +225,12 @@ class Prepared:
             ref_inputs.append(spec.ref_input(None, gain_int))
         passes = [({}, []) for _ in ref_inputs]         # per reference input: words, coded tiles
         for index, window in enumerate(self.windows):
-            z_hat = hyper_latent(self.analyzer, window, gain)
+            z_hat = round_z(window.z) if self.quality is not None else hyper_latent(self.analyzer, window, gain)
+            hidden = intnet.trunk(model.net, z_hat)     # shared by both passes: it does not read r
             for r, (words, coded) in zip(ref_inputs, passes):
                 words[index], mu16, idx, symbols = latent.encode(model.net, z_hat, r, window.y * gain[:, None, None],
                                                                  model.z_tables, model.y_tables, floors, self.rdo,
-                                                                 model.spatial_at(q100))
+                                                                 model.spatial_at(q100), hidden)
                 if keep_tiles:
                     coded.append((z_hat, mu16, idx, entropy.dequantize(symbols, mu16)))
         headers = [replace(h, quality=q100 // spec.QUALITY_STEPS, quality_frac=q100 % spec.QUALITY_STEPS, version=None)

@@ -40,16 +40,18 @@ FRAMES = [  # name, width, height, colour
 RATE_FRAME, RATE_BPP = "Navcam 2048²", 0.25
 
 
-def sources(colour: bool) -> list:
-    paths = sorted(glob.glob(str(VAL / ("color" if colour else "gray_native") / "*.png")))
+def sources(colour: bool, val: Path = VAL) -> list:
+    """The validation images under `val` (color/ or gray_native/), sorted."""
+    paths = sorted(glob.glob(str(val / ("color" if colour else "gray_native") / "*.png")))
     if not paths:
-        sys.exit(f"no images in {VAL / ('color' if colour else 'gray_native')}")
+        sys.exit(f"no images in {val / ('color' if colour else 'gray_native')}")
     return paths
 
 
-def mosaic(width: int, height: int, colour: bool) -> np.ndarray:
-    """Grey: the Navcam frames scaled to 1024-px cells; colour: the 512-px Mastcam crops as they are."""
-    paths, cell = sources(colour), 512 if colour else 1024
+def mosaic(width: int, height: int, colour: bool, val: Path = VAL) -> np.ndarray:
+    """-> (height, width[, 3]) uint8. Grey: the Navcam frames under `val` scaled to 1024-px cells;
+    colour: the 512-px Mastcam crops as they are."""
+    paths, cell = sources(colour, val), 512 if colour else 1024
     frame = np.zeros((height, width) + ((3,) if colour else ()), np.uint8)
     k = 0
     for top in range(0, height, cell):

@@ -95,6 +95,7 @@ def test_tile_context_crops_each_tile_latent_from_a_wider_window():
     for edge, interior and padded tiles."""
     from remac.bitstream.container import Header
     from remac.rover_encoder.analysis import pad_to_64
+    from remac.rover_encoder.imageio import SourceImage
     from remac.rover_encoder.prepared import analyse_tiles
 
     def fake_run(x, gain):
@@ -104,7 +105,7 @@ def test_tile_context_crops_each_tile_latent_from_a_wider_window():
 
     height, width = 400, 650
     rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    img = type("Img", (), {"pixels": np.stack([rows, cols]).astype(np.float32)})()
+    img = SourceImage(np.stack([rows, cols]).astype(np.float32), 1, 8)
     header = Header(bytes(8), width, height, 1, 1, 8, 50, 128, 128)
     for context in (0, 64):
         analysed, _, _ = analyse_tiles(img, fake_run, header, None, context)

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHELL = sorted((ROOT / "scripts").glob("*.sh"))
 
 
-@pytest.mark.parametrize("name", ["bench_encode", "bench_decode"])
+@pytest.mark.parametrize("name", ["bench_encode", "bench_decode", "bench_rover"])
 def test_benchmark_scripts_start(name):
     r = subprocess.run([sys.executable, "-m", f"scripts.{name}", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and "--report" in r.stdout, r.stderr
