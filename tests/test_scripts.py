@@ -42,3 +42,26 @@ def test_refinement_benchmark_meets_the_staged_downlink_target_on_a_test_image()
     from scripts.bench_refine import measure
     layer = measure(str(ROOT / "tests" / "data" / "navcam_gray.png"), None, 20, [75], "L")["layers"][0]
     assert layer["same_pixels"] and layer["ratio"] <= 1.05 < layer["resend"]
+
+
+def test_site_library_benchmark_codes_each_way_on_a_small_position(tmp_path):
+    """bench_site_libraries on one made-up position of 7 frames (crops of the Navcam test image):
+    every frame, quality and way is coded and decoded, and each way is ranked against no references."""
+    pytest.importorskip("torch")
+    from PIL import Image
+    from scripts.bench_site_libraries import QUALITIES, WAYS, measure, positions, summary
+    from remac.rover_encoder.library_build import build
+    grey = Image.open(ROOT / "tests" / "data" / "navcam_gray.png").convert("L")
+    (tmp_path / "val" / "p1").mkdir(parents=True)
+    rows = ["split,site,sclk,sol,path,source_path,sha256,also_in"]
+    for k in range(7):
+        grey.crop((16 * k, 8 * k, 16 * k + 128, 8 * k + 128)).save(tmp_path / "val" / "p1" / f"{k}.png")
+        rows.append(f"val,p1,{100 + k},1,val/p1/{k}.png,,,")
+    (tmp_path / "index.csv").write_text("\n".join(rows) + "\n")
+    frames = positions(tmp_path)
+    assert [p.name for p in frames["p1"]] == [f"{k}.png" for k in range(7)]
+    build([str(p) for p in frames["p1"][:3]], tmp_path / "lib")
+    records = measure(frames, {"p1": tmp_path / "lib"}, per_position=1, log=lambda _: None)
+    assert len(records) == len(QUALITIES) * len(WAYS) and min(r["psnr"] for r in records) > 20
+    result = summary(records)
+    assert all(isinstance(result[w]["bd_vs_none"], float) for w in WAYS[1:])
