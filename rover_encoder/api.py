@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from remac.bitstream import library as lib
+from remac.bitstream import library as lib, spec
 from remac.rover_encoder.cli_support import STDIO, atomic_write, input_name, output_for, read_input
 from remac.bitstream.container import SIGNATURE
 from remac.bitstream.errors import RemacError
@@ -130,7 +130,7 @@ def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = 
             if target_bytes is not None or bpp is not None:
                 raise RemacError("a refinement layer is coded at a quality (-q), not to a size")
             streams = [read_input(str(f)) for f in refine]
-            result = encode_refinement(img, streams, quality, chosen, threads, precision, model)
+            result = encode_refinement(img, streams, spec.quality_steps(quality), chosen, threads, precision, model)
             chosen = None       # a layer keeps no reference of its own: nothing to say about one
         else:
             result = encode_source(img, quality, target_bytes, bpp, chosen, use_refs, tile, threads, precision, model,

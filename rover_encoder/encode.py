@@ -1,5 +1,6 @@
 """Image -> .rmc bytes on the rover: prepare (grey: Prepared; colour with a 1-channel model:
 PlanarPrepared) and code at a quality or within a byte budget (rover_encoder.prepared has the pipeline)."""
+from remac.bitstream import spec
 from remac.bitstream.errors import RemacError
 from remac.bitstream.library import Library
 from remac.rover_encoder.analysis import rover_model
@@ -25,16 +26,16 @@ def check_shape(img: SourceImage) -> None:
 
 def prepare(img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,
             threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
-            model=None, keep_refs: bool = False, rdo: float = None, quality=None):
-    """The analysed image, ready to code at any quality, or at `quality` only (less memory; arguments
+            model=None, keep_refs: bool = False, rdo: float = None, q100: int = None):
+    """The analysed image, ready to code at any quality, or at q100 (hundredths) only (less memory; arguments
     as Prepared's): a colour image with a 1-channel model (the shipped default) is coded as luma +
     chroma planes (rover_encoder.planar); anything else by one model, as is. Thin images: check_shape."""
     check_shape(img)
     if img.channels == 3 and (model is None or rover_model(None, model).channels == 1):
         return PlanarPrepared(img, library, use_refs, tile, threads, force_refs, precision, context, model,
-                              keep_refs=keep_refs, rdo=rdo, quality=quality)
+                              keep_refs=keep_refs, rdo=rdo, q100=q100)
     return Prepared(img, library, use_refs, tile, threads, force_refs, precision, context, model, keep_refs, rdo=rdo,
-                    quality=quality)
+                    q100=q100)
 
 
 def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = None, use_refs: bool = True,
@@ -53,6 +54,7 @@ def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = 
     keep_refs: keep the chosen references even where coding without them is smaller (experiments)."""
     if max_bytes is None and not 0 <= quality <= 100:
         raise RemacError(f"quality {quality} is out of range 0..100")
+    q100 = None if max_bytes is not None else spec.quality_steps(quality)   # rate control tries several
     prepared = prepare(img, library, use_refs, tile, threads, force_refs, precision, context, model, keep_refs,
-                       quality=quality if max_bytes is None else None)     # rate control tries several
-    return prepared.encode(quality, keep_tiles) if max_bytes is None else prepared.fit(max_bytes, keep_tiles)
+                       q100=q100)
+    return prepared.encode(q100, keep_tiles) if max_bytes is None else prepared.fit(max_bytes, keep_tiles)

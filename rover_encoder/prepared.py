@@ -159,12 +159,12 @@ class Prepared:
 
     def __init__(self, img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,
                  threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
-                 model=None, keep_refs: bool = False, chroma: bool = False, rdo: float = None, quality=None):
+                 model=None, keep_refs: bool = False, chroma: bool = False, rdo: float = None, q100: int = None):
         """model: None (the shipped model for the image's channels) or a model directory; keep_refs:
         code with the chosen references even where they cost bytes (always so with force_refs);
         chroma: the image is a Cb or Cr plane (its own scale-index floors, rover_encoder.planar);
         rdo: the rate weight of the symbol choice (default RDO_LAMBDA; 0: plain rounding);
-        quality: the only quality it will be coded at (None: any, as rate control needs): h_a then
+        q100: the only quality (hundredths) it will be coded at (None: any, as rate control needs): h_a then
         runs on each tile straight after g_a and only the tile's own latent cells are kept, not
         its window's (a 16-Mpixel grey frame's latents: ~100 -> ~64 MiB). The stream is the same."""
         check_tile(tile)
@@ -180,10 +180,10 @@ class Prepared:
             raise RemacError(f"cannot encode this image: {str(exc).removeprefix('RHDR: ')}") from None
         self.precision = precision or default_precision(model.name, model)
         self.analyzer = analyzer_for(model, threads, self.precision)
-        self.quality = None if quality is None else spec.quality_steps(quality)
+        self.q100 = q100
         settle = None
-        if quality is not None:
-            gain = gain_for_quality(model, self.quality / spec.QUALITY_STEPS)
+        if q100 is not None:
+            gain = gain_for_quality(model, q100)
             settle = lambda w: w.settled(self.analyzer.hyper(w.y_window, gain))
         self.windows, deep, shallow = analyse_windows(img, self.analyzer.analyse, self.header, context, settle)
         self.stats, self.eref, self.dref = None, None, None
@@ -202,22 +202,22 @@ class Prepared:
             self.header.flags = 1
         self.meta = metadata.pack(img.metadata)
 
-    def encode(self, quality, keep_tiles: bool = False) -> EncodeResult:
-        """Code at `quality` (0..100, in hundredths): h_a, integer entropy model, range coder."""
-        header, words, coded = self.code(quality, keep_tiles)
+    def encode(self, q100: int, keep_tiles: bool = False) -> EncodeResult:
+        """Code at quality q100 (hundredths, 0..10000): h_a, integer entropy model, range coder."""
+        header, words, coded = self.code(q100, keep_tiles)
         eref, dref = referenced(header)
         return EncodeResult(container.write(header, words, self.meta), header, eref, dref,
                             coded if keep_tiles else None, self.precision)
 
-    def code(self, quality, keep_tiles: bool = False):
-        """-> (header at `quality`, {tile index: range-coder words}, [(z_hat, mu16, idx, y_hat_g)]
+    def code(self, q100: int, keep_tiles: bool = False):
+        """-> (header at quality q100 (hundredths), {tile index: range-coder words}, [(z_hat, mu16, idx, y_hat_g)]
         per tile if keep_tiles): what encode writes, for callers that assemble streams of planes.
         The header names the references only when they were kept (see the class doc)."""
-        q100 = spec.quality_steps(quality)
-        if self.quality not in (None, q100):
-            raise RemacError(f"image analysed for quality {self.quality / spec.QUALITY_STEPS} only, not {quality}")
+        if self.q100 not in (None, q100):
+            raise RemacError(f"image analysed for quality {self.q100 / spec.QUALITY_STEPS} only, "
+                             f"not {q100 / spec.QUALITY_STEPS}")
         model = self.model
-        gain = gain_for_quality(model, q100 / spec.QUALITY_STEPS)
+        gain = gain_for_quality(model, q100)
         gain_int = spec.gain_int_at(model.gain_int, q100)
         floors = model.floors_at(q100, self.chroma)
         ref_inputs = [spec.ref_input(self.stats, gain_int)]
@@ -225,7 +225,7 @@ class Prepared:
             ref_inputs.append(spec.ref_input(None, gain_int))
         passes = [({}, []) for _ in ref_inputs]         # per reference input: words, coded tiles
         for index, window in enumerate(self.windows):
-            z_hat = round_z(window.z) if self.quality is not None else hyper_latent(self.analyzer, window, gain)
+            z_hat = round_z(window.z) if self.q100 is not None else hyper_latent(self.analyzer, window, gain)
             hidden = intnet.trunk(model.net, z_hat)     # shared by both passes: it does not read r
             for r, (words, coded) in zip(ref_inputs, passes):
                 words[index], mu16, idx, symbols = latent.encode(model.net, z_hat, r, window.y * gain[:, None, None],
@@ -242,7 +242,7 @@ class Prepared:
 
     def fit(self, budget: int, keep_tiles: bool = False) -> EncodeResult:
         """The stream at the highest quality whose whole file is at most `budget` bytes (fit_quality)."""
-        return fit_quality(lambda quality: self.encode(quality, keep_tiles), budget)
+        return fit_quality(lambda q100: self.encode(q100, keep_tiles), budget)
 
 
 def referenced(header: Header) -> tuple:
@@ -258,7 +258,7 @@ RATE_INTERPOLATED = 8       # guesses interpolated before falling back to plain 
 
 
 def fit_quality(encode_at, budget: int) -> EncodeResult:
-    """encode_at(quality) -> EncodeResult; -> the result with the largest quality in hundredths found
+    """encode_at(q100) -> EncodeResult (q100: quality in hundredths); -> the result with the largest q100 found
     whose whole file is at most `budget` bytes: never over, and within RATE_TOLERANCE under wherever
     two neighbouring hundredths do not straddle a wider gap. Raises RemacError when even quality 0
     is larger than the budget.
@@ -273,7 +273,7 @@ def fit_quality(encode_at, budget: int) -> EncodeResult:
                          f"({size} bytes at quality 0)")
     if size >= (1 - RATE_TOLERANCE) * budget:
         return smallest
-    largest = encode_at(100)
+    largest = encode_at(100 * spec.QUALITY_STEPS)
     if len(largest.data) <= budget:
         return largest
     aim = np.log(RATE_AIM * budget)
@@ -284,7 +284,7 @@ def fit_quality(encode_at, budget: int) -> EncodeResult:
         guesses += 1
         guess = lo - g_lo * (hi - lo) / (g_hi - g_lo) if guesses <= RATE_INTERPOLATED else (lo + hi) / 2
         q = min(max(int(round(guess)), lo + 1), hi - 1)
-        result = encode_at(q / spec.QUALITY_STEPS)
+        result = encode_at(q)
         size = len(result.data)
         if size > budget:
             hi, g_hi = q, np.log(size) - aim

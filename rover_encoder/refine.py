@@ -40,9 +40,9 @@ def below_of(streams: list, model, library=None) -> layers.Chain:
     return chain
 
 
-def encode_refinement(img: SourceImage, streams: list, quality, library=None, threads: int = 1,
+def encode_refinement(img: SourceImage, streams: list, q100: int, library=None, threads: int = 1,
                       precision: str = None, model=None, rdo: float = None) -> EncodeResult:
-    """Code `img` at `quality` as the next refinement layer of `streams` (bytes, base first, each
+    """Code `img` at quality q100 (hundredths) as the next refinement layer of `streams` (bytes, base first, each
     layer after the first a refinement of the one before it), which must be streams of this image.
     A colour image coded as luma + chroma planes refines each plane (chroma at
     planar.chroma_quality). -> EncodeResult of the new layer (no metadata: the base carries it).
@@ -65,14 +65,13 @@ def encode_refinement(img: SourceImage, streams: list, quality, library=None, th
                          f"the base stream codes ({below.width}x{below.height}, {below.coded_channels} "
                          f"channel(s), {below.bit_depth} bit)")
     chain = below_of(streams, entropy_model, library)
-    q100 = spec.quality_steps(quality)
     header = replace(prep.header, quality=q100 // spec.QUALITY_STEPS, quality_frac=q100 % spec.QUALITY_STEPS,
                      chroma_q100=chroma_quality(q100) if prep.header.planes else 0, version=None,
                      layer=below.layer + 1, base_id=refine.stream_id(streams[-1]), base_q100=below.q100)
     words, coded = {}, []
     for k, (part, (plane, offset), (plane_below, _)) in enumerate(zip(planes, header.coded_planes(),
                                                                       below.coded_planes())):
-        gain = gain_for_quality(entropy_model, plane.q100 / spec.QUALITY_STEPS)
+        gain = gain_for_quality(entropy_model, plane.q100)
         g_a, g_b = (spec.gain_int_at(entropy_model.gain_int, h.q100) for h in (plane_below, plane))
         for local, window in enumerate(part.windows):
             _, mu16_a, _, s_a = chain.tiles[offset + local]

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VAL = ROOT.parent / "shared" / "data" / "val"
 
 from evaluation.metrics import psnr
+from remac.bitstream.spec import quality_steps
 from remac.ground_decoder.decode import decode
 from remac.rover_encoder.encode import encode
 from remac.rover_encoder.imageio import from_pil
@@ -69,7 +70,7 @@ def measure(path: str, crop, qa: float, qbs: list, mode: str = "L") -> dict:
            "psnr_base": psnr(x, decode(base.data, threads=1).image), "layers": []}
     for qb in qbs:
         one, t_one = timed(lambda: encode(img, qb, use_refs=False))
-        layer, t_layer = timed(lambda: encode_refinement(img, streams, qb))
+        layer, t_layer = timed(lambda: encode_refinement(img, streams, quality_steps(qb)))
         layered = decode(layer.data, threads=1, bases=streams).image
         shot = decode(one.data, threads=1).image
         streams = streams + [layer.data]

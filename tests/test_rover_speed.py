@@ -27,7 +27,7 @@ def test_shared_trunk_is_bit_identical_to_the_reference_path(default_library):
             img_c = type(img)(img.pixels[channel:channel + 1], 1, img.bit_depth)
             p = Prepared(img_c, default_library, tile=128)
             model, q100 = p.model, 75 * spec.QUALITY_STEPS
-            gain, gain_int = gain_for_quality(model, 75), spec.gain_int_at(model.gain_int, q100)
+            gain, gain_int = gain_for_quality(model, q100), spec.gain_int_at(model.gain_int, q100)
             for window in p.windows:
                 z = window.crop_z(p.analyzer.hyper(window.y_window, gain))
                 z_hat = np.clip(np.floor(z.astype(np.float64) + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
@@ -84,11 +84,11 @@ def test_one_quality_analysis_streams_the_same_bytes(path, default_library):
     from remac.bitstream.errors import RemacError
     from remac.rover_encoder.encode import prepare
     img = load_image(path)
-    for q in (20, 75.5):
-        once = prepare(img, default_library, tile=128, quality=q)
+    for q in (2000, 7550):
+        once = prepare(img, default_library, tile=128, q100=q)
         assert once.encode(q).data == prepare(img, default_library, tile=128).encode(q).data
     with pytest.raises(RemacError, match="analysed for quality"):
-        prepare(img, default_library, tile=128, quality=30).encode(31)
+        prepare(img, default_library, tile=128, q100=3000).encode(3100)
 
 
 @pytest.mark.parametrize("path", [GREY, COLOUR])
