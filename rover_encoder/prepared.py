@@ -7,7 +7,7 @@
                   s = round(y*gain - mu) --> range coder (z by channel, y by scale index)
                   ... and again without the references: the smaller set of tiles is kept
     --> container.write(header, tiles)
-Rate control (max_bytes / Prepared.fit) codes the one analysis at the qualities fit_quality tries.
+Rate control (EncodeOptions.budget / Prepared.fit) codes the one analysis at the qualities fit_quality tries.
 """
 from dataclasses import dataclass, replace
 
@@ -16,12 +16,11 @@ import numpy as np
 from remac.bitstream import container, entropy, intnet, latent, metadata, spec
 from remac.bitstream.container import Header
 from remac.bitstream.errors import FormatError, RemacError
-from remac.bitstream.library import Library, nearest
+from remac.bitstream.library import nearest
 from remac.rover_encoder.analysis import analyzer_for, deep_descriptor, default_precision, gain_for_quality, rover_model
 from remac.rover_encoder.imageio import SourceImage
+from remac.rover_encoder.options import TILE_CONTEXT, EncodeOptions
 
-DEFAULT_TILE = 512
-TILE_CONTEXT = 64       # neighbouring pixels each tile's analysis sees (see analyse_tiles)
 
 
 @dataclass
@@ -157,44 +156,43 @@ class Prepared:
     second pass repeats only the integer entropy model and the range coder
     (no analysis)."""
 
-    def __init__(self, img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,
-                 threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
-                 model=None, keep_refs: bool = False, chroma: bool = False, rdo: float = None, q100: int = None):
-        """model: None (the shipped model for the image's channels) or a model directory; keep_refs:
-        code with the chosen references even where they cost bytes (always so with force_refs);
-        chroma: the image is a Cb or Cr plane (its own scale-index floors, rover_encoder.planar);
-        rdo: the rate weight of the symbol choice (default RDO_LAMBDA; 0: plain rounding);
-        q100: the only quality (hundredths) it will be coded at (None: any, as rate control needs): h_a then
-        runs on each tile straight after g_a and only the tile's own latent cells are kept, not
-        its window's (a 16-Mpixel grey frame's latents: ~100 -> ~64 MiB). The stream is the same."""
-        check_tile(tile)
-        if context % 64 or context < 0:
-            raise RemacError(f"tile context {context} must be a non-negative multiple of 64")
+    def __init__(self, img: SourceImage, opts: EncodeOptions, chroma: bool = False, once: bool = False):
+        """opts: library, keep_refs, force_refs, tile, context,
+        threads, precision, model, rdo; model None: the shipped model for the image's channels;
+        keep_refs is implied by force_refs; chroma: the image is a Cb or Cr plane (its own
+        scale-index floors, rover_encoder.planar); once: it will be coded at opts.q100 only (not at
+        any quality, as rate control needs): h_a then runs on each tile straight after g_a and only
+        the tile's own latent cells are kept, not its window's (a 16-Mpixel grey frame's latents:
+        ~100 -> ~64 MiB). The stream is the same."""
+        check_tile(opts.tile)
+        if opts.context % 64 or opts.context < 0:
+            raise RemacError(f"tile context {opts.context} must be a non-negative multiple of 64")
         channels = img.channels
-        self.model = model = rover_model(channels, model)
+        self.model = model = rover_model(channels, opts.model)
         self.header = Header(model.model_id, img.width, img.height, channels, img.output_channels, img.bit_depth,
-                             0, tile, tile)
+                             0, opts.tile, opts.tile)
         try:
             self.header.validate()
         except FormatError as exc:
             raise RemacError(f"cannot encode this image: {str(exc).removeprefix('RHDR: ')}") from None
-        self.precision = precision or default_precision(model.name, model)
-        self.analyzer = analyzer_for(model, threads, self.precision)
-        self.q100 = q100
+        self.precision = opts.precision or default_precision(model.name, model)
+        self.analyzer = analyzer_for(model, opts.threads, self.precision)
+        self.q100 = opts.q100 if once else None
         settle = None
-        if q100 is not None:
-            gain = gain_for_quality(model, q100)
+        if once:
+            gain = gain_for_quality(model, opts.q100)
             settle = lambda w: w.settled(self.analyzer.hyper(w.y_window, gain))
-        self.windows, deep, shallow = analyse_windows(img, self.analyzer.analyse, self.header, context, settle)
+        self.windows, deep, shallow = analyse_windows(img, self.analyzer.analyse, self.header, opts.context, settle)
         self.stats, self.eref, self.dref = None, None, None
         self.plain_header = replace(self.header)        # the header of the stream without references
-        self.keep_refs = keep_refs or force_refs is not None
+        self.keep_refs = opts.keep_refs or opts.force_refs is not None
         self.chroma = chroma
-        self.rdo = RDO_LAMBDA if rdo is None else rdo
-        candidates = library.ids_for(model.name) if (library is not None and use_refs) else []
+        self.rdo = RDO_LAMBDA if opts.rdo is None else opts.rdo
+        library = opts.library
+        candidates = library.ids_for(model.name) if library is not None else []
         if candidates:
             library.check_model(model.name, model.model_id, model.m)
-            self.eref, self.dref = force_refs or (nearest(deep, {i: library.deep[i] for i in candidates}),
+            self.eref, self.dref = opts.force_refs or (nearest(deep, {i: library.deep[i] for i in candidates}),
                                                   nearest(shallow, {i: library.shallow[i] for i in candidates}))
             self.stats = library.stats16(self.eref)
             self.header.library_id = library.id_bytes

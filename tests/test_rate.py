@@ -14,6 +14,7 @@ from remac.rover_encoder.prepared import RATE_TOLERANCE
 from remac.rover_encoder.encode import prepare
 from remac.rover_encoder.imageio import load_image
 from tests.conftest import COLOUR, GREY
+from remac.rover_encoder.options import EncodeOptions
 
 
 @pytest.mark.parametrize("name,precision,path", [("grey", "int8", GREY), ("grey", "float", COLOUR)])
@@ -37,7 +38,7 @@ def test_split_analysis_is_the_whole_graph_bit_for_bit(name, precision, path):
 
 @pytest.fixture(scope="module")
 def prepared(default_library):
-    return {p.stem: prepare(load_image(p), default_library) for p in (GREY, COLOUR)}
+    return {p.stem: prepare(load_image(p), EncodeOptions(library=default_library)) for p in (GREY, COLOUR)}
 
 
 @pytest.mark.parametrize("stem,fractions", [("navcam_gray", (0.1, 0.5, 0.9)), ("mastcam_rgb", (0.3, 0.7))])
