@@ -36,7 +36,8 @@ def tile_context_overhead(width: int, height: int) -> float:
     """Analysed pixels / image pixels for a frame cut into default tiles, each analysed with its
     TILE_CONTEXT border of neighbouring pixels (and padded to multiples of 64)."""
     from remac.bitstream.container import Header
-    from remac.rover_encoder.prepared import DEFAULT_TILE, TILE_CONTEXT, context_window
+    from remac.rover_encoder.options import DEFAULT_TILE, TILE_CONTEXT
+    from remac.rover_encoder.prepared import context_window
     header = Header(bytes(8), width, height, 1, 1, 8, 50, DEFAULT_TILE, DEFAULT_TILE)
     area = 0
     for index in range(header.tile_count):

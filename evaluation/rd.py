@@ -12,7 +12,9 @@ from PIL import Image
 
 from evaluation.metrics import peak_for, psnr
 from remac.ground_decoder.decode import decode
+from remac.bitstream.spec import quality_steps
 from remac.rover_encoder.encode import encode
+from remac.rover_encoder.options import EncodeOptions
 from remac.rover_encoder.imageio import from_pil
 
 REMAC_QUALITIES = (5, 20, 35, 50, 65, 80, 90, 100)    # 100: the top level (>= 1.5 bpp on every val set)
@@ -51,15 +53,17 @@ class RemacCodec:
         if self.refs == "random":
             pick = self.rng.choice(ids)
             return pick, pick
-        best = encode(img, 50, self.library, keep_refs=True).entropy_ref   # the rover's choice, kept; its antipode
+        kept = EncodeOptions(5000, library=self.library, keep_refs=True)
+        best = encode(img, kept).entropy_ref       # the rover's choice, kept; its antipode
         worst = ranked(self.library.deep[best], {i: self.library.deep[i] for i in ids})[-1]
         return worst, worst
 
     def encode(self, image, quality, bit_depth=None):
         """bit_depth: the samples' true depth when a uint16 image holds fewer bits (12: 0..4095)."""
         img = from_pil(Image.fromarray(image), bit_depth=bit_depth)
-        return encode(img, quality, self.library, use_refs=self.refs != "off", force_refs=self._forced(img),
-                      precision=self.precision, keep_refs=self.refs == "kept").data
+        opts = EncodeOptions(quality_steps(quality), library=None if self.refs == "off" else self.library,
+                             force_refs=self._forced(img), precision=self.precision, keep_refs=self.refs == "kept")
+        return encode(img, opts).data
 
     def decode(self, data, shape):
         return decode(data, self.library).image.reshape(shape)

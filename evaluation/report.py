@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from importlib.metadata import version
 from pathlib import Path
+from remac.rover_encoder.options import EncodeOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,7 +123,7 @@ def decode_section() -> list:
     for name, shape in (("grey", (1024, 1024)), ("colour", (1024, 1024, 3))):
         a = (rng.random((shape[0] // 8, shape[1] // 8) + shape[2:]) * 255).astype(np.uint8)
         img = from_pil(Image.fromarray(a).resize((shape[1], shape[0]), Image.BICUBIC))
-        data = encode(img, 75, lib).data
+        data = encode(img, EncodeOptions(7500, library=lib)).data
         out.append(f"| {name} | {decode_ms_per_mp(data, lib, shape[0] * shape[1]):.0f} |")
     return out
 

@@ -19,7 +19,7 @@ def onnx_encode_ms_per_mp(name: str, size=(1024, 1024), threads=1, repeats=5, pr
     model = modelfile.load(name)
     run = analysis.Analyzer(model, threads, precision=precision)
     x = np.random.default_rng(0).random((model.channels, *size), dtype=np.float32)
-    gain = analysis.gain_for_quality(model, 75)
+    gain = analysis.gain_for_quality(model, 7500)
     run(x, gain)
     times = []
     for _ in range(repeats):

@@ -128,7 +128,7 @@ def stats16(deep: np.ndarray) -> np.ndarray:
     return np.floor(deep.astype(np.float64) * 16 + 0.5).astype(np.int64).reshape(2, -1)
 
 
-def gain_for_quality(model: EntropyModel, quality) -> np.ndarray:
-    """(M,) float32 channel gains the rover applies at `quality` (0..100, fractional in 1/100)."""
-    gain_int = spec.gain_int_at(model.gain_int, spec.quality_steps(quality))
+def gain_for_quality(model: EntropyModel, q100: int) -> np.ndarray:
+    """(M,) float32 channel gains the rover applies at quality q100 (hundredths, 0..10000)."""
+    gain_int = spec.gain_int_at(model.gain_int, q100)
     return (gain_int / 2 ** spec.GAIN_FRAC_BITS).astype(np.float32)

@@ -13,15 +13,14 @@ from functools import lru_cache
 
 import numpy as np
 
-from remac.bitstream import library as lib
+from remac.bitstream import library as lib, spec
 from remac.rover_encoder.cli_support import STDIO, atomic_write, input_name, output_for, read_input
 from remac.bitstream.container import SIGNATURE
 from remac.bitstream.errors import RemacError
 from remac.bitstream.library import Library
 from remac.bitstream.metadata import Metadata
 from remac.rover_encoder import encode as codec, pds
-from remac.rover_encoder.encode import DEFAULT_QUALITY
-from remac.rover_encoder.prepared import DEFAULT_TILE
+from remac.rover_encoder.options import DEFAULT_QUALITY, DEFAULT_TILE, EncodeOptions
 from remac.rover_encoder.imageio import SourceImage, from_pil, load_image
 
 
@@ -30,38 +29,23 @@ def _default_library() -> Library:
     return lib.load()
 
 
-def _library(library, use_refs: bool):
-    """None: the shipped library; a Library; or a library directory."""
+def options(quality=DEFAULT_QUALITY, *, target_bytes: int = None, bpp: float = None, library=None,
+            use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1, precision: str = None,
+            bit_depth: int = None, model=None, keep_refs: bool = False, strip: bool = False,
+            refine=()) -> EncodeOptions:
+    """encode_image's and encode_file's keywords -> EncodeOptions: quality 0..100 (fractional: rounded
+    to hundredths); library None: the shipped one, a Library or a directory; use_refs=False: none."""
+    if not 0 <= quality <= 100:
+        raise RemacError(f"quality {quality} is out of range 0..100")
     if not use_refs:
-        return None
-    if library is None:
-        return _default_library()
-    return library if isinstance(library, Library) else lib.load(library)
-
-
-def budget(img: SourceImage, target_bytes: int = None, bpp: float = None):
-    """The whole file's byte budget for `img`, or None (no rate control): target_bytes, or
-    floor(bpp * pixels / 8)."""
-    if target_bytes is not None and bpp is not None:
-        raise RemacError("give a target size in bytes or in bits per pixel, not both")
-    if bpp is not None:
-        if not bpp > 0:
-            raise RemacError(f"bits per pixel {bpp} must be positive")
-        return int(bpp * img.width * img.height / 8)
-    if target_bytes is not None and target_bytes < 1:
-        raise RemacError(f"target size {target_bytes} bytes must be positive")
-    return target_bytes
-
-
-def encode_source(img: SourceImage, quality=DEFAULT_QUALITY, target_bytes: int = None, bpp: float = None,
-                  library=None, use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1,
-                  precision: str = None, model=None, keep_refs: bool = False) -> codec.EncodeResult:
-    """A loaded image -> EncodeResult, at `quality` or, with target_bytes / bpp, at the highest
-    quality whose whole file fits (never over; within 3 % under where the quality range allows).
-    model: a model directory to run instead of the shipped model; keep_refs: keep the chosen
-    references even where coding without them is smaller (rover_encoder.prepared.Prepared)."""
-    return codec.encode(img, quality, _library(library, use_refs), use_refs, tile, threads, precision=precision,
-                        max_bytes=budget(img, target_bytes, bpp), model=model, keep_refs=keep_refs)
+        library = None
+    elif library is None:
+        library = _default_library()
+    elif not isinstance(library, Library):
+        library = lib.load(library)
+    return EncodeOptions(spec.quality_steps(quality), target_bytes, bpp, library, keep_refs, tile=tile,
+                         threads=threads, precision=precision, model=model, bit_depth=bit_depth, strip=strip,
+                         refine=tuple(refine))
 
 
 def to_source(image, bit_depth: int = None) -> SourceImage:
@@ -79,17 +63,16 @@ def to_source(image, bit_depth: int = None) -> SourceImage:
     return from_pil(image, "image", bit_depth)
 
 
-def encode(image, quality=DEFAULT_QUALITY, *, target_bytes: int = None, bpp: float = None, library=None,
-           use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1, precision: str = None,
-           bit_depth: int = None, model=None, keep_refs: bool = False) -> bytes:
-    """An image (see to_source) -> .rmc bytes. library: None for the shipped one, a Library or a
-    directory; use_refs=False codes without references. Warnings (alpha dropped, ...) are
-    issued with warnings.warn."""
-    img = to_source(image, bit_depth)
+def encode(image, quality=DEFAULT_QUALITY, **settings) -> bytes:
+    """An image (see to_source) -> .rmc bytes at `quality` or, with target_bytes / bpp, at the
+    highest quality whose whole file fits (never over; within 3 % under where the quality range
+    allows). settings: options()'s keywords. Warnings (alpha dropped, ...) are issued with
+    warnings.warn."""
+    opts = options(quality, **settings)
+    img = to_source(image, opts.bit_depth)
     for w in img.warnings:
         warnings.warn(w, stacklevel=2)
-    return encode_source(img, quality, target_bytes, bpp, library, use_refs, tile, threads, precision, model,
-                         keep_refs).data
+    return codec.encode(img, opts).data
 
 
 def load_source(inp: str, bit_depth: int = None) -> SourceImage:
@@ -108,33 +91,30 @@ def load_source(inp: str, bit_depth: int = None) -> SourceImage:
     return load_image(data, name=name, bit_depth=bit_depth)     # the file's bytes are dropped on return
 
 
-def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = None, bpp: float = None,
-                library=None, use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1,
-                precision: str = None, bit_depth: int = None, strip: bool = False, model=None,
-                keep_refs: bool = False, refine=()) -> dict:
+def encode_file(path, out=None, opts: EncodeOptions = None, **settings) -> dict:
     """Encode the image file `path` ('-': stdin) to `out` (default: beside it, .rmc; '-': stdout),
-    written atomically. -> what remac-encode --json reports: output, bytes, bpp, quality, refs,
-    width, height, ..., warnings (a list of lines). refine: .rmc files of this image already sent
-    (base first, then its refinement layers in order): write the next refinement layer at
-    `quality` instead of a stream of its own (rover_encoder.refine)."""
+    written atomically, with `opts` or else options(**settings) (remac-encode builds opts once for
+    all its inputs). -> what remac-encode --json reports: output, bytes, bpp, quality, refs, width,
+    height, ..., warnings (a list of lines). opts.refine: .rmc files of this image already sent
+    (base first, then its refinement layers in order): write the next refinement layer at opts.q100
+    instead of a stream of its own (rover_encoder.refine)."""
+    opts = options(**settings) if opts is None else opts
     inp = str(path)
     name = input_name(inp)
     out = output_for(inp, None, 1, ".rmc") if out is None else str(out)
-    img = load_source(inp, bit_depth)
-    if strip:
+    img = load_source(inp, opts.bit_depth)
+    if opts.strip:
         img.metadata = Metadata()
+    chosen = opts.library
     try:
-        chosen = _library(library, use_refs)
-        if refine:
+        if opts.refine:
             from remac.rover_encoder.refine import encode_refinement
-            if target_bytes is not None or bpp is not None:
+            if opts.target_bytes is not None or opts.bpp is not None:
                 raise RemacError("a refinement layer is coded at a quality (-q), not to a size")
-            streams = [read_input(str(f)) for f in refine]
-            result = encode_refinement(img, streams, quality, chosen, threads, precision, model)
+            result = encode_refinement(img, [read_input(str(f)) for f in opts.refine], opts)
             chosen = None       # a layer keeps no reference of its own: nothing to say about one
         else:
-            result = encode_source(img, quality, target_bytes, bpp, chosen, use_refs, tile, threads, precision, model,
-                                   keep_refs)
+            result = codec.encode(img, opts)
     except RemacError as exc:
         raise RemacError(f"{name}: {exc}") from None
     atomic_write(out, result.data)
@@ -156,7 +136,7 @@ def encode_file(path, out=None, *, quality=DEFAULT_QUALITY, target_bytes: int = 
                        + (f", refinement layer {h.layer} of {h.base_id.hex()}" if h.layer else "")}
     if h.layer:
         info["refines"] = {"layer": h.layer, "base_id": h.base_id.hex(), "base_quality": h.base_q100 / 100}
-    limit = budget(img, target_bytes, bpp)
+    limit = opts.budget(img.width, img.height)
     if limit is not None:
         info["target_bytes"] = limit
     return info

@@ -7,13 +7,14 @@ from pathlib import Path
 import click
 
 from remac.bitstream import library as lib
+from remac.bitstream.spec import quality_steps
 from remac.rover_encoder.cli_support import (STDIO, Command, FloatRange, Group, expand_inputs, given, jobs_option,
                                              plan_outputs, run_batch, version_option)
 from remac.bitstream.errors import RemacError
 from remac.rover_encoder import pds
 from remac.rover_encoder.api import encode_file
-from remac.rover_encoder.encode import DEFAULT_QUALITY
-from remac.rover_encoder.prepared import DEFAULT_TILE, check_tile
+from remac.rover_encoder.options import DEFAULT_QUALITY, DEFAULT_TILE, EncodeOptions
+from remac.rover_encoder.prepared import check_tile
 from remac.rover_encoder.imageio import BIT_DEPTHS
 
 ENCODE_HELP = """Compress IMAGE(s) (PNG, JPEG, TIFF, ..., PDS3/PDS4 products; grey or RGB; 8 to
@@ -126,19 +127,15 @@ def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, kee
     jobs = plan_outputs("remac-encode", list(images), output, ".rmc", as_json, is_image_name, "image files")
     if refine and len(jobs) != 1:
         raise click.UsageError("--refine takes exactly one image (the one its streams code)")
-    library = None
-    if not no_refs:
-        try:
-            library = lib.load(ref_lib)
-        except RemacError as exc:
-            click.echo(f"remac-encode: error: {exc}", err=True)
-            sys.exit(1)
+    try:
+        opts = EncodeOptions(quality_steps(quality), target_bytes, bpp, None if no_refs else lib.load(ref_lib),
+                             keep_refs, tile=tile, threads=threads, precision=precision, model=model_dir,
+                             bit_depth=bit_depth and int(bit_depth), strip=strip, refine=refine)
+    except RemacError as exc:
+        click.echo(f"remac-encode: error: {exc}", err=True)
+        sys.exit(1)
     quiet = quiet or output == STDIO
-    work = partial(encode_file, quality=quality, target_bytes=target_bytes, bpp=bpp, library=library,
-                   use_refs=not no_refs, tile=tile, threads=threads, precision=precision,
-                   bit_depth=bit_depth and int(bit_depth), strip=strip, model=model_dir, keep_refs=keep_refs,
-                   refine=refine)
-    run_batch("remac-encode", jobs, work, as_json, quiet, workers)
+    run_batch("remac-encode", jobs, partial(encode_file, opts=opts), as_json, quiet, workers)
 
 
 @click.group(cls=Group)

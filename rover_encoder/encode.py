@@ -1,13 +1,12 @@
 """Image -> .rmc bytes on the rover: prepare (grey: Prepared; colour with a 1-channel model:
 PlanarPrepared) and code at a quality or within a byte budget (rover_encoder.prepared has the pipeline)."""
 from remac.bitstream.errors import RemacError
-from remac.bitstream.library import Library
 from remac.rover_encoder.analysis import rover_model
 from remac.rover_encoder.imageio import SourceImage
 from remac.rover_encoder.planar import PlanarPrepared
-from remac.rover_encoder.prepared import DEFAULT_TILE, TILE_CONTEXT, EncodeResult, Prepared
+from remac.rover_encoder.options import EncodeOptions
+from remac.rover_encoder.prepared import EncodeResult, Prepared
 
-DEFAULT_QUALITY = 75
 MIN_SIDE, MAX_THIN = 16, 256   # an image with a side under MIN_SIDE px may be at most MAX_THIN px long
 
 
@@ -23,36 +22,21 @@ def check_shape(img: SourceImage) -> None:
                          f"{MAX_THIN} px long")
 
 
-def prepare(img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,
-            threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
-            model=None, keep_refs: bool = False, rdo: float = None, quality=None):
-    """The analysed image, ready to code at any quality, or at `quality` only (less memory; arguments
-    as Prepared's): a colour image with a 1-channel model (the shipped default) is coded as luma +
+def prepare(img: SourceImage, opts: EncodeOptions, once: bool = False):
+    """The analysed image, ready to code at any quality, or with `once` at opts.q100 only (less
+    memory: Prepared): a colour image with a 1-channel model (the shipped default) is coded as luma +
     chroma planes (rover_encoder.planar); anything else by one model, as is. Thin images: check_shape."""
     check_shape(img)
-    if img.channels == 3 and (model is None or rover_model(None, model).channels == 1):
-        return PlanarPrepared(img, library, use_refs, tile, threads, force_refs, precision, context, model,
-                              keep_refs=keep_refs, rdo=rdo, quality=quality)
-    return Prepared(img, library, use_refs, tile, threads, force_refs, precision, context, model, keep_refs, rdo=rdo,
-                    quality=quality)
+    if img.channels == 3 and (opts.model is None or rover_model(None, opts.model).channels == 1):
+        return PlanarPrepared(img, opts, once)
+    return Prepared(img, opts, once=once)
 
 
-def encode(img: SourceImage, quality: int = DEFAULT_QUALITY, library: Library = None, use_refs: bool = True,
-           tile: int = DEFAULT_TILE, threads: int = 1, force_refs: tuple = None,
-           keep_tiles: bool = False, precision: str = None, context: int = TILE_CONTEXT,
-           max_bytes: int = None, model=None, keep_refs: bool = False) -> EncodeResult:
-    """Encode one image. force_refs=(entropy_ref_id, decoder_ref_id) overrides the selection
-    (reference experiments only); keep_tiles keeps what the coder saw per tile (for checks);
-    precision: rover analysis "int8" or "float" (None: the model's default); context: pixels of
-    neighbouring tiles each tile's analysis sees (0: tiles analysed alone). quality may be
-    fractional: it is coded in hundredths (rounded to the nearest), the integer gains interpolated
-    exactly (spec.gain_int_at). img.metadata, if any, travels in a `meta` segment.
-    max_bytes: rate control instead of `quality`: the highest quality whose whole file fits
-    (Prepared.fit); the stream is the one `quality` = its header's quality would give.
-    model: a model directory to run instead of the shipped model (remac-encode --model).
-    keep_refs: keep the chosen references even where coding without them is smaller (experiments)."""
-    if max_bytes is None and not 0 <= quality <= 100:
-        raise RemacError(f"quality {quality} is out of range 0..100")
-    prepared = prepare(img, library, use_refs, tile, threads, force_refs, precision, context, model, keep_refs,
-                       quality=quality if max_bytes is None else None)     # rate control tries several
-    return prepared.encode(quality, keep_tiles) if max_bytes is None else prepared.fit(max_bytes, keep_tiles)
+def encode(img: SourceImage, opts: EncodeOptions, keep_tiles: bool = False) -> EncodeResult:
+    """Encode one image at opts.q100 or, under rate control (opts.budget), at the highest quality
+    whose whole file fits (Prepared.fit; the stream is the one its header's quality gives).
+    keep_tiles keeps what the coder saw per tile (for checks). img.metadata, if any, travels in a
+    `meta` segment."""
+    limit = opts.budget(img.width, img.height)
+    prepared = prepare(img, opts, once=limit is None)       # rate control tries several qualities
+    return prepared.encode(opts.q100, keep_tiles) if limit is None else prepared.fit(limit, keep_tiles)

@@ -15,7 +15,8 @@ from remac.bitstream.container import Header
 from remac.bitstream.errors import LibraryError
 from remac.rover_encoder.analysis import analyzer, gain_for_quality, stats16
 from remac.rover_encoder.cli_support import umask
-from remac.rover_encoder.prepared import DEFAULT_TILE, analyse_tiles
+from remac.rover_encoder.options import DEFAULT_TILE
+from remac.rover_encoder.prepared import analyse_tiles
 from remac.rover_encoder.imageio import load_image
 
 

@@ -13,8 +13,9 @@ saturation only moves the chroma planes' values, not what the network has learne
 from dataclasses import replace
 
 from remac.bitstream import colour, container, metadata, spec
-from remac.rover_encoder.prepared import DEFAULT_TILE, TILE_CONTEXT, EncodeResult, Prepared, fit_quality, referenced
+from remac.rover_encoder.prepared import EncodeResult, Prepared, fit_quality, referenced
 from remac.rover_encoder.imageio import SourceImage
+from remac.rover_encoder.options import EncodeOptions
 
 CHROMA_SHIFT = 1        # chroma at half size in each direction (4:2:0): full-size chroma cost +33 %
 CHROMA_BOOST = 1500     # chroma quality above luma's, in hundredths
@@ -35,28 +36,25 @@ def chroma_quality(q100: int) -> int:
 class PlanarPrepared:
     """An RGB image analysed once as three planes (see the module doc), ready at any quality."""
 
-    def __init__(self, img: SourceImage, library=None, use_refs: bool = True, tile: int = DEFAULT_TILE,
-                 threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
-                 model=None, keep_refs: bool = False, rdo: float = None, quality=None):
-        """quality: the only (luma) quality it will be coded at, None: any (Prepared's quality)."""
+    def __init__(self, img: SourceImage, opts: EncodeOptions, once: bool = False):
+        """opts: the luma plane's; once: coded at opts.q100 only
+        (Prepared's once)."""
         planes = colour.to_planes(img.pixels, CHROMA_SHIFT)
         source = lambda p: SourceImage(p[None], 1, img.bit_depth)
-        cq = None if quality is None else chroma_quality(spec.quality_steps(quality)) / spec.QUALITY_STEPS
-        self.planes = [Prepared(source(planes[0]), library, use_refs, tile, threads, force_refs, precision, context,
-                                model, keep_refs, rdo=rdo, quality=quality)]
-        self.planes += [Prepared(source(p), None, False, tile, threads, None, precision or CHROMA_PRECISION,
-                                 context, model, chroma=True, rdo=rdo, quality=cq) for p in planes[1:]]
+        chroma = replace(opts, q100=chroma_quality(opts.q100), library=None, keep_refs=False, force_refs=None,
+                         precision=opts.precision or CHROMA_PRECISION)
+        self.planes = [Prepared(source(planes[0]), opts, once=once)]
+        self.planes += [Prepared(source(p), chroma, chroma=True, once=once) for p in planes[1:]]
         luma = self.planes[0]
         self.precision = luma.precision
         self.header = replace(luma.header, width=img.width, height=img.height, coded_channels=3, output_channels=3,
                               planes=1, chroma_shift=CHROMA_SHIFT, version=None)
         self.meta = metadata.pack(img.metadata)
 
-    def encode(self, quality, keep_tiles: bool = False) -> EncodeResult:
-        """Code the three planes (luma at `quality`) into one stream."""
-        q100 = spec.quality_steps(quality)
+    def encode(self, q100: int, keep_tiles: bool = False) -> EncodeResult:
+        """Code the three planes (luma at quality q100, in hundredths) into one stream."""
         cq100 = chroma_quality(q100)
-        planes = [plane.code(q / spec.QUALITY_STEPS, keep_tiles)
+        planes = [plane.code(q, keep_tiles)
                   for plane, q in zip(self.planes, (q100, cq100, cq100))]
         luma = planes[0][0]         # the luma plane's references (or none) are the stream's
         header = replace(self.header, library_id=luma.library_id, entropy_ref_id=luma.entropy_ref_id,
@@ -71,4 +69,4 @@ class PlanarPrepared:
                             coded if keep_tiles else None, self.precision)
 
     def fit(self, budget: int, keep_tiles: bool = False) -> EncodeResult:
-        return fit_quality(lambda quality: self.encode(quality, keep_tiles), budget)
+        return fit_quality(lambda q100: self.encode(q100, keep_tiles), budget)

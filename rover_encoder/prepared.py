@@ -7,7 +7,7 @@
                   s = round(y*gain - mu) --> range coder (z by channel, y by scale index)
                   ... and again without the references: the smaller set of tiles is kept
     --> container.write(header, tiles)
-Rate control (max_bytes / Prepared.fit) codes the one analysis at the qualities fit_quality tries.
+Rate control (EncodeOptions.budget / Prepared.fit) codes the one analysis at the qualities fit_quality tries.
 """
 from dataclasses import dataclass, replace
 
@@ -16,12 +16,11 @@ import numpy as np
 from remac.bitstream import container, entropy, intnet, latent, metadata, spec
 from remac.bitstream.container import Header
 from remac.bitstream.errors import FormatError, RemacError
-from remac.bitstream.library import Library, nearest
+from remac.bitstream.library import nearest
 from remac.rover_encoder.analysis import analyzer_for, deep_descriptor, default_precision, gain_for_quality, rover_model
 from remac.rover_encoder.imageio import SourceImage
+from remac.rover_encoder.options import TILE_CONTEXT, EncodeOptions
 
-DEFAULT_TILE = 512
-TILE_CONTEXT = 64       # neighbouring pixels each tile's analysis sees (see analyse_tiles)
 
 
 @dataclass
@@ -157,44 +156,43 @@ class Prepared:
     second pass repeats only the integer entropy model and the range coder
     (no analysis)."""
 
-    def __init__(self, img: SourceImage, library: Library = None, use_refs: bool = True, tile: int = DEFAULT_TILE,
-                 threads: int = 1, force_refs: tuple = None, precision: str = None, context: int = TILE_CONTEXT,
-                 model=None, keep_refs: bool = False, chroma: bool = False, rdo: float = None, quality=None):
-        """model: None (the shipped model for the image's channels) or a model directory; keep_refs:
-        code with the chosen references even where they cost bytes (always so with force_refs);
-        chroma: the image is a Cb or Cr plane (its own scale-index floors, rover_encoder.planar);
-        rdo: the rate weight of the symbol choice (default RDO_LAMBDA; 0: plain rounding);
-        quality: the only quality it will be coded at (None: any, as rate control needs): h_a then
-        runs on each tile straight after g_a and only the tile's own latent cells are kept, not
-        its window's (a 16-Mpixel grey frame's latents: ~100 -> ~64 MiB). The stream is the same."""
-        check_tile(tile)
-        if context % 64 or context < 0:
-            raise RemacError(f"tile context {context} must be a non-negative multiple of 64")
+    def __init__(self, img: SourceImage, opts: EncodeOptions, chroma: bool = False, once: bool = False):
+        """opts: library, keep_refs, force_refs, tile, context,
+        threads, precision, model, rdo; model None: the shipped model for the image's channels;
+        keep_refs is implied by force_refs; chroma: the image is a Cb or Cr plane (its own
+        scale-index floors, rover_encoder.planar); once: it will be coded at opts.q100 only (not at
+        any quality, as rate control needs): h_a then runs on each tile straight after g_a and only
+        the tile's own latent cells are kept, not its window's (a 16-Mpixel grey frame's latents:
+        ~100 -> ~64 MiB). The stream is the same."""
+        check_tile(opts.tile)
+        if opts.context % 64 or opts.context < 0:
+            raise RemacError(f"tile context {opts.context} must be a non-negative multiple of 64")
         channels = img.channels
-        self.model = model = rover_model(channels, model)
+        self.model = model = rover_model(channels, opts.model)
         self.header = Header(model.model_id, img.width, img.height, channels, img.output_channels, img.bit_depth,
-                             0, tile, tile)
+                             0, opts.tile, opts.tile)
         try:
             self.header.validate()
         except FormatError as exc:
             raise RemacError(f"cannot encode this image: {str(exc).removeprefix('RHDR: ')}") from None
-        self.precision = precision or default_precision(model.name, model)
-        self.analyzer = analyzer_for(model, threads, self.precision)
-        self.quality = None if quality is None else spec.quality_steps(quality)
+        self.precision = opts.precision or default_precision(model.name, model)
+        self.analyzer = analyzer_for(model, opts.threads, self.precision)
+        self.q100 = opts.q100 if once else None
         settle = None
-        if quality is not None:
-            gain = gain_for_quality(model, self.quality / spec.QUALITY_STEPS)
+        if once:
+            gain = gain_for_quality(model, opts.q100)
             settle = lambda w: w.settled(self.analyzer.hyper(w.y_window, gain))
-        self.windows, deep, shallow = analyse_windows(img, self.analyzer.analyse, self.header, context, settle)
+        self.windows, deep, shallow = analyse_windows(img, self.analyzer.analyse, self.header, opts.context, settle)
         self.stats, self.eref, self.dref = None, None, None
         self.plain_header = replace(self.header)        # the header of the stream without references
-        self.keep_refs = keep_refs or force_refs is not None
+        self.keep_refs = opts.keep_refs or opts.force_refs is not None
         self.chroma = chroma
-        self.rdo = RDO_LAMBDA if rdo is None else rdo
-        candidates = library.ids_for(model.name) if (library is not None and use_refs) else []
+        self.rdo = RDO_LAMBDA if opts.rdo is None else opts.rdo
+        library = opts.library
+        candidates = library.ids_for(model.name) if library is not None else []
         if candidates:
             library.check_model(model.name, model.model_id, model.m)
-            self.eref, self.dref = force_refs or (nearest(deep, {i: library.deep[i] for i in candidates}),
+            self.eref, self.dref = opts.force_refs or (nearest(deep, {i: library.deep[i] for i in candidates}),
                                                   nearest(shallow, {i: library.shallow[i] for i in candidates}))
             self.stats = library.stats16(self.eref)
             self.header.library_id = library.id_bytes
@@ -202,22 +200,22 @@ class Prepared:
             self.header.flags = 1
         self.meta = metadata.pack(img.metadata)
 
-    def encode(self, quality, keep_tiles: bool = False) -> EncodeResult:
-        """Code at `quality` (0..100, in hundredths): h_a, integer entropy model, range coder."""
-        header, words, coded = self.code(quality, keep_tiles)
+    def encode(self, q100: int, keep_tiles: bool = False) -> EncodeResult:
+        """Code at quality q100 (hundredths, 0..10000): h_a, integer entropy model, range coder."""
+        header, words, coded = self.code(q100, keep_tiles)
         eref, dref = referenced(header)
         return EncodeResult(container.write(header, words, self.meta), header, eref, dref,
                             coded if keep_tiles else None, self.precision)
 
-    def code(self, quality, keep_tiles: bool = False):
-        """-> (header at `quality`, {tile index: range-coder words}, [(z_hat, mu16, idx, y_hat_g)]
+    def code(self, q100: int, keep_tiles: bool = False):
+        """-> (header at quality q100 (hundredths), {tile index: range-coder words}, [(z_hat, mu16, idx, y_hat_g)]
         per tile if keep_tiles): what encode writes, for callers that assemble streams of planes.
         The header names the references only when they were kept (see the class doc)."""
-        q100 = spec.quality_steps(quality)
-        if self.quality not in (None, q100):
-            raise RemacError(f"image analysed for quality {self.quality / spec.QUALITY_STEPS} only, not {quality}")
+        if self.q100 not in (None, q100):
+            raise RemacError(f"image analysed for quality {self.q100 / spec.QUALITY_STEPS} only, "
+                             f"not {q100 / spec.QUALITY_STEPS}")
         model = self.model
-        gain = gain_for_quality(model, q100 / spec.QUALITY_STEPS)
+        gain = gain_for_quality(model, q100)
         gain_int = spec.gain_int_at(model.gain_int, q100)
         floors = model.floors_at(q100, self.chroma)
         ref_inputs = [spec.ref_input(self.stats, gain_int)]
@@ -225,7 +223,7 @@ class Prepared:
             ref_inputs.append(spec.ref_input(None, gain_int))
         passes = [({}, []) for _ in ref_inputs]         # per reference input: words, coded tiles
         for index, window in enumerate(self.windows):
-            z_hat = round_z(window.z) if self.quality is not None else hyper_latent(self.analyzer, window, gain)
+            z_hat = round_z(window.z) if self.q100 is not None else hyper_latent(self.analyzer, window, gain)
             hidden = intnet.trunk(model.net, z_hat)     # shared by both passes: it does not read r
             for r, (words, coded) in zip(ref_inputs, passes):
                 words[index], mu16, idx, symbols = latent.encode(model.net, z_hat, r, window.y * gain[:, None, None],
@@ -242,7 +240,7 @@ class Prepared:
 
     def fit(self, budget: int, keep_tiles: bool = False) -> EncodeResult:
         """The stream at the highest quality whose whole file is at most `budget` bytes (fit_quality)."""
-        return fit_quality(lambda quality: self.encode(quality, keep_tiles), budget)
+        return fit_quality(lambda q100: self.encode(q100, keep_tiles), budget)
 
 
 def referenced(header: Header) -> tuple:
@@ -258,7 +256,7 @@ RATE_INTERPOLATED = 8       # guesses interpolated before falling back to plain 
 
 
 def fit_quality(encode_at, budget: int) -> EncodeResult:
-    """encode_at(quality) -> EncodeResult; -> the result with the largest quality in hundredths found
+    """encode_at(q100) -> EncodeResult (q100: quality in hundredths); -> the result with the largest q100 found
     whose whole file is at most `budget` bytes: never over, and within RATE_TOLERANCE under wherever
     two neighbouring hundredths do not straddle a wider gap. Raises RemacError when even quality 0
     is larger than the budget.
@@ -273,7 +271,7 @@ def fit_quality(encode_at, budget: int) -> EncodeResult:
                          f"({size} bytes at quality 0)")
     if size >= (1 - RATE_TOLERANCE) * budget:
         return smallest
-    largest = encode_at(100)
+    largest = encode_at(100 * spec.QUALITY_STEPS)
     if len(largest.data) <= budget:
         return largest
     aim = np.log(RATE_AIM * budget)
@@ -284,7 +282,7 @@ def fit_quality(encode_at, budget: int) -> EncodeResult:
         guesses += 1
         guess = lo - g_lo * (hi - lo) / (g_hi - g_lo) if guesses <= RATE_INTERPOLATED else (lo + hi) / 2
         q = min(max(int(round(guess)), lo + 1), hi - 1)
-        result = encode_at(q / spec.QUALITY_STEPS)
+        result = encode_at(q)
         size = len(result.data)
         if size > budget:
             hi, g_hi = q, np.log(size) - aim

@@ -17,6 +17,7 @@ from remac.rover_encoder.analysis import gain_for_quality
 from remac.rover_encoder.encode import prepare
 from remac.rover_encoder.prepared import RDO_LAMBDA, EncodeResult, hyper_latent
 from remac.rover_encoder.imageio import SourceImage
+from remac.rover_encoder.options import EncodeOptions
 from remac.rover_encoder.planar import chroma_quality
 
 
@@ -40,13 +41,13 @@ def below_of(streams: list, model, library=None) -> layers.Chain:
     return chain
 
 
-def encode_refinement(img: SourceImage, streams: list, quality, library=None, threads: int = 1,
-                      precision: str = None, model=None, rdo: float = None) -> EncodeResult:
-    """Code `img` at `quality` as the next refinement layer of `streams` (bytes, base first, each
+def encode_refinement(img: SourceImage, streams: list, opts: EncodeOptions) -> EncodeResult:
+    """Code `img` at quality opts.q100 (hundredths) as the next refinement layer of `streams` (bytes, base first, each
     layer after the first a refinement of the one before it), which must be streams of this image.
     A colour image coded as luma + chroma planes refines each plane (chroma at
     planar.chroma_quality). -> EncodeResult of the new layer (no metadata: the base carries it).
-    library: the rover's, needed only when the base used an entropy reference; rdo: as Prepared's."""
+    opts.library: the rover's, needed only when the base used an entropy reference (the layer itself
+    keeps none); opts.threads, precision, model, rdo: as Prepared's; the tile is the base's."""
     if not streams:
         raise RemacError("a refinement needs the stream(s) it refines")
     below = container.read(bytes(streams[-1])).header
@@ -54,8 +55,7 @@ def encode_refinement(img: SourceImage, streams: list, quality, library=None, th
         raise RemacError(f"base tiles are {below.tile_width}x{below.tile_height}; refinement needs square tiles")
     if below.layer >= 255:
         raise RemacError("a chain holds at most 255 refinement layers")
-    prep = prepare(img, None, use_refs=False, tile=below.tile_width, threads=threads, precision=precision, model=model,
-                   rdo=rdo)
+    prep = prepare(img, replace(opts, library=None, tile=below.tile_width))
     planes = getattr(prep, "planes", [prep])               # PlanarPrepared: Y, Cb, Cr; else the one plane
     entropy_model = planes[0].model
     mine = (prep.header.width, prep.header.height, prep.header.coded_channels, prep.header.bit_depth,
@@ -64,22 +64,22 @@ def encode_refinement(img: SourceImage, streams: list, quality, library=None, th
         raise RemacError(f"the image ({mine[0]}x{mine[1]}, {mine[2]} channel(s), {mine[3]} bit) is not the one "
                          f"the base stream codes ({below.width}x{below.height}, {below.coded_channels} "
                          f"channel(s), {below.bit_depth} bit)")
-    chain = below_of(streams, entropy_model, library)
-    q100 = spec.quality_steps(quality)
+    chain = below_of(streams, entropy_model, opts.library)
+    q100 = opts.q100
     header = replace(prep.header, quality=q100 // spec.QUALITY_STEPS, quality_frac=q100 % spec.QUALITY_STEPS,
                      chroma_q100=chroma_quality(q100) if prep.header.planes else 0, version=None,
                      layer=below.layer + 1, base_id=refine.stream_id(streams[-1]), base_q100=below.q100)
     words, coded = {}, []
     for k, (part, (plane, offset), (plane_below, _)) in enumerate(zip(planes, header.coded_planes(),
                                                                       below.coded_planes())):
-        gain = gain_for_quality(entropy_model, plane.q100 / spec.QUALITY_STEPS)
+        gain = gain_for_quality(entropy_model, plane.q100)
         g_a, g_b = (spec.gain_int_at(entropy_model.gain_int, h.q100) for h in (plane_below, plane))
         for local, window in enumerate(part.windows):
             _, mu16_a, _, s_a = chain.tiles[offset + local]
             z_hat = hyper_latent(part.analyzer, window, gain)
             words[offset + local], mu16, idx, s = refine.encode_tile(
                 entropy_model, z_hat, window.y * gain[:, None, None], (s_a, mu16_a), g_a, g_b,
-                entropy_model.floors_at(plane.q100, k > 0), RDO_LAMBDA if rdo is None else rdo,
+                entropy_model.floors_at(plane.q100, k > 0), RDO_LAMBDA if opts.rdo is None else opts.rdo,
                 entropy_model.spatial_at(plane.q100))
             coded.append((z_hat, mu16, idx, entropy.dequantize(s, mu16)))
     return EncodeResult(container.write(header, words), header, tiles=coded, precision=prep.precision)

@@ -26,10 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 VAL = ROOT.parent / "shared" / "data" / "val"
 
 from evaluation.metrics import psnr
+from remac.bitstream.spec import quality_steps
 from remac.ground_decoder.decode import decode
 from remac.rover_encoder.encode import encode
 from remac.rover_encoder.imageio import from_pil
 from remac.rover_encoder.refine import encode_refinement
+from remac.rover_encoder.options import EncodeOptions
 
 
 def default_set(colour: bool = False) -> list:
@@ -62,14 +64,14 @@ def timed(fn):
 def measure(path: str, crop, qa: float, qbs: list, mode: str = "L") -> dict:
     im = load(path, crop, mode)
     x, img = np.asarray(im), from_pil(im, Path(path).name)
-    base = encode(img, qa, use_refs=False)
+    base = encode(img, EncodeOptions(quality_steps(qa)))
     streams = [base.data]
     sent = len(base.data)                   # bytes on the downlink so far, resending each quality whole
     row = {"image": Path(path).name + (f" ({crop}² crop)" if crop else ""), "base": len(base.data),
            "psnr_base": psnr(x, decode(base.data, threads=1).image), "layers": []}
     for qb in qbs:
-        one, t_one = timed(lambda: encode(img, qb, use_refs=False))
-        layer, t_layer = timed(lambda: encode_refinement(img, streams, qb))
+        one, t_one = timed(lambda: encode(img, EncodeOptions(quality_steps(qb))))
+        layer, t_layer = timed(lambda: encode_refinement(img, streams, EncodeOptions(quality_steps(qb))))
         layered = decode(layer.data, threads=1, bases=streams).image
         shot = decode(one.data, threads=1).image
         streams = streams + [layer.data]

@@ -22,6 +22,8 @@ from evaluation import metrics
 from remac.ground_decoder.decode import entropy_decode
 from remac.rover_encoder.encode import encode
 from remac.rover_encoder.imageio import load_image
+from remac.rover_encoder.options import EncodeOptions
+from remac.bitstream.spec import quality_steps
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 
@@ -47,7 +49,7 @@ def floors(lib) -> dict:
     out = {}
     for kind, name, quality in FLOOR_POINTS:
         img = load_image(DATA / name)
-        result = encode(img, quality, lib)
+        result = encode(img, EncodeOptions(quality_steps(quality), library=lib))
         b = decode(result.data, lib).image
         psnr = metrics.psnr(np.round(img.pixels * 255), b.transpose(2, 0, 1) if b.ndim == 3 else b[None])
         out[f"{kind},{quality}"] = [round(psnr - 1.0, 1), round(result.bpp * 1.3, 3)]
@@ -62,7 +64,8 @@ def golden(lib, image: str, prefix: str, model=None):
     instead of the shipped choice)."""
     img = load_image(DATA / image)
     img.pixels = img.pixels[:, :96, :128]
-    data = encode(img, 60, lib, tile=64, model=model, keep_refs=True).data     # the reference path, always
+    opts = EncodeOptions(6000, library=lib, tile=64, model=model, keep_refs=True)     # the reference path, always
+    data = encode(img, opts).data
     parsed, model, _, tiles, lost, problems = entropy_decode(data, lib)
     assert not lost and not problems
     stem = DATA / "golden" / f"{prefix}_{model.model_id.hex()}"

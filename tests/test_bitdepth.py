@@ -15,6 +15,7 @@ from remac.ground_decoder.cli import decode_main
 from remac.rover_encoder.cli import encode_main
 from remac.rover_encoder.imageio import PNG_SIGNATURE, from_samples, load_image, png_sbit
 from tests.conftest import COLOUR, GREY, pixels, psnr
+from remac.rover_encoder.options import EncodeOptions
 
 
 def png(a, sbit=None) -> bytes:
@@ -113,7 +114,8 @@ def test_other_depths_decode_to_their_range(tmp_path, default_library, depth):
     a8 = pixels(GREY)[:64, :64]
     peak = (1 << depth) - 1
     a = np.round(a8 * (peak / 255)).astype(np.uint16)
-    out = decode(encode(load_image(png(a), bit_depth=depth), 75, default_library).data, default_library).image
+    data = encode(load_image(png(a), bit_depth=depth), EncodeOptions(7500, library=default_library)).data
+    out = decode(data, default_library).image
     assert out.dtype == np.uint16 and out.max() <= peak
     assert psnr(a, out, peak=peak) == pytest.approx(psnr(a8, np.round(out / (peak / 255))), abs=0.3)
 

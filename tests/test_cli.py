@@ -15,6 +15,7 @@ from remac.bitstream import modelfile
 from remac.ground_decoder.cli import decode_main
 from remac.rover_encoder.cli import encode_main, lib_main
 from tests.conftest import COLOUR, GREY, RGB3, pixels, psnr
+from remac.rover_encoder.options import EncodeOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -249,7 +250,7 @@ def small_rmc(default_library):
     from remac.rover_encoder.imageio import load_image
     img = load_image(GREY)
     img.pixels = img.pixels[:, :64, :128]
-    return encode(img, 50, default_library, tile=64).data
+    return encode(img, EncodeOptions(5000, library=default_library, tile=64)).data
 
 
 def test_decode_exit_codes_clean_concealed_failed(tmp_path, small_rmc):
@@ -349,7 +350,7 @@ def test_outputs_the_format_cannot_hold_are_refused_by_name(tmp_path, default_li
     from remac.rover_encoder.imageio import load_image
     colour = load_image(COLOUR)
     colour.pixels = colour.pixels[:, :64, :64]
-    (tmp_path / "c.rmc").write_bytes(encode(colour, 50, default_library, tile=64).data)
+    (tmp_path / "c.rmc").write_bytes(encode(colour, EncodeOptions(5000, library=default_library, tile=64)).data)
     with monkeypatch.context() as patch:        # colour into .pgm: refused from the header, before decoding
         patch.setattr(ground_decoder.decode, "decode", lambda *a, **k: pytest.fail("decoded before refusing"))
         r = run(decode_main, [tmp_path / "c.rmc", "-o", tmp_path / "c.pgm"])
@@ -358,7 +359,8 @@ def test_outputs_the_format_cannot_hold_are_refused_by_name(tmp_path, default_li
         "write .ppm or .png"]
     buf = io.BytesIO()
     Image.fromarray((pixels(GREY)[:64, :64].astype(np.uint16) * 257)).save(buf, "PNG")      # 16-bit grey
-    (tmp_path / "g.rmc").write_bytes(encode(load_image(buf.getvalue()), 50, default_library, tile=64).data)
+    grey = encode(load_image(buf.getvalue()), EncodeOptions(5000, library=default_library, tile=64))
+    (tmp_path / "g.rmc").write_bytes(grey.data)
     r = run(decode_main, [tmp_path / "g.rmc", "-o", tmp_path / "g.bmp"])
     assert r.exit_code == 1 and not (tmp_path / "g.bmp").exists() and len(r.stderr.splitlines()) == 1
     assert r.stderr.startswith(f"remac-decode: error: {tmp_path / 'g.bmp'}: cannot write a uint16 image as BMP")

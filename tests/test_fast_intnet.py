@@ -7,6 +7,8 @@ from remac.bitstream import intnet, modelfile, spec
 from remac.rover_encoder.encode import encode
 from remac.rover_encoder.imageio import load_image
 from tests.conftest import COLOUR, GREY, RGB3
+from remac.rover_encoder.options import EncodeOptions
+from remac.bitstream.spec import quality_steps
 
 
 def _reference_conv(x: np.ndarray, layer: dict) -> np.ndarray:
@@ -90,9 +92,9 @@ def test_every_tile_bit_identical_to_reference(path, quality, default_library, m
     """Whole encodes (64-px tiles: every tile, references tried and not) with the fast conv and with
     the reference: the same stream, the same z_hat, mu16, idx and y_hat in every tile."""
     img = load_image(path)
-    fast = encode(img, quality, default_library, tile=64, keep_tiles=True)
+    fast = encode(img, EncodeOptions(quality_steps(quality), library=default_library, tile=64), keep_tiles=True)
     monkeypatch.setattr(intnet, "conv", _reference_conv)
-    reference = encode(img, quality, default_library, tile=64, keep_tiles=True)
+    reference = encode(img, EncodeOptions(quality_steps(quality), library=default_library, tile=64), keep_tiles=True)
     assert fast.data == reference.data
     for mine, theirs in zip(fast.tiles, reference.tiles, strict=True):
         for a, b in zip(mine, theirs, strict=True):

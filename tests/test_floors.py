@@ -13,6 +13,7 @@ from remac.bitstream.modelfile import canonical_digest
 from remac.rover_encoder.encode import prepare
 from remac.rover_encoder.imageio import load_image
 from tests.conftest import GREY
+from remac.rover_encoder.options import EncodeOptions
 
 
 def test_floors_at_picks_the_band_of_a_quality():
@@ -26,8 +27,8 @@ def test_floors_at_picks_the_band_of_a_quality():
 def test_a_tile_coded_with_floors_decodes_exactly_and_its_indices_are_raised():
     em = modelfile.load("grey")
     from remac.rover_encoder.analysis import gain_for_quality
-    prepared = prepare(load_image(GREY), use_refs=False, tile=256)
-    window, gain = prepared.windows[0], gain_for_quality(em, 20)
+    prepared = prepare(load_image(GREY), EncodeOptions(tile=256))
+    window, gain = prepared.windows[0], gain_for_quality(em, 2000)
     z = window.crop_z(prepared.analyzer.hyper(window.y_window, gain)).astype(np.float64)
     z = np.clip(np.floor(z + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
     r, y_g = spec.ref_input(None, spec.gain_int_at(em.gain_int, 2000)), window.y * gain[:, None, None]
@@ -148,7 +149,7 @@ def test_a_colour_stream_with_chroma_floors_decodes_to_the_rovers_latents(tmp_pa
         (folder / name).write_bytes((staging / name).read_bytes())
     for name in ("encoder.onnx", "encoder.int8.onnx"):     # the shipped rover encoder, unchanged
         (folder / name).symlink_to(Path(__file__).resolve().parent.parent / "rover_encoder/assets/grey" / name)
-    result = prepare(load_image(COLOUR), use_refs=False, tile=128, model=folder).encode(30, keep_tiles=True)
+    result = prepare(load_image(COLOUR), EncodeOptions(tile=128, model=folder)).encode(3000, keep_tiles=True)
     parsed, model, _, tiles, lost, problems = entropy_decode(result.data, models=(store,))
     assert model.chroma_floors is not None and not lost and not problems
     luma_tiles = parsed.header.plane(0).tile_count

@@ -11,13 +11,14 @@ from remac.bitstream.errors import FormatError
 from remac.rover_encoder.encode import encode
 from remac.rover_encoder.imageio import from_samples, load_image
 from tests.conftest import GREY, pixels
+from remac.rover_encoder.options import EncodeOptions
 
 
 @pytest.fixture(scope="module")
 def stream(default_library):
     img = load_image(GREY)
     img.pixels = img.pixels[:, :100, :150]          # 100x150 -> 2x3 tiles of 64
-    return encode(img, 60, default_library, tile=64, keep_refs=True)     # the layout with references
+    return encode(img, EncodeOptions(6000, library=default_library, tile=64, keep_refs=True))   # the layout with references
 
 
 def rewritten(data: bytes, version: tuple) -> bytes:
@@ -189,7 +190,7 @@ def test_version_2_header_layout(default_library):
     """A 12-bit image at quality 60.25: format 2.0, bit_depth 12 at offset 44, quality 60 at 45 and
     its hundredths at 55 (1.0's reserved byte); everything else as in 1.0."""
     img = from_samples(pixels(GREY)[:64, :64].astype(np.uint16) << 4, 16, "g12", bit_depth=12)
-    r = encode(img, 60.25, default_library, tile=64)
+    r = encode(img, EncodeOptions(6025, library=default_library, tile=64))
     data = rewritten(r.data, (2, 0))
     payload = segments(data)[0][1]
     assert len(payload) == 56 and tuple(payload[0:2]) == (2, 0)

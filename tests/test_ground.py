@@ -13,11 +13,12 @@ from remac.models import ground  # noqa: E402
 from remac.rover_encoder.encode import encode  # noqa: E402
 from remac.rover_encoder.imageio import load_image  # noqa: E402
 from tests.conftest import COLOUR, GREY, psnr  # noqa: E402
+from remac.rover_encoder.options import EncodeOptions
 
 
 @pytest.fixture(scope="module")
 def streams(default_library):
-    return {p: encode(load_image(p), 75, default_library).data for p in (GREY, COLOUR)}
+    return {p: encode(load_image(p), EncodeOptions(7500, library=default_library)).data for p in (GREY, COLOUR)}
 
 
 @pytest.mark.parametrize("name", ["grey"])
@@ -135,7 +136,7 @@ def test_preview_of_odd_sizes_and_without_a_head(default_library, monkeypatch):
     with a warning)."""
     img = load_image(GREY)
     img.pixels = img.pixels[:, :77, :131]
-    data = encode(img, 75, default_library).data
+    data = encode(img, EncodeOptions(7500, library=default_library)).data
     assert [decode(data, default_library, reduce=r).image.shape for r in (1, 2, 3)] == [(39, 66), (20, 33), (10, 17)]
     monkeypatch.setattr(ground.GroundModel, "preview_head", lambda self: None)
     out = decode(data, default_library, reduce=2)
@@ -147,7 +148,7 @@ def test_preview_of_odd_sizes_and_without_a_head(default_library, monkeypatch):
 def test_preview_conceals_lost_tiles(default_library):
     img = load_image(GREY)
     img.pixels = img.pixels[:, :64, :128]               # two 64x64 tiles
-    b = bytearray(encode(img, 50, default_library, tile=64).data)
+    b = bytearray(encode(img, EncodeOptions(5000, library=default_library, tile=64)).data)
     b[-30] ^= 0xFF                                      # inside the last tile
     out = decode(bytes(b), default_library, reduce=1)
     assert out.lost_tiles == [1] and out.image.shape == (32, 64)

@@ -9,6 +9,7 @@ from remac.rover_encoder.info import main as info_main
 from remac.rover_encoder.encode import encode
 from remac.rover_encoder.imageio import load_image
 from tests.conftest import DATA, GOLDEN_GREY, GREY
+from remac.rover_encoder.options import EncodeOptions
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +17,7 @@ def two_tiles(default_library):
     img = load_image(GREY)
     img.pixels = img.pixels[:, :64, :128]           # two 64x64 tiles
     img.metadata.text["Title"] = "sol 1234"
-    return encode(img, 40.5, default_library, tile=64, keep_refs=True)
+    return encode(img, EncodeOptions(4050, library=default_library, tile=64, keep_refs=True))
 
 
 def invoke(args):

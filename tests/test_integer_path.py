@@ -11,6 +11,7 @@ from remac.rover_encoder import analysis
 from remac.rover_encoder.encode import encode
 from remac.rover_encoder.imageio import from_pil, load_image
 from tests.conftest import COLOUR, GREY
+from remac.rover_encoder.options import EncodeOptions
 
 
 def test_depth_to_space_matches_torch_pixel_shuffle():
@@ -80,7 +81,7 @@ def test_rover_and_ground_entropy_parameters_identical(path, threads, default_li
     """What the rover coded with (onnxruntime at 1 or 2 threads) is exactly what the ground derives."""
     analysis.analyzer.cache_clear()
     img = load_image(path)
-    result = encode(img, 55, default_library, tile=128, threads=threads, keep_tiles=True)
+    result = encode(img, EncodeOptions(5500, library=default_library, tile=128, threads=threads), keep_tiles=True)
     _, _, _, tiles, lost, problems = entropy_decode(result.data, default_library)
     assert not lost and not problems
     for (z, mu, idx, y_hat), (gz, gmu, gidx, gy_hat) in zip(result.tiles, (tiles[i] for i in sorted(tiles))):
@@ -93,9 +94,9 @@ def test_rover_and_ground_entropy_parameters_identical(path, threads, default_li
 def test_streams_from_one_and_two_threads_both_decode(default_library):
     img = load_image(GREY)
     analysis.analyzer.cache_clear()
-    one = encode(img, 40, default_library, threads=1)
+    one = encode(img, EncodeOptions(4000, library=default_library, threads=1))
     analysis.analyzer.cache_clear()
-    two = encode(img, 40, default_library, threads=2)
+    two = encode(img, EncodeOptions(4000, library=default_library, threads=2))
     analysis.analyzer.cache_clear()
     for r in (one, two):
         assert not entropy_decode(r.data, default_library)[4]
@@ -113,7 +114,8 @@ def test_property_rover_and_ground_agree_bit_for_bit(h, w, channels, quality, th
     if smooth:
         a = np.cumsum(a.astype(np.int64), axis=1) % 256
     img = from_pil(Image.fromarray(a.astype(np.uint8).squeeze(-1) if channels == 1 else a.astype(np.uint8)))
-    result = encode(img, quality, default_library, use_refs=use_refs, tile=64, threads=threads, keep_tiles=True)
+    opts = EncodeOptions(quality * 100, library=default_library if use_refs else None, tile=64, threads=threads)
+    result = encode(img, opts, keep_tiles=True)
     _, _, _, tiles, lost, problems = entropy_decode(result.data, default_library)
     assert not lost and not problems
     for index, rover in enumerate(result.tiles):

@@ -13,11 +13,12 @@ from remac.rover_encoder.encode import encode
 from remac.rover_encoder.imageio import load_image
 from remac.rover_encoder.planar import CHROMA_SHIFT, chroma_quality
 from tests.conftest import COLOUR, pixels, psnr
+from remac.rover_encoder.options import EncodeOptions
 
 
 @pytest.fixture(scope="module")
 def stream(default_library):
-    return encode(load_image(COLOUR), 60, default_library, tile=128, keep_refs=True)
+    return encode(load_image(COLOUR), EncodeOptions(6000, library=default_library, tile=128, keep_refs=True))
 
 
 def test_colour_is_coded_as_three_planes_of_the_grey_model(stream):
@@ -86,7 +87,7 @@ def test_colour_round_trip_quality_and_geometry(stream, default_library):
 def test_odd_colour_sizes_keep_their_geometry(h, w, default_library):
     img = load_image(COLOUR)
     img.pixels = img.pixels[:, :h, :w]
-    out = decode(encode(img, 70, default_library, tile=64).data, default_library).image
+    out = decode(encode(img, EncodeOptions(7000, library=default_library, tile=64)).data, default_library).image
     assert out.shape == (h, w, 3)
     assert psnr(np.round(img.pixels.transpose(1, 2, 0) * 255), out) > 27.0
 
@@ -138,7 +139,7 @@ def test_the_promotion_ranking_codes_colour_exactly_as_the_rover_does(default_li
     a = pixels(COLOUR)
     x = torch.from_numpy(a.transpose(2, 0, 1).copy()).float()[None] / 255
     size, x_hat = code_planes(model, em, x, 55)
-    real = encode(load_image(COLOUR), 55, default_library, use_refs=False, precision="float")
+    real = encode(load_image(COLOUR), EncodeOptions(5500, precision="float"))
     assert size == len(real.data)
     ranked = np.round(x_hat[0].numpy().transpose(1, 2, 0) * 255)
     assert abs(psnr(a, ranked) - psnr(a, decode(real.data, default_library).image)) < 0.1

@@ -6,6 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from remac.models import precision  # noqa: E402
+from remac.rover_encoder.options import EncodeOptions
 
 
 def test_fastest_candidate_wins():
@@ -43,7 +44,7 @@ def test_the_ground_decoder_follows_decode_precision(monkeypatch):
     from remac.rover_encoder.encode import encode
     from remac.rover_encoder.imageio import load_image
     from tests.conftest import GREY
-    data = encode(load_image(GREY), 50).data
+    data = encode(load_image(GREY), EncodeOptions(5000)).data
     fp32 = decode(data).image
     gm = ground.load("grey")
     monkeypatch.setattr(gm, "precision", "bf16")

@@ -14,6 +14,7 @@ from remac.rover_encoder.prepared import RATE_TOLERANCE
 from remac.rover_encoder.encode import prepare
 from remac.rover_encoder.imageio import load_image
 from tests.conftest import COLOUR, GREY
+from remac.rover_encoder.options import EncodeOptions
 
 
 @pytest.mark.parametrize("name,precision,path", [("grey", "int8", GREY), ("grey", "float", COLOUR)])
@@ -29,7 +30,7 @@ def test_split_analysis_is_the_whole_graph_bit_for_bit(name, precision, path):
     x = load_image(path).pixels[:1, :192, :256]      # colour: its first channel, as a plane
     y, shallow = split.analyse(x)
     for quality in (0, 37.5, 100):
-        gain = analysis.gain_for_quality(model, quality)
+        gain = analysis.gain_for_quality(model, round(quality * 100))
         wy, wz, ws = whole.run(None, {"x": analysis.pad_to_64(x)[None], "gain": gain.reshape(1, -1, 1, 1)})
         assert np.array_equal(wy[0], y) and np.array_equal(ws[0], shallow)
         assert np.array_equal(wz[0], split.hyper(y, gain))
@@ -37,13 +38,13 @@ def test_split_analysis_is_the_whole_graph_bit_for_bit(name, precision, path):
 
 @pytest.fixture(scope="module")
 def prepared(default_library):
-    return {p.stem: prepare(load_image(p), default_library) for p in (GREY, COLOUR)}
+    return {p.stem: prepare(load_image(p), EncodeOptions(library=default_library)) for p in (GREY, COLOUR)}
 
 
 @pytest.mark.parametrize("stem,fractions", [("navcam_gray", (0.1, 0.5, 0.9)), ("mastcam_rgb", (0.3, 0.7))])
 def test_fit_never_over_and_within_tolerance(stem, fractions, prepared, default_library):
     p = prepared[stem]
-    smallest, largest = len(p.encode(0).data), len(p.encode(100).data)
+    smallest, largest = len(p.encode(0).data), len(p.encode(10000).data)
     for fraction in fractions:
         budget = int(smallest + fraction * (largest - smallest))
         result = p.fit(budget)
@@ -51,7 +52,7 @@ def test_fit_never_over_and_within_tolerance(stem, fractions, prepared, default_
         assert size <= budget
         assert size >= (1 - RATE_TOLERANCE) * budget, (budget, size, result.header.quality_value)
     # exactly the stream that quality gives, and it decodes
-    assert result.data == p.encode(result.header.q100 / 100).data
+    assert result.data == p.encode(result.header.q100).data
     assert not entropy_decode(result.data, default_library)[4]
     assert p.fit(10 * largest).header.q100 == 10000          # more than quality 100 needs: 100
     assert len(p.fit(smallest).data) == smallest

@@ -8,12 +8,13 @@ from remac.rover_encoder.analysis import gain_for_quality
 from remac.rover_encoder.encode import prepare
 from remac.rover_encoder.imageio import load_image
 from tests.conftest import GREY
+from remac.rover_encoder.options import EncodeOptions
 
 
 def _tile(quality=20):
     em = modelfile.load("grey")
-    prepared = prepare(load_image(GREY), use_refs=False, tile=256)
-    window, gain = prepared.windows[0], gain_for_quality(em, quality)
+    prepared = prepare(load_image(GREY), EncodeOptions(tile=256))
+    window, gain = prepared.windows[0], gain_for_quality(em, quality * spec.QUALITY_STEPS)
     z = window.crop_z(prepared.analyzer.hyper(window.y_window, gain)).astype(np.float64)
     z = np.clip(np.floor(z + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
     r = spec.ref_input(None, spec.gain_int_at(em.gain_int, quality * spec.QUALITY_STEPS))

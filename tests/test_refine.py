@@ -16,6 +16,8 @@ from remac.rover_encoder.encode import encode
 from remac.rover_encoder.imageio import load_image
 from remac.rover_encoder.refine import encode_refinement
 from tests.conftest import COLOUR, GREY
+from remac.rover_encoder.options import EncodeOptions
+from remac.bitstream.spec import quality_steps
 
 MODEL_ID = bytes.fromhex("0102030405060708")
 
@@ -30,11 +32,11 @@ def img():
 @pytest.fixture(scope="module")
 def chain(img):
     """A base at 20, layer 1 at 75, layer 2 at 90, and the one-shot streams at 75 and 90."""
-    base = encode(img, 20, use_refs=False, tile=64)
-    r1 = encode_refinement(img, [base.data], 75)
-    r2 = encode_refinement(img, [base.data, r1.data], 90)
-    one75 = encode(img, 75, use_refs=False, tile=64, keep_tiles=True)
-    one90 = encode(img, 90, use_refs=False, tile=64, keep_tiles=True)
+    base = encode(img, EncodeOptions(2000, tile=64))
+    r1 = encode_refinement(img, [base.data], EncodeOptions(7500))
+    r2 = encode_refinement(img, [base.data, r1.data], EncodeOptions(9000))
+    one75 = encode(img, EncodeOptions(7500, tile=64), keep_tiles=True)
+    one90 = encode(img, EncodeOptions(9000, tile=64), keep_tiles=True)
     return base, r1, r2, one75, one90
 
 
@@ -160,7 +162,7 @@ def test_wrong_or_missing_base_is_one_line_error_naming_the_id(chain, img):
     with pytest.raises(RemacError, match=f"refinement layer 1 of base stream {want}") as err:
         decode(r1.data)
     assert "\n" not in str(err.value)
-    other = encode(img, 30, use_refs=False, tile=64).data
+    other = encode(img, EncodeOptions(3000, tile=64)).data
     with pytest.raises(RemacError, match=f"needs base stream {want} .*given {refine.stream_id(other).hex()}"):
         decode(r1.data, bases=[other])
     with pytest.raises(RemacError, match=f"needs base stream {refine.stream_id(r1.data).hex()}"):
@@ -168,9 +170,9 @@ def test_wrong_or_missing_base_is_one_line_error_naming_the_id(chain, img):
     with pytest.raises(RemacError, match="not a base stream"):
         decode(r2.data, bases=[r1.data])
     with pytest.raises(RemacError, match="not the one the base stream codes"):
-        encode_refinement(load_image(GREY), [base.data], 75)
+        encode_refinement(load_image(GREY), [base.data], EncodeOptions(7500))
     with pytest.raises(RemacError, match="not the one the base stream codes"):
-        encode_refinement(load_image(COLOUR), [base.data], 75)
+        encode_refinement(load_image(COLOUR), [base.data], EncodeOptions(7500))
 
 
 def test_colour_planes_refine_each_plane():
@@ -178,9 +180,9 @@ def test_colour_planes_refine_each_plane():
     base's chroma_q100) to the layer's; base + layer = the one-shot stream's symbols and pixels."""
     img = load_image(COLOUR)
     img.pixels = img.pixels[:, :128, :192]
-    base = encode(img, 20, use_refs=False, tile=64)
-    layer = encode_refinement(img, [base.data], 75)
-    one = encode(img, 75, use_refs=False, tile=64, keep_tiles=True)
+    base = encode(img, EncodeOptions(2000, tile=64))
+    layer = encode_refinement(img, [base.data], EncodeOptions(7500))
+    one = encode(img, EncodeOptions(7500, tile=64), keep_tiles=True)
     assert layer.header.planes == 1 and layer.header.chroma_q100 == one.header.chroma_q100 == 9000
     assert len(layer.tiles) == len(one.tiles) == 6 + 2 * 2
     got = top_latents([base.data, layer.data])
@@ -195,8 +197,8 @@ def test_colour_planes_refine_each_plane():
 def test_zero_gains_and_a_coarser_layer_still_decode(img, qa, qb):
     """Channels a quality drops (gain 0: 25 of them at 12, 28 at 25) are coded unconstrained; a
     'refinement' to a lower quality is allowed and decodes to what the rover coded."""
-    base = encode(img, qa, use_refs=False, tile=64)
-    layer = encode_refinement(img, [base.data], qb)
+    base = encode(img, EncodeOptions(quality_steps(qa), tile=64))
+    layer = encode_refinement(img, [base.data], EncodeOptions(qb * 100))
     got = top_latents([base.data, layer.data])
     assert all(np.array_equal(got[i], y) for i, (_, _, _, y) in enumerate(layer.tiles))
 

@@ -13,13 +13,14 @@ from tests.tools.fuzz import check, damage, shuffle_segments
 from remac.rover_encoder.encode import encode
 from remac.rover_encoder.imageio import load_image
 from tests.conftest import GREY, psnr
+from remac.rover_encoder.options import EncodeOptions
 
 
 @pytest.fixture(scope="module")
 def small_stream(default_library):
     img = load_image(GREY)
     img.pixels = img.pixels[:, :64, :128]           # two 64x64 tiles
-    r = encode(img, 50, default_library, tile=64)
+    r = encode(img, EncodeOptions(5000, library=default_library, tile=64))
     return r.data, decode(r.data, default_library)
 
 

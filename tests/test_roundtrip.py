@@ -9,6 +9,8 @@ from remac.ground_decoder.decode import decode
 from remac.rover_encoder.encode import encode
 from remac.rover_encoder.imageio import from_pil, load_image
 from tests.conftest import COLOUR, DATA, GREY, RGB3, pixels, psnr
+from remac.rover_encoder.options import EncodeOptions
+from remac.bitstream.spec import quality_steps
 
 # Floors/ceilings from the shipped models measured on these exact images, less 1 dB and plus 30 %
 # rate (scripts/make_golden.py writes them whenever the models change). The grey test image is a
@@ -25,7 +27,8 @@ def crop(path, h, w):
 @pytest.mark.parametrize("kind,quality", sorted(FLOORS))
 def test_psnr_and_rate_floors_256(kind, quality, default_library):
     a = pixels(GREY if kind == "grey" else COLOUR)
-    result = encode(load_image(GREY if kind == "grey" else COLOUR), quality, default_library)
+    img = load_image(GREY if kind == "grey" else COLOUR)
+    result = encode(img, EncodeOptions(quality_steps(quality), library=default_library))
     out = decode(result.data, default_library)
     assert out.image.shape == a.shape and out.image.dtype == np.uint8
     min_psnr, max_bpp = FLOORS[(kind, quality)]
@@ -38,7 +41,7 @@ def test_psnr_and_rate_floors_256(kind, quality, default_library):
 @pytest.mark.parametrize("path", [GREY, COLOUR])
 def test_odd_sizes_round_trip_exact_geometry(path, h, w, default_library):
     a, img = crop(path, h, w)
-    out = decode(encode(img, 75, default_library).data, default_library)
+    out = decode(encode(img, EncodeOptions(7500, library=default_library)).data, default_library)
     assert out.image.shape == a.shape
     assert psnr(a, out.image) >= (20.0 if min(h, w) > 8 else 12.0)
 
@@ -48,7 +51,7 @@ def test_quality_orders_rate_and_distortion(default_library):
     img = load_image(GREY)
     points = []
     for q in (5, 50, 95):
-        r = encode(img, q, default_library)
+        r = encode(img, EncodeOptions(quality_steps(q), library=default_library))
         points.append((r.bpp, psnr(a, decode(r.data, default_library).image)))
     assert points[0][0] < points[1][0] < points[2][0]
     assert points[0][1] < points[1][1] < points[2][1]
@@ -57,7 +60,7 @@ def test_quality_orders_rate_and_distortion(default_library):
 def test_identical_rgb_channels_coded_as_grey_and_restored_as_rgb(default_library):
     img = load_image(RGB3)
     assert img.pixels.shape[0] == 1 and img.output_channels == 3
-    result = encode(img, 75, default_library)
+    result = encode(img, EncodeOptions(7500, library=default_library))
     out = decode(result.data, default_library)
     assert out.image.shape == (256, 256, 3)
     assert np.array_equal(out.image[..., 0], out.image[..., 2])
@@ -68,7 +71,7 @@ def test_sixteen_bit_grey_round_trips_as_sixteen_bit(default_library):
     a16 = pixels(GREY).astype(np.uint16) * 257
     img = from_pil(Image.fromarray(a16))
     assert img.bit_depth == 16
-    out = decode(encode(img, 75, default_library).data, default_library)
+    out = decode(encode(img, EncodeOptions(7500, library=default_library)).data, default_library)
     assert out.image.dtype == np.uint16 and out.image.shape == a16.shape
     assert psnr(a16, out.image, peak=65535) >= 25.5
 
@@ -81,9 +84,9 @@ def test_multi_tile_image_stays_near_the_single_tile_rd_curve(default_library):
     a = pixels(GREY)
     curve = []
     for q in (5, 20, 50, 75, 95):
-        r = encode(load_image(GREY), q, default_library, tile=256)
+        r = encode(load_image(GREY), EncodeOptions(quality_steps(q), library=default_library, tile=256))
         curve.append((r.bpp, psnr(a, decode(r.data, default_library).image)))
-    many = encode(load_image(GREY), 75, default_library, tile=128)
+    many = encode(load_image(GREY), EncodeOptions(7500, library=default_library, tile=128))
     assert many.header.tile_count == 4
     matched = np.interp(many.bpp, [b for b, _ in curve], [p for _, p in curve])
     assert psnr(a, decode(many.data, default_library).image) >= matched - 0.5
@@ -123,14 +126,14 @@ def test_tile_context_must_be_a_multiple_of_64(default_library):
     from remac.bitstream.errors import RemacError
     for bad in (32, -64):
         with pytest.raises(RemacError, match="multiple of 64"):
-            encode(load_image(GREY), 50, default_library, context=bad)
+            encode(load_image(GREY), EncodeOptions(5000, library=default_library, context=bad))
 
 
 def test_references_on_and_off_both_decode(default_library, capsys):
     a = pixels(GREY)
     img = load_image(GREY)
-    on = encode(img, 50, default_library, keep_refs=True)
-    off = encode(img, 50, default_library, use_refs=False)
+    on = encode(img, EncodeOptions(5000, library=default_library, keep_refs=True))
+    off = encode(img, EncodeOptions(5000))
     assert on.header.flags == 1 and off.header.flags == 0 and off.header.library_id == bytes(8)
     p_on = psnr(a, decode(on.data, default_library).image)
     p_off = psnr(a, decode(off.data).image)
@@ -145,9 +148,9 @@ def test_references_are_kept_only_where_they_make_the_stream_smaller(default_lib
     outcomes = set()
     for path, quality in [(GREY, 20), (GREY, 50), (COLOUR, 50), (COLOUR, 90)]:
         img = load_image(path)
-        auto = encode(img, quality, default_library)
-        kept = encode(img, quality, default_library, keep_refs=True)
-        off = encode(img, quality, default_library, use_refs=False)
+        auto = encode(img, EncodeOptions(quality_steps(quality), library=default_library))
+        kept = encode(img, EncodeOptions(quality_steps(quality), library=default_library, keep_refs=True))
+        off = encode(img, EncodeOptions(quality_steps(quality)))
         assert kept.header.flags == 1 and kept.entropy_ref and off.entropy_ref is None
         dropped = len(off.data) < len(kept.data)
         assert auto.data == (off.data if dropped else kept.data)
@@ -164,7 +167,7 @@ def test_int8_and_float_rover_analysis_decode_alike(default_library):
     from remac.rover_encoder.analysis import default_precision
     assert load("grey").encoder_sha256["int8"] and default_precision("grey") == "int8"
     a, img = pixels(GREY), load_image(GREY)
-    runs = {p: encode(img, 60, default_library, precision=p) for p in ("int8", "float")}
+    runs = {p: encode(img, EncodeOptions(6000, library=default_library, precision=p)) for p in ("int8", "float")}
     assert runs["int8"].data != runs["float"].data
     db = {p: psnr(a, decode(r.data, default_library).image) for p, r in runs.items()}
     assert abs(db["int8"] - db["float"]) < 0.4

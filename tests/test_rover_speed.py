@@ -14,6 +14,7 @@ from remac.rover_encoder.entry import threads_option
 from remac.rover_encoder.imageio import load_image
 from remac.rover_encoder.prepared import Prepared
 from tests.conftest import COLOUR, GREY
+from remac.rover_encoder.options import EncodeOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,9 +26,9 @@ def test_shared_trunk_is_bit_identical_to_the_reference_path(default_library):
         img = load_image(path)
         for channel in range(img.pixels.shape[0]):
             img_c = type(img)(img.pixels[channel:channel + 1], 1, img.bit_depth)
-            p = Prepared(img_c, default_library, tile=128)
+            p = Prepared(img_c, EncodeOptions(library=default_library, tile=128))
             model, q100 = p.model, 75 * spec.QUALITY_STEPS
-            gain, gain_int = gain_for_quality(model, 75), spec.gain_int_at(model.gain_int, q100)
+            gain, gain_int = gain_for_quality(model, q100), spec.gain_int_at(model.gain_int, q100)
             for window in p.windows:
                 z = window.crop_z(p.analyzer.hyper(window.y_window, gain))
                 z_hat = np.clip(np.floor(z.astype(np.float64) + 0.5), -spec.Z_CLIP, spec.Z_CLIP).astype(np.int64)
@@ -84,11 +85,11 @@ def test_one_quality_analysis_streams_the_same_bytes(path, default_library):
     from remac.bitstream.errors import RemacError
     from remac.rover_encoder.encode import prepare
     img = load_image(path)
-    for q in (20, 75.5):
-        once = prepare(img, default_library, tile=128, quality=q)
-        assert once.encode(q).data == prepare(img, default_library, tile=128).encode(q).data
+    for q in (2000, 7550):
+        once = prepare(img, EncodeOptions(q, library=default_library, tile=128), once=True)
+        assert once.encode(q).data == prepare(img, EncodeOptions(library=default_library, tile=128)).encode(q).data
     with pytest.raises(RemacError, match="analysed for quality"):
-        prepare(img, default_library, tile=128, quality=30).encode(31)
+        prepare(img, EncodeOptions(3000, library=default_library, tile=128), once=True).encode(3100)
 
 
 @pytest.mark.parametrize("path", [GREY, COLOUR])
@@ -108,7 +109,7 @@ def test_plane_input_takes_the_tiles_it_places(default_library):
     pytest.importorskip("torch")
     from remac.ground_decoder.decode import entropy_decode, ground_model, plane_input
     from remac.rover_encoder.encode import encode
-    data = encode(load_image(COLOUR), 50, default_library, tile=128).data
+    data = encode(load_image(COLOUR), EncodeOptions(5000, library=default_library, tile=128)).data
     parsed, model, library, tiles, lost, _ = entropy_decode(data, default_library, latents_only=True)
     planes = parsed.header.coded_planes()
     before = len(tiles)

@@ -23,6 +23,7 @@ import torch
 from training.compare import QUALITIES, image_tensor
 from remac.models.codec import load_model
 from training.train import rd_loss
+from remac.rover_encoder.options import EncodeOptions
 
 VARIANTS = {"full": (True, True), "entropy off": (False, True), "decoder off": (True, False),
             "both off": (False, False)}
@@ -32,7 +33,7 @@ def references(path, channels, library):
     """The rover's (entropy, decoder) reference images for the image at `path`: (1,C,h,w) each."""
     from remac.rover_encoder.encode import encode
     from remac.rover_encoder.imageio import load_image
-    res = encode(load_image(path), 50, library)
+    res = encode(load_image(path), EncodeOptions(5000, library=library))
     return tuple(image_tensor(library.image_path(i), channels)[None] for i in (res.entropy_ref, res.decoder_ref))
 
 

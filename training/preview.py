@@ -35,6 +35,8 @@ from remac.models import ground
 from training import DATA
 from remac.rover_encoder.encode import encode
 from remac.rover_encoder.imageio import from_pil
+from remac.rover_encoder.options import EncodeOptions
+from remac.bitstream.spec import quality_steps
 
 # (folder under DATA, images used, crop side)
 FIT = {"grey": (("train/gray_native", 24, 512), ("train/gray", 16, 256)), "colour": (("train/color", 40, 256),)}
@@ -54,7 +56,8 @@ def crops(folder: str, count: int, side: int, channels: int) -> list:
 
 
 def streams(images, library) -> list:
-    return [encode(from_pil(Image.fromarray(a)), q, library).data for a in images for q in QUALITIES]
+    return [encode(from_pil(Image.fromarray(a)), EncodeOptions(quality_steps(q), library=library)).data
+            for a in images for q in QUALITIES]
 
 
 def design(trunk: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ class Crops(CalibrationDataReader):
         pick = rng.choice(len(images), size=min(count, len(images)), replace=False)
         qualities = np.linspace(0, 100, len(pick)).round().astype(int)
         self.feeds = iter([{"x": images[i:i + 1].numpy().astype(np.float32) / 255,
-                            "gain": gain_for_quality(model, int(q)).reshape(1, -1, 1, 1)}
+                            "gain": gain_for_quality(model, int(q) * 100).reshape(1, -1, 1, 1)}
                            for i, q in zip(pick, qualities)])
 
     def get_next(self):

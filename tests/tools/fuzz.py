@@ -13,6 +13,7 @@ import numpy as np
 
 from remac.bitstream.errors import RemacError
 from remac.ground_decoder.decode import decode
+from remac.rover_encoder.options import EncodeOptions
 
 
 def damage(data: bytes, rng: random.Random) -> bytes:
@@ -73,7 +74,7 @@ def main(argv=None):
     for path in args.images:
         img = load_image(path)
         img.pixels = img.pixels[:, :96, :160]
-        r = encode(img, 50, library, tile=64)
+        r = encode(img, EncodeOptions(5000, library=library, tile=64))
         streams.append((r.data, np.asarray(decode(r.data, library).image).shape))
     counts, start = {}, time.time()
     while time.time() - start < args.seconds:

@@ -1,0 +1,56 @@
+"""How to encode: one value, built once (remac-encode from its options, rover_encoder.api from its
+keywords) and passed down the encode path (api -> encode -> Prepared / PlanarPrepared / refine)."""
+from dataclasses import dataclass
+
+from remac.bitstream import spec
+from remac.bitstream.errors import RemacError
+from remac.bitstream.library import Library
+
+DEFAULT_QUALITY = 75
+DEFAULT_TILE = 512
+TILE_CONTEXT = 64       # neighbouring pixels each tile's analysis sees (prepared.analyse_tiles)
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """q100: quality in hundredths, 0..10000 (quality 37.25 -> 3725), unused under rate control;
+    target_bytes / bpp: rate control, the whole file at most this many bytes / bits per pixel
+    (see budget); library: the reference library, None: code without references; keep_refs: keep
+    the chosen references even where coding without them is smaller; force_refs:
+    (entropy_ref_id, decoder_ref_id) instead of the selection (experiments, kept always); tile:
+    tile side in px; context: px of neighbouring tiles each tile's analysis sees (0: alone);
+    threads: onnxruntime's and BLAS's; precision: rover analysis "int8" or "float" (None: the
+    model's default); model: a model directory instead of the shipped model; rdo: the symbol
+    choice's rate weight (None: prepared.RDO_LAMBDA). Files only (api.encode_file): bit_depth:
+    true sample depth (None: the file's); strip: drop metadata; refine: paths of the streams of
+    this image already sent (base first): write the next refinement layer at q100."""
+    q100: int = DEFAULT_QUALITY * spec.QUALITY_STEPS
+    target_bytes: int = None
+    bpp: float = None
+    library: Library = None
+    keep_refs: bool = False
+    force_refs: tuple = None
+    tile: int = DEFAULT_TILE
+    context: int = TILE_CONTEXT
+    threads: int = 1
+    precision: str = None
+    model: str = None
+    rdo: float = None
+    bit_depth: int = None
+    strip: bool = False
+    refine: tuple = ()
+
+    def __post_init__(self):
+        if not 0 <= self.q100 <= 100 * spec.QUALITY_STEPS:
+            raise RemacError(f"quality {self.q100 / spec.QUALITY_STEPS} is out of range 0..100")
+        if self.target_bytes is not None and self.bpp is not None:
+            raise RemacError("give a target size in bytes or in bits per pixel, not both")
+        if self.bpp is not None and not self.bpp > 0:
+            raise RemacError(f"bits per pixel {self.bpp} must be positive")
+        if self.target_bytes is not None and self.target_bytes < 1:
+            raise RemacError(f"target size {self.target_bytes} bytes must be positive")
+
+    def budget(self, width: int, height: int):
+        """The whole file's byte budget for a width x height image, or None (no rate control):
+        target_bytes, or floor(bpp * pixels / 8)."""
+        return int(self.bpp * width * height / 8) if self.bpp is not None else self.target_bytes
