@@ -109,8 +109,6 @@ def encode_file(path, out=None, opts: EncodeOptions = None, **settings) -> dict:
     try:
         if opts.refine:
             from remac.rover_encoder.refine import encode_refinement
-            if opts.target_bytes is not None or opts.bpp is not None:
-                raise RemacError("a refinement layer is coded at a quality (-q), not to a size")
             result = encode_refinement(img, [read_input(str(f)) for f in opts.refine], opts)
             chosen = None       # a layer keeps no reference of its own: nothing to say about one
         else:

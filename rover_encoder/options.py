@@ -49,6 +49,8 @@ class EncodeOptions:
             raise RemacError(f"bits per pixel {self.bpp} must be positive")
         if self.target_bytes is not None and self.target_bytes < 1:
             raise RemacError(f"target size {self.target_bytes} bytes must be positive")
+        if self.refine and (self.target_bytes is not None or self.bpp is not None):
+            raise RemacError("a refinement layer is coded at a quality (-q), not to a size")
 
     def budget(self, width: int, height: int):
         """The whole file's byte budget for a width x height image, or None (no rate control):

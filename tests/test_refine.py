@@ -250,3 +250,13 @@ def test_cli_refine_and_decode_chain(tmp_path, img):
     assert d["stream_id"] == refine.stream_id((tmp_path / "img.r.rmc").read_bytes()).hex()
     r = run(encode_main, [src, "--refine", tmp_path / "img.q20.rmc", "--target-bytes", "9000"])
     assert r.exit_code == 2
+
+
+def test_a_refinement_is_coded_at_a_quality_not_to_a_size(tmp_path):
+    from remac.rover_encoder.api import encode_file
+    from remac.rover_encoder.options import EncodeOptions
+    with pytest.raises(RemacError, match="refinement layer is coded at a quality"):
+        EncodeOptions(refine=("base.rmc",), target_bytes=1000)
+    with pytest.raises(RemacError, match="refinement layer is coded at a quality"):
+        encode_file(GREY, tmp_path / "x.rmc", refine=[str(GREY)], bpp=0.5)
+    assert not (tmp_path / "x.rmc").exists()
