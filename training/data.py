@@ -75,23 +75,45 @@ def _manifest_rows(data_dir, folders, limit=None) -> list:
     return rows[:limit] if limit else rows
 
 
-def folder_weights(data_dir, folders, weights: dict) -> list:
-    """Per-image draw weights for load_set(data_dir, folders, ...)'s images, in its order: the
-    weight of the image's folder in `weights` ({folder: weight}), 1 for folders not named."""
+def _renders_of(rows, renders: dict) -> list:
+    """(row, folder) for each extra colour rendering load_set adds: renders[folder] per image of
+    that folder, in row order, after all the originals."""
+    return [(r, f) for f, n in (renders or {}).items() for r in rows if _in_folder(r["path"], f) for _ in range(int(n))]
+
+
+def folder_weights(data_dir, folders, weights: dict, renders: dict = None) -> list:
+    """Per-image draw weights for load_set(data_dir, folders, ..., renders)'s images, in its order:
+    the weight of the image's folder in `weights` ({folder: weight}), 1 for folders not named."""
     rows = _manifest_rows(data_dir, folders)
-    return [next((float(w) for f, w in weights.items() if _in_folder(r["path"], f)), 1.0) for r in rows]
+    weight = lambda r: next((float(w) for f, w in weights.items() if _in_folder(r["path"], f)), 1.0)
+    return [weight(r) for r in rows] + [weight(r) for r, _ in _renders_of(rows, renders)]
 
 
-def load_set(data_dir, folders, channels, limit=None):
-    """-> images (N,C,256,256) uint8 tensor, groups list[int] of length N."""
+def load_set(data_dir, folders, channels, limit=None, renders: dict = None, seed: int = 0):
+    """-> images (N,C,256,256) uint8 tensor, groups list[int] of length N.
+
+    renders ({folder: n}, grey only): n extra copies of each colour image of that folder, each the
+    luma (BT.601, as PIL's "L") of the image through another random processing pipeline
+    (render_colour: white balance, saturation, hue, resampling, sharpening), appended after the
+    originals in the same groups. Luma depends on the pipeline: a model that only saw one
+    pipeline's luma trails on another's (held-out Mastcam luma: +15 % vs AVIF)."""
     from PIL import Image       # here, not at the top: a GPU job reads a pack and may lack Pillow
     rows = _manifest_rows(data_dir, folders, limit)
     mode = "L" if channels == 1 else "RGB"
     arrays, keys = [], []
+
+    def read(r, m):
+        im = Image.open(os.path.join(data_dir, r["path"])).convert(m)
+        return np.asarray(im.resize((256, 256)) if im.size != (256, 256) else im)
+
     for r in rows:
-        im = Image.open(os.path.join(data_dir, r["path"])).convert(mode)
-        a = np.asarray(im.resize((256, 256)) if im.size != (256, 256) else im)
-        arrays.append(a.reshape(256, 256, channels))
+        arrays.append(read(r, mode).reshape(256, 256, channels))
+        keys.append(_group_key(r))
+    rng = random.Random(seed)
+    for r, _ in (_renders_of(rows, renders) if channels == 1 else []):
+        rgb = render_colour(torch.from_numpy(read(r, "RGB").astype(np.float32) / 255).permute(2, 0, 1), rng)
+        luma = torch.tensordot(torch.tensor([0.299, 0.587, 0.114]), rgb, 1)
+        arrays.append((luma * 255).round().clamp(0, 255).to(torch.uint8).numpy()[..., None])
         keys.append(_group_key(r))
     ids = {k: i for i, k in enumerate(sorted(set(keys)))}
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
@@ -139,6 +161,27 @@ def rover_descriptors(encoder, images, batch: int = 32, device="cpu") -> np.ndar
     return torch.cat(out).float().cpu().numpy()
 
 
+def render_colour(x, r):
+    """(3,H,W) float in [0,1], random.Random r -> the same scene through another processing pipeline: white balance
+    (per-channel gains), saturation, a hue rotation about the grey axis, and now and then a 2x
+    resampling or a sharpening. Mars colour differs more between pipelines than in texture (a
+    model trained on one pipeline's colour was +67% vs JPEG 2000 on another's)."""
+    x = x * torch.tensor([r.uniform(0.75, 1.3), r.uniform(0.85, 1.15), r.uniform(0.7, 1.35)])[:, None, None]
+    grey = x.mean(0, keepdim=True)
+    x = grey + (x - grey) * r.uniform(0.3, 1.4)
+    angle = math.radians(r.uniform(-20, 20))       # Rodrigues rotation about (1,1,1)/sqrt(3)
+    k = torch.full((3, 3), (1 - math.cos(angle)) / 3)
+    k += torch.eye(3) * math.cos(angle)
+    k += math.sin(angle) / math.sqrt(3) * torch.tensor([[0., -1, 1], [1, 0, -1], [-1, 1, 0]])
+    x = torch.einsum("ij,jhw->ihw", k, x)
+    u = r.random()
+    if u < 0.15:                                    # resampled: detail of a 2x larger frame
+        x = F.interpolate(F.avg_pool2d(x[None], 2), scale_factor=2, mode="bilinear", align_corners=False)[0]
+    elif u < 0.3:                                   # sharpened (unsharp mask)
+        x = x + r.uniform(0.3, 1.0) * (x - F.avg_pool2d(x[None], 3, 1, 1, count_include_pad=False)[0])
+    return x.clamp(0, 1)
+
+
 class PairSampler:
     """Draws (crop, reference crop) batches as float tensors in [0,1].
 
@@ -152,7 +195,7 @@ class PairSampler:
         image; when given, an image's reference is one of its k nearest other images in that space
         (what the rover's library selection would pick), else another image of its group.
         augment: False, True (brightness/contrast/gamma on half the crops) or "colour" (those, then
-        another pipeline's colour rendering: _colour).
+        another pipeline's colour rendering: render_colour).
         weights: optional per-image draw weights (folder_weights), else every image equally often.
         downsampled: the share of crops cut from a 2x area-downsampled image at a random phase, where
         no JPEG 8x8 grid survives (raw rover frames have none; every source here has one)."""
@@ -186,28 +229,7 @@ class PairSampler:
         contrast = self.rng.uniform(0.7, 1.5)
         bright = self.rng.uniform(-0.1, 0.1)
         x = ((x.clamp_min(0) ** gamma - 0.5) * contrast + 0.5 + bright).clamp(0, 1)
-        return self._colour(x) if x.shape[0] == 3 and self.augment == "colour" else x
-
-    def _colour(self, x):
-        """(3,H,W) in [0,1] -> the same scene through another processing pipeline: white balance
-        (per-channel gains), saturation, a hue rotation about the grey axis, and now and then a 2x
-        resampling or a sharpening. Mars colour differs more between pipelines than in texture (a
-        model trained on one pipeline's colour was +67% vs JPEG 2000 on another's)."""
-        r = self.rng
-        x = x * torch.tensor([r.uniform(0.75, 1.3), r.uniform(0.85, 1.15), r.uniform(0.7, 1.35)])[:, None, None]
-        grey = x.mean(0, keepdim=True)
-        x = grey + (x - grey) * r.uniform(0.3, 1.4)
-        angle = math.radians(r.uniform(-20, 20))       # Rodrigues rotation about (1,1,1)/sqrt(3)
-        k = torch.full((3, 3), (1 - math.cos(angle)) / 3)
-        k += torch.eye(3) * math.cos(angle)
-        k += math.sin(angle) / math.sqrt(3) * torch.tensor([[0., -1, 1], [1, 0, -1], [-1, 1, 0]])
-        x = torch.einsum("ij,jhw->ihw", k, x)
-        u = r.random()
-        if u < 0.15:                                    # resampled: detail of a 2x larger frame
-            x = F.interpolate(F.avg_pool2d(x[None], 2), scale_factor=2, mode="bilinear", align_corners=False)[0]
-        elif u < 0.3:                                   # sharpened (unsharp mask)
-            x = x + r.uniform(0.3, 1.0) * (x - F.avg_pool2d(x[None], 3, 1, 1, count_include_pad=False)[0])
-        return x.clamp(0, 1)
+        return render_colour(x, self.rng) if x.shape[0] == 3 and self.augment == "colour" else x
 
     def batch(self, size, crop=None):
         """-> (size crops (size,C,crop,crop), their references); crop: this batch's side (default the

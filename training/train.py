@@ -218,7 +218,8 @@ def main(argv=None):
     if args.pack:
         images, groups, val = load_pack(args.pack)
     else:
-        images, groups = load_set(args.data, cfg["train_folders"], cfg["channels"])
+        images, groups = load_set(args.data, cfg["train_folders"], cfg["channels"], renders=cfg.get("colour_renders"),
+                                  seed=cfg["seed"])
         val, _ = load_set(args.data, cfg["val_folders"], cfg["channels"], limit=8)
     val = val.float()[:, :, :256, :256] / 255
     frames = None if args.pack or not cfg.get("frame_check") else \
@@ -314,7 +315,7 @@ def main(argv=None):
             descriptors = rover_descriptors(model.encoder, images, device=device)
     # "folder_weights" ({folder: weight}): draw some folders' images more often (not from a pack)
     draw_weights = None if args.pack or not cfg.get("folder_weights") else \
-        folder_weights(args.data, cfg["train_folders"], cfg["folder_weights"])
+        folder_weights(args.data, cfg["train_folders"], cfg["folder_weights"], cfg.get("colour_renders"))
     sampler = PairSampler(images, groups, cfg["crop"], seed=cfg["seed"], augment=cfg.get("augment", cfg["channels"] == 1),
                           ref_crop=cfg.get("ref_crop"), descriptors=descriptors, weights=draw_weights,
                           downsampled=cfg.get("downsampled", 0.0))
