@@ -1,5 +1,6 @@
 """PyTorch side: the training objective runs, the heavy decoder grows from the trained one."""
 import math
+from pathlib import Path
 
 import pytest
 
@@ -320,22 +321,25 @@ def test_ceiling_diagnostic_separates_quantizer_from_transform():
     assert rows[0][1] < rows[-1][1] < rows[-1][2]
 
 
-def test_colour_augmentation_changes_colour_not_structure():
-    """PairSampler(augment="colour") renders crops through other pipelines (white balance,
-    saturation, hue, resampling): values stay in [0,1], colours move, the structure survives."""
-    from training.data import PairSampler
+def test_colour_rendering_changes_colour_not_structure():
+    """render_colour (the sampler's "colour" augmentation and load_set's extra Mastcam luma
+    renders) shows a crop through other pipelines (white balance, saturation, hue, resampling):
+    values stay in [0,1], colours move, the structure survives, and a seed gives the same renders."""
+    import random
+    from training.data import render_colour
     from PIL import Image
     from pathlib import Path
     import numpy as np
     rgb = np.asarray(Image.open(Path(__file__).parent / "data" / "mastcam_rgb.png").convert("RGB"))[:64, :64]
     x = torch.from_numpy(rgb.transpose(2, 0, 1).copy()).float() / 255
-    sampler = PairSampler((x[None] * 255).to(torch.uint8), [0], 32, seed=1, augment="colour")
+    rng, again = random.Random(1), random.Random(1)
     for _ in range(8):
-        out = sampler._colour(x)
+        out = render_colour(x, rng)
         assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
         assert (out.mean((1, 2)) - x.mean((1, 2))).abs().max() > 1e-3                 # colour moved
         a, b = out.mean(0).flatten(), x.mean(0).flatten()
         assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.8                        # structure kept
+        assert torch.equal(out, render_colour(x, again))
 
 
 def test_some_training_steps_take_larger_crops_with_the_same_pixels():
@@ -382,3 +386,28 @@ def test_folder_weights_draw_a_folder_more_often(tmp_path):
     drawn = np.array([round(float(x[0, 0, 0, 0]) * 255) for x in (sampler.batch(1)[0] for _ in range(2000))])
     share = np.bincount(drawn, minlength=3) / len(drawn)
     assert abs(share[1] - 0.6) < 0.05 and abs(share[0] - 0.2) < 0.05
+
+
+def test_load_set_adds_luma_renders_of_colour_images_after_the_originals(tmp_path):
+    """load_set(renders={folder: n}) appends n luma copies of each colour image of `folder`, each
+    through another pipeline (render_colour), in the original's group; folder_weights lines up."""
+    import numpy as np
+    from PIL import Image
+    from training.data import folder_weights, load_set
+    src = np.asarray(Image.open(Path(__file__).parent / "data" / "mastcam_rgb.png").convert("RGB"))[:256, :256]
+    for folder, name, a in (("train/gray", "g.png", src[..., 1]), ("train/color", "c.png", src)):
+        (tmp_path / folder).mkdir(parents=True)
+        Image.fromarray(a).save(tmp_path / folder / name)
+    (tmp_path / "MANIFEST.csv").write_text("path,source_path,sol,width,height\n"
+                                            "train/gray/g.png,g,1,256,256\ntrain/color/c.png,c,2,256,256\n")
+    folders = ["train/gray", "train/color"]
+    images, groups = load_set(tmp_path, folders, 1, renders={"train/color": 2})
+    assert images.shape == (4, 1, 256, 256) and images.dtype == torch.uint8
+    assert groups[2] == groups[3] == groups[1] != groups[0]
+    plain = images[1, 0].float().flatten()
+    for k in (2, 3):
+        render = images[k, 0].float().flatten()
+        assert not torch.equal(render, plain)
+        assert torch.corrcoef(torch.stack([render, plain]))[0, 1] > 0.8
+    assert folder_weights(tmp_path, folders, {"train/color": 1.5}, {"train/color": 2}) == [1.0, 1.5, 1.5, 1.5]
+    assert len(load_set(tmp_path, folders, 1)[0]) == 2
