@@ -53,22 +53,26 @@ def _groups(table_index: np.ndarray):
         raise ValueError("table indices out of range 0..65535")
     order = np.argsort(table_index.astype(np.uint16), kind="stable")
     grouped = table_index[order]
-    cuts = np.flatnonzero(grouped[1:] != grouped[:-1]) + 1
-    starts, stops = np.concatenate([[0], cuts]), np.concatenate([cuts, [len(order)]])
-    return order, [(int(grouped[a]), int(a), int(b)) for a, b in zip(starts, stops) if b > a]
+    starts = np.flatnonzero(np.concatenate([[True], grouped[1:] != grouped[:-1]])) if grouped.size else order[:0]
+    stops = np.append(starts[1:], len(order))
+    return order, list(zip(grouped[starts].tolist(), starts.tolist(), stops.tolist()))
 
 
 def encode_groups(encoder, values: np.ndarray, table_index: np.ndarray, tables: TableSet) -> None:
     """values, table_index: same shape, int. Appends all values to `encoder`, grouped (_groups)."""
-    order, groups = _groups(table_index.reshape(-1))
-    v, t = values.reshape(-1)[order], table_index.reshape(-1)[order]
-    rel, size = v - tables.offsets[t], tables.sizes[t]
+    t = table_index.reshape(-1)
+    order, groups = _groups(t)
+    v = values.reshape(-1)
+    rel, size = v - tables.offsets[t], tables.sizes[t]      # in raster order, then put in coding order
     esc = (rel < 0) | (rel >= size)
-    symbols = np.where(esc, size, rel).astype(np.int32)
-    for table, a, b in groups:
+    symbols = np.where(esc, size, rel).astype(np.int32)[order]
+    escaped = np.flatnonzero(esc[order])                    # positions (in coding order) of escapes
+    with_escapes = set(np.searchsorted([a for _, a, _ in groups], escaped, side="right").tolist())
+    for g, (table, a, b) in enumerate(groups, 1):
         encoder.encode(symbols[a:b], tables.model(table))
-        if esc[a:b].any():
-            raw = (np.clip(v[a:b][esc[a:b]], -_ESC_BIAS, _ESC_BIAS - 1) + _ESC_BIAS).astype(np.int32)
+        if g in with_escapes:
+            at = escaped[(escaped >= a) & (escaped < b)]
+            raw = (np.clip(v[order[at]], -_ESC_BIAS, _ESC_BIAS - 1) + _ESC_BIAS).astype(np.int32)
             encoder.encode(np.stack([raw >> 8, raw & 255], axis=1).reshape(-1), _BYTE)
 
 
