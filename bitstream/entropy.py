@@ -53,22 +53,26 @@ def _groups(table_index: np.ndarray):
         raise ValueError("table indices out of range 0..65535")
     order = np.argsort(table_index.astype(np.uint16), kind="stable")
     grouped = table_index[order]
-    cuts = np.flatnonzero(grouped[1:] != grouped[:-1]) + 1
-    starts, stops = np.concatenate([[0], cuts]), np.concatenate([cuts, [len(order)]])
-    return order, [(int(grouped[a]), int(a), int(b)) for a, b in zip(starts, stops) if b > a]
+    starts = np.flatnonzero(np.concatenate([[True], grouped[1:] != grouped[:-1]])) if grouped.size else order[:0]
+    stops = np.append(starts[1:], len(order))
+    return order, list(zip(grouped[starts].tolist(), starts.tolist(), stops.tolist()))
 
 
 def encode_groups(encoder, values: np.ndarray, table_index: np.ndarray, tables: TableSet) -> None:
     """values, table_index: same shape, int. Appends all values to `encoder`, grouped (_groups)."""
-    order, groups = _groups(table_index.reshape(-1))
-    v, t = values.reshape(-1)[order], table_index.reshape(-1)[order]
-    rel, size = v - tables.offsets[t], tables.sizes[t]
+    t = table_index.reshape(-1)
+    order, groups = _groups(t)
+    v = values.reshape(-1)
+    rel, size = v - tables.offsets[t], tables.sizes[t]      # in raster order, then put in coding order
     esc = (rel < 0) | (rel >= size)
-    symbols = np.where(esc, size, rel).astype(np.int32)
-    for table, a, b in groups:
+    symbols = np.where(esc, size, rel).astype(np.int32)[order]
+    escaped = np.flatnonzero(esc[order])                    # positions (in coding order) of escapes
+    with_escapes = set(np.searchsorted([a for _, a, _ in groups], escaped, side="right").tolist())
+    for g, (table, a, b) in enumerate(groups, 1):
         encoder.encode(symbols[a:b], tables.model(table))
-        if esc[a:b].any():
-            raw = (np.clip(v[a:b][esc[a:b]], -_ESC_BIAS, _ESC_BIAS - 1) + _ESC_BIAS).astype(np.int32)
+        if g in with_escapes:
+            at = escaped[(escaped >= a) & (escaped < b)]
+            raw = (np.clip(v[order[at]], -_ESC_BIAS, _ESC_BIAS - 1) + _ESC_BIAS).astype(np.int32)
             encoder.encode(np.stack([raw >> 8, raw & 255], axis=1).reshape(-1), _BYTE)
 
 
@@ -103,7 +107,16 @@ def quantize_pmf(pmf: np.ndarray, tail: float) -> np.ndarray:
 
 def symbols_for(y_g: np.ndarray, mu16: np.ndarray) -> np.ndarray:
     """Rover: s = clip(round(y_g - mu), +-Y_CLIP) with mu = mu16 / 16. (M,h,w) float -> int64."""
-    s = np.floor(y_g.astype(np.float64) - mu16 / 2 ** spec.MEAN_FRAC_BITS + 0.5)
+    return _rounded(_residual(y_g, mu16))
+
+
+def _residual(y_g: np.ndarray, mu16: np.ndarray) -> np.ndarray:
+    """y_g - mu16 / 16 in float64, the value symbols_for rounds (and rdo_symbols weighs)."""
+    return y_g.astype(np.float64) - mu16 / 2 ** spec.MEAN_FRAC_BITS
+
+
+def _rounded(d: np.ndarray) -> np.ndarray:
+    s = np.floor(d + 0.5)
     return np.clip(s, -spec.Y_CLIP, spec.Y_CLIP).astype(np.int64)
 
 
@@ -122,17 +135,28 @@ def rdo_symbols(y_g: np.ndarray, mu16: np.ndarray, idx: np.ndarray, tables: Tabl
     or broadcastable, e.g. (M,1,1) per channel). Only the
     encoder chooses symbols, so this needs nothing from the format or the ground. (M,h,w) -> int64.
     Costs are computed at the non-zero symbols only (most are zero), element by element as over
-    the whole array."""
-    s = symbols_for(y_g, mu16)
+    the whole array: the same float64 operations as symbol_bits, with each position's table row
+    (offset, size, bits) looked up once for both candidates."""
+    d = _residual(y_g, mu16)
+    s = _rounded(d)
     if np.all(np.asarray(lam) <= 0):
         return s
-    nz = s != 0
-    v = s[nz]
-    r = y_g[nz].astype(np.float64) - mu16[nz] / 2 ** spec.MEAN_FRAC_BITS
-    lam_nz, idx_nz = np.broadcast_to(lam, s.shape)[nz], idx[nz]
-    cost = lambda u: (r - u) ** 2 + lam_nz * symbol_bits(u, idx_nz, tables)
+    flat = s.reshape(-1)                    # s is a new C-contiguous array: a view
+    nz = np.flatnonzero(flat)
+    v = flat[nz]
+    r = d.reshape(-1)[nz]
+    lam_nz = lam if np.ndim(lam) == 0 else np.broadcast_to(lam, s.shape)[s != 0]
+    t = np.ascontiguousarray(idx).reshape(-1)[nz]
+    offset, size = tables.offsets[t], tables.sizes[t]
+    row = t * tables.bits.shape[1]
+    bits = tables.bits.reshape(-1)
+
+    def cost(u):
+        rel = u - offset
+        esc = (rel < 0) | (rel >= size)
+        return (r - u) ** 2 + lam_nz * (bits[row + np.where(esc, size, rel)] + 16.0 * esc)
     alt = v - np.sign(v)
-    s[nz] = np.where(cost(alt) < cost(v), alt, v)
+    flat[nz] = np.where(cost(alt) < cost(v), alt, v)
     return s
 
 

@@ -81,7 +81,8 @@ def conv(x: np.ndarray, layer: dict) -> np.ndarray:
     acc *= layer["mult"][:, None]
     acc += layer["offset"][:, None]
     acc >>= spec.REQUANT_SHIFT
-    np.clip(acc, layer["lo"][:, None], layer["hi"][:, None], out=acc)
+    np.maximum(acc, layer["lo"][:, None], out=acc)      # = np.clip(acc, lo, hi), in two plain passes
+    np.minimum(acc, layer["hi"][:, None], out=acc)      # (np.clip's broadcasting path is ~1.5x slower)
     return acc.reshape(cout, x.shape[1], x.shape[2])
 
 

@@ -37,11 +37,16 @@ def encode(net: dict, z_hat: np.ndarray, r: np.ndarray, y_g: np.ndarray, z_table
     mu16, idx, symbols, each (M,4h,4w) int64). rdo: the rate weight of entropy.rdo_symbols, one
     for all channels or (M,) (0: plain rounding). hidden: intnet.trunk(net, z_hat) when the caller
     already has it (a tile coded with and without a reference), else computed here."""
-    lam = np.broadcast_to(np.broadcast_to(np.asarray(rdo, dtype=np.float64), y_g.shape[:1])[:, None, None], y_g.shape)
+    if np.ndim(rdo) == 0:       # one weight for all: a number (the same float64 at every position)
+        lam = float(rdo)
+        of = lambda sel: lam
+    else:
+        lam = np.broadcast_to(np.broadcast_to(np.asarray(rdo, dtype=np.float64), y_g.shape[:1])[:, None, None], y_g.shape)
+        of = lambda sel: lam[sel]
     hidden = intnet.trunk(net, z_hat) if hidden is None else hidden
     mu16, idx, symbols, units = _slices(
         net, hidden, r, y_g.shape[0],
-        lambda sel, mu16, idx: entropy.rdo_symbols(y_g[sel], mu16, idx, y_tables, lam[sel]), floors, spatial)
+        lambda sel, mu16, idx: entropy.rdo_symbols(y_g[sel], mu16, idx, y_tables, of(sel)), floors, spatial)
     return entropy.encode_tile(z_hat, symbols, idx, z_tables, y_tables, units), mu16, idx, symbols
 
 

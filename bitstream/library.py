@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from remac.bitstream import npz
 from remac.bitstream.errors import LibraryError
 
 FORMAT = "remac-library"
@@ -113,11 +114,10 @@ def load(path=None, images=None) -> Library:
         models = dict(meta["models"])
         if not all(isinstance(e, dict) and {"id", "sha256", "modality"} <= e.keys() for e in meta["entries"]):
             raise KeyError("entry without id/sha256/modality")
-        with np.load(path / "latents.npz") as npz:
-            latents = {k: npz[k].astype(np.int64) for k in npz.files}
-        with np.load(path / "descriptors.npz") as npz:
-            deep = {k[5:]: npz[k] for k in npz.files if k.startswith("deep/")}
-            shallow = {k[8:]: npz[k] for k in npz.files if k.startswith("shallow/")}
+        latents = {k: a.astype(np.int64) for k, a in npz.read_all(path / "latents.npz").items()}
+        descriptors = npz.read_all(path / "descriptors.npz")
+        deep = {k[5:]: a for k, a in descriptors.items() if k.startswith("deep/")}
+        shallow = {k[8:]: a for k, a in descriptors.items() if k.startswith("shallow/")}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise LibraryError(f"{path}: library files are incomplete or damaged ({exc})") from None
     missing = [i for i in entries if i not in latents or i not in deep or i not in shallow]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from remac.bitstream import intnet, spec
+from remac.bitstream import intnet, npz, spec
 from remac.bitstream import spatial as bitstream_spatial
 from remac.bitstream.entropy import TableSet
 from remac.bitstream.errors import ModelError
@@ -121,8 +121,7 @@ def load_dir(folder: Path) -> EntropyModel:
     folder = Path(folder)
     try:
         meta = json.loads((folder / "model.json").read_text())
-        with np.load(folder / "entropy.npz") as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        arrays = npz.read_all(folder / "entropy.npz")
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"model in {folder}: cannot read its artifacts ({exc})") from None
     name = meta.get("name", "?")

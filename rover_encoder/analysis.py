@@ -66,8 +66,8 @@ class Analyzer:
         # shapes (edge tiles, context windows) then cost ~90 MiB more peak RSS on a 4-Mpixel frame
         opts.enable_mem_pattern = False
         session = lambda graph: ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
-        self.g_a = session(onnx_graph.extract(blob, ["x"], ["y", "shallow"]))
-        self.h_a = session(onnx_graph.extract(blob, ["y", "gain"], ["z"]))
+        g_a, h_a = onnx_graph.cut(blob, [(["x"], ["y", "shallow"]), (["y", "gain"], ["z"])])
+        self.g_a, self.h_a = session(g_a), session(h_a)
         self.model = model
 
     def analyse(self, x: np.ndarray):

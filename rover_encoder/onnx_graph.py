@@ -77,17 +77,26 @@ def _names(message: memoryview, number: int) -> list:
 def extract(model: bytes, inputs, outputs) -> bytes:
     """The sub-model of `model` (serialized ONNX) that computes `outputs` from `inputs` (names of
     graph inputs, or of intermediate tensors that are also graph outputs, such as y)."""
+    return cut(model, [(inputs, outputs)])[0]
+
+
+def cut(model: bytes, parts) -> list:
+    """[extract(model, inputs, outputs) for (inputs, outputs) in parts], the model parsed once."""
     model = memoryview(model)
     graph = next((p for n, _, p in fields(model) if n == MODEL_GRAPH), None)
     if graph is None:
         raise ModelError("ONNX model has no graph")
-    items = list(fields(graph))
-    nodes = [(raw, _names(p, NODE_INPUT), _names(p, NODE_OUTPUT)) for n, raw, p in items if n == GRAPH_NODE]
+    items = [(n, raw, p, _names(p, TENSOR_NAME)[0] if n == GRAPH_INITIALIZER else None) for n, raw, p in fields(graph)]
+    nodes = [(raw, _names(p, NODE_INPUT), _names(p, NODE_OUTPUT)) for n, raw, p, _ in items if n == GRAPH_NODE]
     producer = {name: i for i, (_, _, outs) in enumerate(nodes) for name in outs}
     declared = {}
-    for n, _, p in items:
+    for n, _, p, _ in items:
         if n in (GRAPH_INPUT, GRAPH_OUTPUT):
             declared.setdefault(_names(p, VALUE_INFO_NAME)[0], p)
+    return [_sub_model(model, items, nodes, producer, declared, inputs, outputs) for inputs, outputs in parts]
+
+
+def _sub_model(model, items, nodes, producer, declared, inputs, outputs) -> bytes:
     missing = [name for name in (*inputs, *outputs) if name not in declared]
     if missing:
         raise ModelError(f"ONNX model declares no input or output {', '.join(missing)}")
@@ -101,9 +110,8 @@ def extract(model: bytes, inputs, outputs) -> bytes:
             keep.add(producer[name])
             todo += [x for x in nodes[producer[name]][1] if x]
     body = bytearray()
-    for n, raw, p in items:
-        if n in (GRAPH_NODE, GRAPH_INPUT, GRAPH_OUTPUT) or (n == GRAPH_INITIALIZER and _names(p, TENSOR_NAME)[0]
-                                                                not in used):
+    for n, raw, _, initializer in items:
+        if n in (GRAPH_NODE, GRAPH_INPUT, GRAPH_OUTPUT) or (n == GRAPH_INITIALIZER and initializer not in used):
             continue
         body += raw
     body += b"".join(raw for i, (raw, _, _) in enumerate(nodes) if i in keep)
