@@ -255,7 +255,8 @@ class Header:
         size = _HDR4.size + 2 * planes + 24 * refs + _REFINE.size * refines
         mapped = bool(flags & ROI_MAP)
         if (len(payload) <= size) if mapped else (len(payload) != size):    # a map adds 2 bytes or more
-            raise FormatError(f"RHDR segment has {len(payload)} bytes, expected {size}" + (" and more" if mapped else ""))
+            more = " and a quality map" if mapped else ""
+            raise FormatError(f"RHDR segment has {len(payload)} bytes, expected {size}{more}")
         if q100 > 100 * 100:
             raise FormatError(f"RHDR: quality {q100 / 100} out of range 0..100")
         pos, chroma_q100 = _HDR4.size, 0
@@ -304,7 +305,8 @@ class Header:
     def _map_checks(self) -> list:
         k = len(self.roi_levels)
         return [
-            (self.compact and not self.layer, "a quality map is defined for 4.x streams that are not refinement layers"),
+            (self.compact and not self.layer,
+             "a quality map is defined for 4.x streams that are not refinement layers"),
             (1 <= k <= MAX_ROI_LEVELS, f"a quality map has 1..{MAX_ROI_LEVELS} levels, not {k}"),
             (all(len(lv) == 2 and 0 <= lv[0] <= 10000 and 0 <= lv[1] <= 10000 and (self.planes or not lv[1])
                  for lv in self.roi_levels), f"quality map levels {self.roi_levels} out of range"),

@@ -189,3 +189,12 @@ def test_parse_and_api_checks():
         EncodeOptions(roi=(Region(0, 0, 1, 1),), refine=("x.rmc",))
     with pytest.raises(RemacError, match="at most 15 distinct"):
         EncodeOptions(9000, roi=tuple(Region(0, 0, 1, 1, 9000 + q) for q in range(16)))
+
+
+def test_api_takes_regions():
+    from remac import rover_encoder
+    crop = pixels(GREY)[:128, :128]
+    data = rover_encoder.encode_image(crop, quality=30, tile=64, use_refs=False, roi=["0,0,10,10"])
+    h = container.read(data).header
+    assert h.roi_levels == ((5500, 0),) and h.roi_map == (1, 0, 0, 0)
+    assert rover_encoder.encode_image(crop, quality=30, tile=64, use_refs=False, roi=[(64, 64, 5, 5, 90)]) != data
