@@ -11,7 +11,7 @@ FormatError, while a damaged TILE segment (bad CRC or inconsistent payload) is r
 import math
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -34,6 +34,8 @@ COMPACT = 4                     # the first major version with the compact layou
 REFS_PRESENT = 2                # 4.0 RHDR flags bit 1: library_id and the reference IDs follow
 REFINES = 4                     # 4.0 RHDR flags bit 2: a refinement layer; base_id, layer, base_q100 follow
 _REFINE = struct.Struct(">8sBH")    # base_id, layer, base_q100 (docs/FORMAT.md, "Refinement layers")
+ROI_MAP = 8                     # 4.0 RHDR flags bit 3: a per-tile quality map follows (regions of interest)
+MAX_ROI_LEVELS = 15             # qualities a map may name besides the stream's own (4 bits per tile at most)
 ZERO_ID = bytes(8)
 
 
@@ -60,6 +62,12 @@ class Header:
     layer: int = 0                  # 4.0: 0 = a stream of its own; k >= 1 = refinement layer k of a chain
     base_id: bytes = ZERO_ID        # 4.0 refinement: bitstream.refine.stream_id of the layer below
     base_q100: int = 0              # 4.0 refinement: that layer's quality in hundredths
+    # 4.0 quality map (regions of interest, flags bit 3): roi_levels ((q100, chroma_q100), ...) are
+    # levels 1..K (level 0: the stream's q100 / chroma_q100; chroma_q100 0 unless planes); roi_map
+    # holds one level per tile: the Y (or only) plane's tiles row-major, then (planes) the chroma
+    # grid's, one entry per chroma tile position, shared by Cb and Cr. Both empty: no map.
+    roi_levels: tuple = ()
+    roi_map: tuple = ()
 
     def __post_init__(self):
         if self.version is None:
@@ -84,12 +92,44 @@ class Header:
         and quality; 1, 2: Cb, Cr at 1/2**chroma_shift, no references, quality chroma_q100), each a
         1-channel stream of its own whose tiles are this stream's from plane_offset(k) on."""
         if k == 0:
-            return Header(self.model_id, self.width, self.height, 1, 1, self.bit_depth, self.quality,
-                          self.tile_width, self.tile_height, self.library_id, self.entropy_ref_id,
-                          self.decoder_ref_id, self.flags, quality_frac=self.quality_frac)
-        f = 1 << self.chroma_shift
-        return Header(self.model_id, -(-self.width // f), -(-self.height // f), 1, 1, self.bit_depth,
-                      self.chroma_q100 // 100, self.tile_width, self.tile_height, quality_frac=self.chroma_q100 % 100)
+            h = Header(self.model_id, self.width, self.height, 1, 1, self.bit_depth, self.quality,
+                       self.tile_width, self.tile_height, self.library_id, self.entropy_ref_id,
+                       self.decoder_ref_id, self.flags, quality_frac=self.quality_frac)
+        else:
+            f = 1 << self.chroma_shift
+            h = Header(self.model_id, -(-self.width // f), -(-self.height // f), 1, 1, self.bit_depth,
+                       self.chroma_q100 // 100, self.tile_width, self.tile_height, quality_frac=self.chroma_q100 % 100)
+        if self.roi_levels:     # the plane's part of the map, its own qualities as a one-plane stream's levels
+            luma = self.tiles_x * self.tiles_y
+            part = self.roi_map[:luma] if k == 0 else self.roi_map[luma:]
+            h.roi_levels, h.roi_map = tuple((level[min(k, 1)], 0) for level in self.roi_levels), tuple(part)
+        return h
+
+    def map_size(self) -> int:
+        """Entries a quality map of this geometry holds: the Y (or only) plane's tiles, plus one per
+        chroma tile position (planes)."""
+        return sum(math.prod(self.plane_geometry(k)) for k in ((0, 1) if self.planes else (0,)))
+
+    def plane_geometry(self, k: int) -> tuple:
+        """(tiles across, tiles down) of plane k's grid (k 0: the image's; 1, 2: the chroma planes')."""
+        f = 1 << (self.chroma_shift if k else 0)
+        return math.ceil(-(-self.width // f) / self.tile_width), math.ceil(-(-self.height // f) / self.tile_height)
+
+    def tile_q100(self, index: int) -> int:
+        """Quality in hundredths of stream tile `index`: the stream's (a chroma plane's: chroma_q100),
+        or the quality map's level for that tile (docs/FORMAT.md, "Quality map")."""
+        if self.planes:
+            for k in (2, 1, 0):
+                offset = self.plane_offset(k)
+                if index >= offset:
+                    return self.plane(k).tile_q100(index - offset)
+        level = self.roi_map[index] if self.roi_levels else 0
+        return self.roi_levels[level - 1][0] if level else self.q100
+
+    def at_q100(self, q100: int) -> "Header":
+        """This one-plane header at quality q100 and without a map: what one tile of a mapped plane
+        is coded as."""
+        return replace(self, quality=q100 // 100, quality_frac=q100 % 100, roi_levels=(), roi_map=())
 
     def coded_planes(self) -> list:
         """-> [(plane header, index of its first tile)]: the stream itself for a one-plane stream,
@@ -164,23 +204,59 @@ class Header:
         refs = self.library_id != ZERO_ID
         head = _HDR4.pack(*self.version, self.model_id, self.width, self.height, layout, self.bit_depth,
                           self.q100, self.tile_width // 64, self.tile_height // 64,
-                          self.flags | (REFS_PRESENT if refs else 0) | (REFINES if self.layer else 0))
+                          self.flags | (REFS_PRESENT if refs else 0) | (REFINES if self.layer else 0)
+                          | (ROI_MAP if self.roi_levels else 0))
         if self.planes:
             head += struct.pack(">H", self.chroma_q100)
         head += self.library_id + self.entropy_ref_id + self.decoder_ref_id if refs else b""
-        return head + (_REFINE.pack(self.base_id, self.layer, self.base_q100) if self.layer else b"")
+        head += _REFINE.pack(self.base_id, self.layer, self.base_q100) if self.layer else b""
+        return head + (self._pack_map() if self.roi_levels else b"")
+
+    def _pack_map(self) -> bytes:
+        """The quality map (flags bit 3): K, K levels (q100, and chroma_q100 with planes), then one
+        level per map entry in bits = K.bit_length(), most significant bit first, zero-padded to a byte."""
+        k = len(self.roi_levels)
+        out = bytes([k]) + b"".join(struct.pack(">HH" if self.planes else ">H", *level[:1 + self.planes])
+                                    for level in self.roi_levels)
+        bits = k.bit_length()
+        value = 0
+        for level in self.roi_map:
+            value = value << bits | level
+        n = -(-len(self.roi_map) * bits // 8)
+        return out + (value << (8 * n - len(self.roi_map) * bits)).to_bytes(n, "big")
+
+    def _unpack_map(self, payload: bytes, pos: int) -> None:
+        """Read the quality map at payload[pos:] (it must end the payload) into roi_levels / roi_map."""
+        if pos >= len(payload) or not 1 <= payload[pos] <= MAX_ROI_LEVELS:
+            raise FormatError(f"RHDR: quality map needs 1..{MAX_ROI_LEVELS} levels")
+        k, width = payload[pos], 4 if self.planes else 2
+        entries, bits = self.map_size(), payload[pos].bit_length()
+        size = 1 + k * width + -(-entries * bits // 8)
+        if len(payload) - pos != size:
+            raise FormatError(f"RHDR segment has {len(payload)} bytes, expected {pos + size}")
+        levels = [struct.unpack_from(">HH" if self.planes else ">H", payload, pos + 1 + width * j) for j in range(k)]
+        self.roi_levels = tuple((lv[0], lv[1] if self.planes else 0) for lv in levels)
+        packed = int.from_bytes(payload[pos + 1 + k * width:], "big")
+        pad = 8 * (size - 1 - k * width) - entries * bits
+        if packed & ((1 << pad) - 1):
+            raise FormatError("RHDR: quality map padding bits are not zero")
+        packed >>= pad
+        mask = (1 << bits) - 1
+        self.roi_map = tuple((packed >> (bits * (entries - 1 - i))) & mask for i in range(entries))
 
     @classmethod
     def _unpack_compact(cls, payload: bytes) -> "Header":
         if len(payload) < _HDR4.size:
             raise FormatError(f"RHDR segment has {len(payload)} bytes, expected at least {_HDR4.size}")
         major, minor, model_id, width, height, layout, depth, q100, tw, th, flags = _HDR4.unpack_from(payload)
-        if layout & 0xC0 or flags & ~(1 | REFS_PRESENT | REFINES):
+        if layout & 0xC0 or flags & ~(1 | REFS_PRESENT | REFINES | ROI_MAP):
             raise FormatError(f"RHDR: unknown layout bits 0x{layout & 0xC0:02x} or flags 0x{flags:02x}")
         planes, refs, refines = layout >> 4 & 1, bool(flags & REFS_PRESENT), bool(flags & REFINES)
         size = _HDR4.size + 2 * planes + 24 * refs + _REFINE.size * refines
-        if len(payload) != size:
-            raise FormatError(f"RHDR segment has {len(payload)} bytes, expected {size}")
+        mapped = bool(flags & ROI_MAP)
+        if (len(payload) <= size) if mapped else (len(payload) != size):    # a map adds 2 bytes or more
+            more = " and a quality map" if mapped else ""
+            raise FormatError(f"RHDR segment has {len(payload)} bytes, expected {size}{more}")
         if q100 > 100 * 100:
             raise FormatError(f"RHDR: quality {q100 / 100} out of range 0..100")
         pos, chroma_q100 = _HDR4.size, 0
@@ -196,6 +272,9 @@ class Header:
         h = cls(model_id, width, height, layout & 3, layout >> 2 & 3, depth, q100 // 100, 64 * tw, 64 * th,
                 *ids, flags & 1, (major, minor), q100 % 100, planes, layout >> 5 & 1, chroma_q100,
                 layer, base_id, base_q100)
+        if mapped:      # its size follows from the geometry: check it before reading the map
+            h.validate()
+            h._unpack_map(payload, size)
         h.validate()
         return h
 
@@ -222,6 +301,18 @@ class Header:
         if count != h.tile_count:
             raise FormatError(f"RHDR tile_count {count} does not match the geometry ({h.tile_count})")
         return h
+
+    def _map_checks(self) -> list:
+        k = len(self.roi_levels)
+        return [
+            (self.compact and not self.layer,
+             "a quality map is defined for 4.x streams that are not refinement layers"),
+            (1 <= k <= MAX_ROI_LEVELS, f"a quality map has 1..{MAX_ROI_LEVELS} levels, not {k}"),
+            (all(len(lv) == 2 and 0 <= lv[0] <= 10000 and 0 <= lv[1] <= 10000 and (self.planes or not lv[1])
+                 for lv in self.roi_levels), f"quality map levels {self.roi_levels} out of range"),
+            (len(self.roi_map) == self.map_size() and all(0 <= v <= k for v in self.roi_map),
+             f"quality map has {len(self.roi_map)} entries for {self.map_size()} tiles, or a level above {k}"),
+        ]
 
     def validate(self):
         depths = BIT_DEPTHS.get(self.version[0], ())
@@ -262,6 +353,8 @@ class Header:
             (not self.layer or (self.compact and not self.flags & 1),
              "a refinement layer is a 4.x stream without an entropy reference"),
         ]
+        if self.roi_levels or self.roi_map:
+            checks += self._map_checks()
         for ok, message in checks:
             if not ok:
                 raise FormatError(f"RHDR: {message}")

@@ -53,6 +53,9 @@ def check_chain(streams: list, parsed: list) -> None:
             raise RemacError(f"refinement layer {h.layer} does not match the geometry or model of its base "
                              f"{h.base_id.hex()}")
     base = parsed[0].header
+    if base.roi_levels:
+        raise RemacError(f"stream {refine.stream_id(streams[0]).hex()} codes regions of interest (a quality map): "
+                         f"refinement layers of such a stream are not supported")
     if base.layer:
         raise RemacError(f"the first stream is refinement layer {base.layer} of base {base.base_id.hex()}, "
                          f"not a base stream: give that base (and the layers between) first")

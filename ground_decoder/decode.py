@@ -105,7 +105,13 @@ def entropy_decode(data: bytes, library: Library = None, latents_only: bool = Fa
             try:
                 if index not in parsed.tiles:
                     raise TileError(index, f"tile {index} is missing")
-                tile = decode_tile(model, plane, parsed.tiles[index], index, r, index - offset, chroma=k > 0)
+                q100 = plane.tile_q100(index - offset)     # a quality map's (regions of interest), else the plane's
+                if q100 == plane.q100:
+                    tile = decode_tile(model, plane, parsed.tiles[index], index, r, index - offset, chroma=k > 0)
+                else:
+                    tile = decode_tile(model, plane.at_q100(q100), parsed.tiles[index], index,
+                                       spec.ref_input(stats, spec.gain_int_at(model.gain_int, q100)), index - offset,
+                                       chroma=k > 0)
                 tiles[index] = tile[3] if latents_only else tile
             except TileError as exc:
                 lost.append(index)
@@ -198,6 +204,15 @@ def plane_input(plane, offset: int, tiles: dict, lost: list, model, library, gm)
     mine = range(offset, offset + plane.tile_count)
     y_map = assemble(plane, {i - offset: tiles.pop(i) for i in mine if i in tiles}, model.m)
     y_map *= fractional_inverse_gain(gm.inv_gain.numpy(), plane)[:, None, None]
+    if plane.roi_levels:        # tiles of a quality map at another quality: their own inverse gain
+        inv = gm.inv_gain.numpy()
+        t16h, t16w = plane.tile_height // 16, plane.tile_width // 16
+        for local in range(plane.tile_count):
+            q100 = plane.tile_q100(local)
+            if q100 != plane.q100:
+                ty, tx = divmod(local, plane.tiles_x)
+                factor = (inverse_gain_at(inv, q100) / inverse_gain_at(inv, plane.q100)).astype(np.float32)
+                y_map[:, ty * t16h:(ty + 1) * t16h, tx * t16w:(tx + 1) * t16w] *= factor[:, None, None]
     return y_map, decoder_reference(plane, library, model.channels), [i - offset for i in lost if i in mine]
 
 
@@ -278,6 +293,14 @@ def fractional_inverse_gain(inv_gain: np.ndarray, header) -> np.ndarray:
         return np.ones(inv_gain.shape[1], np.float32)
     lo = header.quality
     return ((inv_gain[lo + 1] / inv_gain[lo]) ** f).astype(np.float32)
+
+
+def inverse_gain_at(inv_gain: np.ndarray, q100: int) -> np.ndarray:
+    """(M,) float64 ground inverse gain at quality q100 (hundredths): the learned rows interpolated
+    geometrically, inv[lo]^(1-f) * inv[lo+1]^f (fractional_inverse_gain's rule)."""
+    lo, f = divmod(int(q100), spec.QUALITY_STEPS)
+    row = inv_gain[lo].astype(np.float64)
+    return row if not f else row * (inv_gain[lo + 1].astype(np.float64) / row) ** (f / spec.QUALITY_STEPS)
 
 
 def assemble(header, latents: dict, m: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from remac.bitstream.errors import RemacError
 from remac.bitstream.library import Library
 from remac.bitstream.metadata import Metadata
 from remac.rover_encoder import encode as codec, pds
+from remac.rover_encoder.roi import regions, summary as roi_summary
 from remac.rover_encoder.options import DEFAULT_QUALITY, DEFAULT_TILE, EncodeOptions
 from remac.rover_encoder.imageio import SourceImage, from_pil, load_image
 
@@ -32,9 +33,10 @@ def _default_library() -> Library:
 def options(quality=DEFAULT_QUALITY, *, target_bytes: int = None, bpp: float = None, library=None,
             use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1, precision: str = None,
             bit_depth: int = None, model=None, keep_refs: bool = False, strip: bool = False,
-            refine=()) -> EncodeOptions:
+            refine=(), roi=()) -> EncodeOptions:
     """encode_image's and encode_file's keywords -> EncodeOptions: quality 0..100 (fractional: rounded
-    to hundredths); library None: the shipped one, a Library or a directory; use_refs=False: none."""
+    to hundredths); library None: the shipped one, a Library or a directory; use_refs=False: none;
+    roi: regions of interest, 'x,y,w,h[:q]' strings or (x, y, w, h[, quality]) tuples (rover_encoder.roi)."""
     if not 0 <= quality <= 100:
         raise RemacError(f"quality {quality} is out of range 0..100")
     if not use_refs:
@@ -45,7 +47,7 @@ def options(quality=DEFAULT_QUALITY, *, target_bytes: int = None, bpp: float = N
         library = lib.load(library)
     return EncodeOptions(spec.quality_steps(quality), target_bytes, bpp, library, keep_refs, tile=tile,
                          threads=threads, precision=precision, model=model, bit_depth=bit_depth, strip=strip,
-                         refine=tuple(refine))
+                         refine=tuple(refine), roi=regions(roi))
 
 
 def to_source(image, bit_depth: int = None) -> SourceImage:
@@ -132,6 +134,9 @@ def encode_file(path, out=None, opts: EncodeOptions = None, **settings) -> dict:
             "metadata": img.metadata.describe(), "product_id": img.metadata.product_id, "warnings": warnings,
             "summary": f"{name} -> {out}: {len(result.data)} bytes, {result.bpp:.3f} bpp, quality {h.quality_value}"
                        + (f", refinement layer {h.layer} of {h.base_id.hex()}" if h.layer else "")}
+    if h.roi_levels:
+        info["roi"] = roi_summary(h)
+        info["summary"] += f", regions of interest at quality {', '.join(f'{q / 100:g}' for q, _ in h.roi_levels)}"
     if h.layer:
         info["refines"] = {"layer": h.layer, "base_id": h.base_id.hex(), "base_quality": h.base_q100 / 100}
     limit = opts.budget(img.width, img.height)

@@ -11,7 +11,7 @@ from remac.bitstream.spec import quality_steps
 from remac.rover_encoder.cli_support import (STDIO, Command, FloatRange, Group, expand_inputs, given, jobs_option,
                                              plan_outputs, run_batch, version_option)
 from remac.bitstream.errors import RemacError
-from remac.rover_encoder import pds
+from remac.rover_encoder import pds, roi
 from remac.rover_encoder.api import encode_file
 from remac.rover_encoder.options import DEFAULT_QUALITY, DEFAULT_TILE, EncodeOptions
 from remac.rover_encoder.prepared import check_tile
@@ -38,6 +38,7 @@ Examples:
   remac-encode frames/ -o out/ -j 2 --json       # 2 processes, JSON per file
   remac-encode img.png -q 20 -o img.q20.rmc      # a preview first ...
   remac-encode img.png --refine img.q20.rmc -q 75 -o img.r.rmc   # ... then only the rest
+  remac-encode img.png -q 40 --roi 256,128,200,150 --roi 0,0,64,64:90 --tile 128
 \b
 Output: -o FILE (one input), -o DIR (any number; a name ending in / is created),
 '-' for stdout; by default IMAGE's name with .rmc beside it. A directory input
@@ -52,6 +53,14 @@ Choosing a quality (shipped model, mean bpp / PSNR in dB):
 --target-bytes N / --bpp X choose the quality instead: the highest (in steps of
 0.01) whose whole file, header included, fits: never over, within 3% under
 unless even quality 100 is smaller; a budget below the quality-0 stream fails.
+Regions of interest: --roi x,y,w,h[:q] (pixels; repeatable) codes every tile
+the region meets at quality q, or without :q at the stream's quality + 25 (at
+most 100); a tile met by several takes the highest. One stream; the header's
+quality map tells the decoder (remac-info shows it). The granularity is the
+tile: a smaller --tile (128, 256) follows the region closer. Under
+--target-bytes/--bpp the whole file fits: the search moves the stream's
+quality, regions without :q keep their +25 offset, regions with :q their own
+quality. A region must lie inside the image; a :q below -q is refused.
 Bit depth: --bit-depth, else a PNG's sBIT chunk or a PDS label's bit mask,
 else 8 or 16 from the file; samples above the depth's maximum are an error.
 Images need both sides of 16 px or more, or to be at most 256 px long: a long
@@ -70,6 +79,17 @@ def tile_side(ctx, param, value: int) -> int:
     except RemacError as exc:
         raise click.BadParameter(f"{exc}.") from None
     return value
+
+
+def roi_regions(ctx, param, values) -> tuple:
+    """--roi's callback: each x,y,w,h[:q] parsed (a malformed one is a usage error naming it)."""
+    out = []
+    for value in values:
+        try:
+            out.append(roi.parse(value))
+        except RemacError as exc:
+            raise click.BadParameter(f"{exc}.") from None
+    return tuple(out)
 
 
 def is_image_name(path: Path) -> bool:
@@ -112,10 +132,13 @@ def is_image_name(path: Path) -> bool:
 @click.option("--refine", "refine", multiple=True, type=click.Path(dir_okay=False, exists=True), metavar="RMC",
               help="Write a refinement layer: only what the ground lacks, given RMC (an earlier stream of this "
                    "image), to reach quality -q. Repeat for a chain: the base first, then its layers in order.")
+@click.option("--roi", "rois", multiple=True, metavar="X,Y,W,H[:Q]", callback=roi_regions,
+              help="A region of interest (pixels from the top left), coded at quality Q [default: the stream's "
+                   "quality + 25, at most 100], tile by tile. Repeatable. See 'Regions of interest' above.")
 @jobs_option("images")
 @version_option("remac-encode")
 def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, keep_refs, tile, threads, precision, model_dir,
-                as_json, quiet, target_bytes, bpp, refine, workers):
+                as_json, quiet, target_bytes, bpp, refine, rois, workers):
     if target_bytes is not None and bpp is not None:
         raise click.UsageError("give --target-bytes or --bpp, not both")
     if no_refs and keep_refs:
@@ -124,13 +147,19 @@ def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, kee
         raise click.UsageError("-q and --target-bytes/--bpp exclude each other (rate control picks the quality)")
     if refine and (target_bytes is not None or bpp is not None):
         raise click.UsageError("--refine codes a layer at a quality (-q), not to --target-bytes/--bpp")
+    if refine and rois:
+        raise click.UsageError("--roi cannot be coded in a refinement layer (--refine)")
+    try:
+        roi.check(rois, None if target_bytes is not None or bpp is not None else quality_steps(quality))
+    except RemacError as exc:
+        raise click.UsageError(str(exc)) from None
     jobs = plan_outputs("remac-encode", list(images), output, ".rmc", as_json, is_image_name, "image files")
     if refine and len(jobs) != 1:
         raise click.UsageError("--refine takes exactly one image (the one its streams code)")
     try:
         opts = EncodeOptions(quality_steps(quality), target_bytes, bpp, None if no_refs else lib.load(ref_lib),
                              keep_refs, tile=tile, threads=threads, precision=precision, model=model_dir,
-                             bit_depth=bit_depth and int(bit_depth), strip=strip, refine=refine)
+                             bit_depth=bit_depth and int(bit_depth), strip=strip, refine=refine, roi=rois)
     except RemacError as exc:
         click.echo(f"remac-encode: error: {exc}", err=True)
         sys.exit(1)

@@ -4,6 +4,7 @@ import json
 import click
 
 from remac.bitstream import container, metadata, refine
+from remac.rover_encoder import roi
 from remac.rover_encoder.cli_support import Command, expand_inputs, read_input, run_batch, version_option
 from remac.bitstream.errors import FormatError, RemacError
 from remac.bitstream.modelfile import ASSETS, SHIPPED
@@ -59,7 +60,8 @@ def describe(data: bytes) -> dict:
         for local in range(plane.tile_count):
             top, left, th, tw = plane.tile_box(local)
             tiles.append({"index": offset + local, "x": left, "y": top, "width": tw, "height": th,
-                          **({"plane": name} if name else {})})
+                          **({"plane": name} if name else {}),
+                          **({"quality": plane.tile_q100(local) / 100} if h.roi_levels else {})})
     for entry in tiles:
         i = entry["index"]
         if i in parsed.tiles:
@@ -85,6 +87,7 @@ def describe(data: bytes) -> dict:
         "stream_id": refine.stream_id(data).hex(),
         "refines": None if not h.layer else {"layer": h.layer, "base_id": h.base_id.hex(),
                                              "base_quality": h.base_q100 / 100},
+        "roi": roi.summary(h),
         "bpp": round(8 * len(data) / (h.width * h.height), 4),
         "tile_width": h.tile_width, "tile_height": h.tile_height, "tiles_x": h.tiles_x, "tiles_y": h.tiles_y,
         "tiles": tiles,
@@ -122,14 +125,22 @@ def human(name: str, d: dict) -> str:
     if d["planes"]:
         shift, cq = d["planes"]["chroma_shift"], d["planes"]["chroma_quality"]
         field("planes", f"Y, Cb, Cr (chroma {'at 1/%d size' % (1 << shift) if shift else 'full size'}, quality {cq:g})")
+    if d["roi"]:
+        levels = ", ".join(f"{lv['level']} = quality {lv['quality']:g}"
+                           + (f" (chroma {lv['chroma_quality']:g})" if "chroma_quality" in lv else "")
+                           + f", {lv['tiles']} tile{'s' if lv['tiles'] != 1 else ''}" for lv in d["roi"]["levels"])
+        field("roi", f"quality map per tile ('.' = quality {d['quality']}): {levels}")
+        for row in roi.map_lines(d["roi"]):
+            lines.append(f"    {row}")
     good = [t for t in d["tiles"] if t["status"] == "ok"]
     field("tiles", f"{len(d['tiles'])} of {d['tile_width']}x{d['tile_height']} ({d['tiles_x']}x{d['tiles_y']}), "
                    f"{len(good)} intact, {sum(t['bytes'] for t in good)} bytes")
     for t in d["tiles"]:
         size = f"{t['bytes']} bytes" if t["bytes"] is not None else "-"
         where = f"{t['plane']:<2s} " if "plane" in t else ""
+        quality = f"  q {t['quality']:g}" if "quality" in t else ""
         lines.append(f"    tile {t['index']:<5d} {where}at {t['x']},{t['y']} {t['width']}x{t['height']}  {size:>12s}  "
-                     + ("CRC ok" if t["status"] == "ok" else t["status"].upper()))
+                     + ("CRC ok" if t["status"] == "ok" else t["status"].upper()) + quality)
     for reason in d["damage"]:
         field("damage", reason)
     return "\n".join(lines)

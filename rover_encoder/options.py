@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from remac.bitstream import spec
 from remac.bitstream.errors import RemacError
 from remac.bitstream.library import Library
+from remac.rover_encoder import roi
 
 DEFAULT_QUALITY = 75
 DEFAULT_TILE = 512
@@ -23,7 +24,8 @@ class EncodeOptions:
     model's default); model: a model directory instead of the shipped model; rdo: the symbol
     choice's rate weight (None: prepared.RDO_LAMBDA). Files only (api.encode_file): bit_depth:
     true sample depth (None: the file's); strip: drop metadata; refine: paths of the streams of
-    this image already sent (base first): write the next refinement layer at q100."""
+    this image already sent (base first): write the next refinement layer at q100; roi: regions of
+    interest (rover_encoder.roi.Region, ...), coded at a higher quality, tile by tile."""
     q100: int = DEFAULT_QUALITY * spec.QUALITY_STEPS
     target_bytes: int = None
     bpp: float = None
@@ -39,6 +41,7 @@ class EncodeOptions:
     bit_depth: int = None
     strip: bool = False
     refine: tuple = ()
+    roi: tuple = ()
 
     def __post_init__(self):
         if not 0 <= self.q100 <= 100 * spec.QUALITY_STEPS:
@@ -51,6 +54,10 @@ class EncodeOptions:
             raise RemacError(f"target size {self.target_bytes} bytes must be positive")
         if self.refine and (self.target_bytes is not None or self.bpp is not None):
             raise RemacError("a refinement layer is coded at a quality (-q), not to a size")
+        if self.roi:
+            if self.refine:
+                raise RemacError("regions of interest (--roi) cannot be coded in a refinement layer")
+            roi.check(self.roi, None if self.target_bytes is not None or self.bpp is not None else self.q100)
 
     def budget(self, width: int, height: int):
         """The whole file's byte budget for a width x height image, or None (no rate control):

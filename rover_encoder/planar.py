@@ -13,6 +13,7 @@ saturation only moves the chroma planes' values, not what the network has learne
 from dataclasses import replace
 
 from remac.bitstream import colour, container, metadata, spec
+from remac.rover_encoder import roi
 from remac.rover_encoder.prepared import EncodeResult, Prepared, fit_quality, referenced
 from remac.rover_encoder.imageio import SourceImage
 from remac.rover_encoder.options import EncodeOptions
@@ -42,24 +43,37 @@ class PlanarPrepared:
         planes = colour.to_planes(img.pixels, CHROMA_SHIFT)
         source = lambda p: SourceImage(p[None], 1, img.bit_depth)
         chroma = replace(opts, q100=chroma_quality(opts.q100), library=None, keep_refs=False, force_refs=None,
-                         precision=opts.precision or CHROMA_PRECISION)
+                         precision=opts.precision or CHROMA_PRECISION, roi=())
+        self.regions = opts.roi
         self.planes = [Prepared(source(planes[0]), opts, once=once)]
-        self.planes += [Prepared(source(p), chroma, chroma=True, once=once) for p in planes[1:]]
+        self.header = replace(self.planes[0].header, width=img.width, height=img.height, coded_channels=3,
+                              output_channels=3, planes=1, chroma_shift=CHROMA_SHIFT, version=None)
+        cq = self.chroma_qualities(opts.q100) if once and self.regions else None
+        self.planes += [Prepared(source(p), chroma, chroma=True, once=once, qualities=cq) for p in planes[1:]]
         luma = self.planes[0]
         self.precision = luma.precision
-        self.header = replace(luma.header, width=img.width, height=img.height, coded_channels=3, output_channels=3,
-                              planes=1, chroma_shift=CHROMA_SHIFT, version=None)
         self.meta = metadata.pack(img.metadata)
+
+    def chroma_qualities(self, q100: int) -> list:
+        """The chroma tiles' qualities (hundredths) for luma quality q100 with regions of interest:
+        chroma_quality of the luma quality the tile's area takes (rover_encoder.roi)."""
+        plane = self.header.plane(1)
+        return [chroma_quality(q) for q in roi.tile_qualities(plane, self.regions, q100, CHROMA_SHIFT)]
 
     def encode(self, q100: int, keep_tiles: bool = False) -> EncodeResult:
         """Code the three planes (luma at quality q100, in hundredths) into one stream."""
         cq100 = chroma_quality(q100)
-        planes = [plane.code(q, keep_tiles)
-                  for plane, q in zip(self.planes, (q100, cq100, cq100))]
+        luma_q = self.planes[0].tile_qualities(q100)
+        chroma_eq = roi.tile_qualities(self.header.plane(1), self.regions, q100, CHROMA_SHIFT) if self.regions else None
+        chroma_q = [chroma_quality(q) for q in chroma_eq] if chroma_eq else None
+        planes = [plane.code(q, keep_tiles, qs)
+                  for plane, q, qs in zip(self.planes, (q100, cq100, cq100), (luma_q, chroma_q, chroma_q))]
         luma = planes[0][0]         # the luma plane's references (or none) are the stream's
+        levels, tile_map = roi.quality_map(q100, luma_q, chroma_eq and (chroma_eq, chroma_quality))
         header = replace(self.header, library_id=luma.library_id, entropy_ref_id=luma.entropy_ref_id,
                          decoder_ref_id=luma.decoder_ref_id, flags=luma.flags, quality=q100 // spec.QUALITY_STEPS,
-                         quality_frac=q100 % spec.QUALITY_STEPS, chroma_q100=cq100, version=None)
+                         quality_frac=q100 % spec.QUALITY_STEPS, chroma_q100=cq100, version=None,
+                         roi_levels=levels, roi_map=tile_map)
         words, coded = {}, []
         for (_, offset), (_, plane_words, plane_coded) in zip(header.coded_planes(), planes):
             words.update({offset + i: w for i, w in plane_words.items()})

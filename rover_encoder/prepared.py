@@ -18,6 +18,7 @@ from remac.bitstream.container import Header
 from remac.bitstream.errors import FormatError, RemacError
 from remac.bitstream.library import nearest
 from remac.rover_encoder.analysis import analyzer_for, deep_descriptor, default_precision, gain_for_quality, rover_model
+from remac.rover_encoder import roi
 from remac.rover_encoder.imageio import SourceImage
 from remac.rover_encoder.options import TILE_CONTEXT, EncodeOptions
 
@@ -156,14 +157,17 @@ class Prepared:
     second pass repeats only the integer entropy model and the range coder
     (no analysis)."""
 
-    def __init__(self, img: SourceImage, opts: EncodeOptions, chroma: bool = False, once: bool = False):
+    def __init__(self, img: SourceImage, opts: EncodeOptions, chroma: bool = False, once: bool = False,
+                 qualities: list = None):
         """opts: library, keep_refs, force_refs, tile, context,
         threads, precision, model, rdo; model None: the shipped model for the image's channels;
         keep_refs is implied by force_refs; chroma: the image is a Cb or Cr plane (its own
         scale-index floors, rover_encoder.planar); once: it will be coded at opts.q100 only (not at
         any quality, as rate control needs): h_a then runs on each tile straight after g_a and only
         the tile's own latent cells are kept, not its window's (a 16-Mpixel grey frame's latents:
-        ~100 -> ~64 MiB). The stream is the same."""
+        ~100 -> ~64 MiB). The stream is the same. opts.roi: regions of interest, each tile coded at
+        its own quality (tile_qualities); qualities: the tiles' qualities at opts.q100 instead
+        (a chroma plane's, from PlanarPrepared), for `once`."""
         check_tile(opts.tile)
         if opts.context % 64 or opts.context < 0:
             raise RemacError(f"tile context {opts.context} must be a non-negative multiple of 64")
@@ -178,10 +182,15 @@ class Prepared:
         self.precision = opts.precision or default_precision(model.name, model)
         self.analyzer = analyzer_for(model, opts.threads, self.precision)
         self.q100 = opts.q100 if once else None
+        self.regions = opts.roi
+        if opts.roi:
+            roi.check_inside(opts.roi, img.width, img.height)
         settle = None
         if once:
-            gain = gain_for_quality(model, opts.q100)
-            settle = lambda w: w.settled(self.analyzer.hyper(w.y_window, gain))
+            self.once_qualities = qualities or self.tile_qualities(opts.q100)
+            gains = {q: gain_for_quality(model, q) for q in set(self.once_qualities)}
+            at = iter(self.once_qualities)
+            settle = lambda w: w.settled(self.analyzer.hyper(w.y_window, gains[next(at)]))
         self.windows, deep, shallow = analyse_windows(img, self.analyzer.analyse, self.header, opts.context, settle)
         self.stats, self.eref, self.dref = None, None, None
         self.plain_header = replace(self.header)        # the header of the stream without references
@@ -200,35 +209,53 @@ class Prepared:
             self.header.flags = 1
         self.meta = metadata.pack(img.metadata)
 
+    def tile_qualities(self, q100: int) -> list:
+        """Every tile's quality (hundredths) in a stream at q100: q100, or higher where a region of
+        interest meets the tile (rover_encoder.roi)."""
+        if not self.regions:
+            return [q100] * self.header.tile_count
+        return roi.tile_qualities(self.header, self.regions, q100)
+
     def encode(self, q100: int, keep_tiles: bool = False) -> EncodeResult:
-        """Code at quality q100 (hundredths, 0..10000): h_a, integer entropy model, range coder."""
-        header, words, coded = self.code(q100, keep_tiles)
+        """Code at quality q100 (hundredths, 0..10000): h_a, integer entropy model, range coder;
+        regions of interest at theirs (the header's quality map)."""
+        qualities = self.tile_qualities(q100)
+        header, words, coded = self.code(q100, keep_tiles, qualities)
+        header.roi_levels, header.roi_map = roi.quality_map(q100, qualities)
         eref, dref = referenced(header)
         return EncodeResult(container.write(header, words, self.meta), header, eref, dref,
                             coded if keep_tiles else None, self.precision)
 
-    def code(self, q100: int, keep_tiles: bool = False):
+    def code(self, q100: int, keep_tiles: bool = False, qualities: list = None):
         """-> (header at quality q100 (hundredths), {tile index: range-coder words}, [(z_hat, mu16, idx, y_hat_g)]
         per tile if keep_tiles): what encode writes, for callers that assemble streams of planes.
-        The header names the references only when they were kept (see the class doc)."""
-        if self.q100 not in (None, q100):
+        The header names the references only when they were kept (see the class doc). qualities:
+        each tile's quality (regions of interest; default q100 for all); the header carries no
+        quality map (the caller adds it)."""
+        qualities = qualities or [q100] * len(self.windows)
+        if self.q100 is not None and (self.q100 != q100 or qualities != self.once_qualities):
             raise RemacError(f"image analysed for quality {self.q100 / spec.QUALITY_STEPS} only, "
                              f"not {q100 / spec.QUALITY_STEPS}")
         model = self.model
-        gain = gain_for_quality(model, q100)
-        gain_int = spec.gain_int_at(model.gain_int, q100)
-        floors = model.floors_at(q100, self.chroma)
-        ref_inputs = [spec.ref_input(self.stats, gain_int)]
-        if self.stats is not None and not self.keep_refs:
-            ref_inputs.append(spec.ref_input(None, gain_int))
-        passes = [({}, []) for _ in ref_inputs]         # per reference input: words, coded tiles
+        n_passes = 2 if self.stats is not None and not self.keep_refs else 1
+        params = {}
+
+        def at(q):
+            """Everything the coder needs at quality q (hundredths), shared by the tiles at q."""
+            if q not in params:
+                gain_int = spec.gain_int_at(model.gain_int, q)
+                refs = [spec.ref_input(self.stats, gain_int), spec.ref_input(None, gain_int)][:n_passes]
+                params[q] = (gain_for_quality(model, q), model.floors_at(q, self.chroma), refs, model.spatial_at(q))
+            return params[q]
+        passes = [({}, []) for _ in range(n_passes)]    # per reference input: words, coded tiles
         for index, window in enumerate(self.windows):
+            gain, floors, ref_inputs, spatial = at(qualities[index])
             z_hat = round_z(window.z) if self.q100 is not None else hyper_latent(self.analyzer, window, gain)
             hidden = intnet.trunk(model.net, z_hat)     # shared by both passes: it does not read r
             for r, (words, coded) in zip(ref_inputs, passes):
                 words[index], mu16, idx, symbols = latent.encode(model.net, z_hat, r, window.y * gain[:, None, None],
                                                                  model.z_tables, model.y_tables, floors, self.rdo,
-                                                                 model.spatial_at(q100), hidden)
+                                                                 spatial, hidden)
                 if keep_tiles:
                     coded.append((z_hat, mu16, idx, entropy.dequantize(symbols, mu16)))
         headers = [replace(h, quality=q100 // spec.QUALITY_STEPS, quality_frac=q100 % spec.QUALITY_STEPS, version=None)
