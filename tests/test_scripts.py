@@ -65,3 +65,13 @@ def test_site_library_benchmark_codes_each_way_on_a_small_position(tmp_path):
     assert len(records) == len(QUALITIES) * len(WAYS) and min(r["psnr"] for r in records) > 20
     result = summary(records)
     assert all(isinstance(result[w]["bd_vs_none"], float) for w in WAYS[1:])
+
+
+def test_roi_benchmark_raises_the_region_above_the_rest_on_a_test_image():
+    """bench_roi's measure on the Navcam test image with 128-px tiles: the --roi stream is larger
+    than the plain one and its region is coded at a higher quality, with a higher PSNR there."""
+    pytest.importorskip("torch")
+    from scripts.bench_roi import measure
+    plain, roi = measure(str(ROOT / "tests" / "data" / "navcam_gray.png"), "16,16,64,64", 40, 128, repeat=1)
+    assert roi[1] > plain[1] and roi[3] > roi[2] == plain[2] == 40
+    assert roi[4] > plain[4] + 1
