@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from remac.bitstream.colour import TRANSFORM_BYTES
 from remac.bitstream.errors import FormatError
 
 SIGNATURE = b"\x89RMC\r\n\x1a\n"
@@ -35,6 +36,7 @@ REFS_PRESENT = 2                # 4.0 RHDR flags bit 1: library_id and the refer
 REFINES = 4                     # 4.0 RHDR flags bit 2: a refinement layer; base_id, layer, base_q100 follow
 _REFINE = struct.Struct(">8sBH")    # base_id, layer, base_q100 (docs/FORMAT.md, "Refinement layers")
 ROI_MAP = 8                     # 4.0 RHDR flags bit 3: a per-tile quality map follows (regions of interest)
+COLOUR_TRANSFORM = 16           # 4.0 RHDR flags bit 4: the planes' colour transform follows (5 bytes)
 MAX_ROI_LEVELS = 15             # qualities a map may name besides the stream's own (4 bits per tile at most)
 ZERO_ID = bytes(8)
 
@@ -68,6 +70,9 @@ class Header:
     # grid's, one entry per chroma tile position, shared by Cb and Cr. Both empty: no map.
     roi_levels: tuple = ()
     roi_map: tuple = ()
+    # 4.0 planes (flags bit 4): the image's own colour transform (bitstream.colour.transform_matrix,
+    # 5 bytes); b"": BT.601
+    colour_transform: bytes = b""
 
     def __post_init__(self):
         if self.version is None:
@@ -205,11 +210,12 @@ class Header:
         head = _HDR4.pack(*self.version, self.model_id, self.width, self.height, layout, self.bit_depth,
                           self.q100, self.tile_width // 64, self.tile_height // 64,
                           self.flags | (REFS_PRESENT if refs else 0) | (REFINES if self.layer else 0)
-                          | (ROI_MAP if self.roi_levels else 0))
+                          | (ROI_MAP if self.roi_levels else 0) | (COLOUR_TRANSFORM if self.colour_transform else 0))
         if self.planes:
             head += struct.pack(">H", self.chroma_q100)
         head += self.library_id + self.entropy_ref_id + self.decoder_ref_id if refs else b""
         head += _REFINE.pack(self.base_id, self.layer, self.base_q100) if self.layer else b""
+        head += self.colour_transform
         return head + (self._pack_map() if self.roi_levels else b"")
 
     def _pack_map(self) -> bytes:
@@ -249,10 +255,11 @@ class Header:
         if len(payload) < _HDR4.size:
             raise FormatError(f"RHDR segment has {len(payload)} bytes, expected at least {_HDR4.size}")
         major, minor, model_id, width, height, layout, depth, q100, tw, th, flags = _HDR4.unpack_from(payload)
-        if layout & 0xC0 or flags & ~(1 | REFS_PRESENT | REFINES | ROI_MAP):
+        if layout & 0xC0 or flags & ~(1 | REFS_PRESENT | REFINES | ROI_MAP | COLOUR_TRANSFORM):
             raise FormatError(f"RHDR: unknown layout bits 0x{layout & 0xC0:02x} or flags 0x{flags:02x}")
         planes, refs, refines = layout >> 4 & 1, bool(flags & REFS_PRESENT), bool(flags & REFINES)
-        size = _HDR4.size + 2 * planes + 24 * refs + _REFINE.size * refines
+        transformed = bool(flags & COLOUR_TRANSFORM)
+        size = _HDR4.size + 2 * planes + 24 * refs + _REFINE.size * refines + TRANSFORM_BYTES * transformed
         mapped = bool(flags & ROI_MAP)
         if (len(payload) <= size) if mapped else (len(payload) != size):    # a map adds 2 bytes or more
             more = " and a quality map" if mapped else ""
@@ -269,9 +276,11 @@ class Header:
         base_id, layer, base_q100 = _REFINE.unpack_from(payload, pos + 24 * refs) if refines else (ZERO_ID, 0, 0)
         if refines and not layer:
             raise FormatError("RHDR: refinement fields present but layer is 0")
+        pos += 24 * refs + _REFINE.size * refines
+        transform = payload[pos:pos + TRANSFORM_BYTES] if transformed else b""
         h = cls(model_id, width, height, layout & 3, layout >> 2 & 3, depth, q100 // 100, 64 * tw, 64 * th,
                 *ids, flags & 1, (major, minor), q100 % 100, planes, layout >> 5 & 1, chroma_q100,
-                layer, base_id, base_q100)
+                layer, base_id, base_q100, colour_transform=transform)
         if mapped:      # its size follows from the geometry: check it before reading the map
             h.validate()
             h._unpack_map(payload, size)
@@ -352,6 +361,10 @@ class Header:
              f"refinement layer {self.layer} / base quality {self.base_q100} invalid"),
             (not self.layer or (self.compact and not self.flags & 1),
              "a refinement layer is a 4.x stream without an entropy reference"),
+            (not self.colour_transform or (self.planes and self.compact and len(self.colour_transform) == TRANSFORM_BYTES
+                                           and self.colour_transform[0] + self.colour_transform[1] <= 256),
+             f"colour transform {bytes(self.colour_transform).hex()} invalid (5 bytes, w_r + w_b <= 256, "
+             f"luma/chroma planes of a 4.x stream only)"),
         ]
         if self.roi_levels or self.roi_map:
             checks += self._map_checks()

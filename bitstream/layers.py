@@ -48,7 +48,7 @@ def check_chain(streams: list, parsed: list) -> None:
                              f"{h.base_q100 / 100:g}, but that stream is layer {below.layer} at quality "
                              f"{below.q100 / 100:g} (damaged header)")
         same = ("model_id", "width", "height", "coded_channels", "output_channels", "bit_depth", "tile_width",
-                "tile_height", "planes", "chroma_shift")
+                "tile_height", "planes", "chroma_shift", "colour_transform")
         if any(getattr(h, f) != getattr(below, f) for f in same):
             raise RemacError(f"refinement layer {h.layer} does not match the geometry or model of its base "
                              f"{h.base_id.hex()}")

@@ -217,8 +217,9 @@ def plane_input(plane, offset: int, tiles: dict, lost: list, model, library, gm)
 
 
 def colour_samples(planes: list, header) -> np.ndarray:
-    """Decoded [Y, Cb, Cr] (h,w,1) float planes of a planar stream -> (H,W,3) uint8 RGB."""
-    rgb = colour.from_planes([p[:, :, 0] for p in planes], header.chroma_shift)
+    """Decoded [Y, C1, C2] (h,w,1) float planes of a planar stream -> (H,W,3) uint8 RGB (through
+    the stream's colour transform: BT.601 or its own)."""
+    rgb = colour.from_planes([p[:, :, 0] for p in planes], header.chroma_shift, header.colour_transform)
     return np.floor(np.clip(rgb, 0, 1) * sample_peak(header) + 0.5).astype(np.uint8).transpose(1, 2, 0)
 
 

@@ -21,7 +21,7 @@ from remac.bitstream.library import Library
 from remac.bitstream.metadata import Metadata
 from remac.rover_encoder import encode as codec, pds
 from remac.rover_encoder.roi import regions, summary as roi_summary
-from remac.rover_encoder.options import DEFAULT_QUALITY, DEFAULT_TILE, EncodeOptions
+from remac.rover_encoder.options import COLOUR_TRANSFORMS, DEFAULT_QUALITY, DEFAULT_TILE, EncodeOptions
 from remac.rover_encoder.imageio import SourceImage, from_pil, load_image
 
 
@@ -33,10 +33,11 @@ def _default_library() -> Library:
 def options(quality=DEFAULT_QUALITY, *, target_bytes: int = None, bpp: float = None, library=None,
             use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1, precision: str = None,
             bit_depth: int = None, model=None, keep_refs: bool = False, strip: bool = False,
-            refine=(), roi=()) -> EncodeOptions:
+            refine=(), roi=(), colour: str = "adaptive") -> EncodeOptions:
     """encode_image's and encode_file's keywords -> EncodeOptions: quality 0..100 (fractional: rounded
     to hundredths); library None: the shipped one, a Library or a directory; use_refs=False: none;
-    roi: regions of interest, 'x,y,w,h[:q]' strings or (x, y, w, h[, quality]) tuples (rover_encoder.roi)."""
+    roi: regions of interest, 'x,y,w,h[:q]' strings or (x, y, w, h[, quality]) tuples (rover_encoder.roi);
+    colour: a colour image's transform, "adaptive" (the image's own) or "bt601"."""
     if not 0 <= quality <= 100:
         raise RemacError(f"quality {quality} is out of range 0..100")
     if not use_refs:
@@ -47,7 +48,14 @@ def options(quality=DEFAULT_QUALITY, *, target_bytes: int = None, bpp: float = N
         library = lib.load(library)
     return EncodeOptions(spec.quality_steps(quality), target_bytes, bpp, library, keep_refs, tile=tile,
                          threads=threads, precision=precision, model=model, bit_depth=bit_depth, strip=strip,
-                         refine=tuple(refine), roi=regions(roi))
+                         refine=tuple(refine), roi=regions(roi), colour_transform=colour_transform(colour))
+
+
+def colour_transform(name: str):
+    """colour= -> EncodeOptions.colour_transform (options.COLOUR_TRANSFORMS)."""
+    if name not in COLOUR_TRANSFORMS:
+        raise RemacError(f"colour transform {name!r}: expected one of {', '.join(COLOUR_TRANSFORMS)}")
+    return COLOUR_TRANSFORMS[name]
 
 
 def to_source(image, bit_depth: int = None) -> SourceImage:

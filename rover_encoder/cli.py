@@ -13,7 +13,7 @@ from remac.rover_encoder.cli_support import (STDIO, Command, FloatRange, Group, 
 from remac.bitstream.errors import RemacError
 from remac.rover_encoder import pds, roi
 from remac.rover_encoder.api import encode_file
-from remac.rover_encoder.options import DEFAULT_QUALITY, DEFAULT_TILE, EncodeOptions
+from remac.rover_encoder.options import COLOUR_TRANSFORMS, DEFAULT_QUALITY, DEFAULT_TILE, EncodeOptions
 from remac.rover_encoder.prepared import check_tile
 from remac.rover_encoder.imageio import BIT_DEPTHS
 
@@ -135,10 +135,15 @@ def is_image_name(path: Path) -> bool:
 @click.option("--roi", "rois", multiple=True, metavar="X,Y,W,H[:Q]", callback=roi_regions,
               help="A region of interest (pixels from the top left), coded at quality Q [default: the stream's "
                    "quality + 25, at most 100], tile by tile. Repeatable. See 'Regions of interest' above.")
+@click.option("--colour-transform", "colour_transform", type=click.Choice(list(COLOUR_TRANSFORMS)),
+              default="adaptive", show_default=True,
+              help="Colour images: 'adaptive' codes luma along the image's own texture colour axis and chroma "
+                   "along the other two (5 header bytes; smaller streams under any white balance), 'bt601' the "
+                   "fixed JPEG YCbCr.")
 @jobs_option("images")
 @version_option("remac-encode")
 def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, keep_refs, tile, threads, precision, model_dir,
-                as_json, quiet, target_bytes, bpp, refine, rois, workers):
+                as_json, quiet, target_bytes, bpp, refine, rois, colour_transform, workers):
     if target_bytes is not None and bpp is not None:
         raise click.UsageError("give --target-bytes or --bpp, not both")
     if no_refs and keep_refs:
@@ -159,7 +164,8 @@ def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, kee
     try:
         opts = EncodeOptions(quality_steps(quality), target_bytes, bpp, None if no_refs else lib.load(ref_lib),
                              keep_refs, tile=tile, threads=threads, precision=precision, model=model_dir,
-                             bit_depth=bit_depth and int(bit_depth), strip=strip, refine=refine, roi=rois)
+                             bit_depth=bit_depth and int(bit_depth), strip=strip, refine=refine, roi=rois,
+                             colour_transform=COLOUR_TRANSFORMS[colour_transform])
     except RemacError as exc:
         click.echo(f"remac-encode: error: {exc}", err=True)
         sys.exit(1)

@@ -3,7 +3,7 @@ import json
 
 import click
 
-from remac.bitstream import container, metadata, refine
+from remac.bitstream import colour, container, metadata, refine
 from remac.rover_encoder import roi
 from remac.rover_encoder.cli_support import Command, expand_inputs, read_input, run_batch, version_option
 from remac.bitstream.errors import FormatError, RemacError
@@ -45,7 +45,7 @@ def _default_library_id():
         return None
 
 
-PLANE_NAMES = ("Y", "Cb", "Cr")
+PLANE_NAMES = {False: ("Y", "Cb", "Cr"), True: ("Y", "C1", "C2")}    # by: the stream has its own colour transform
 
 
 def describe(data: bytes) -> dict:
@@ -55,7 +55,7 @@ def describe(data: bytes) -> dict:
     h = parsed.header
     claimed = {index for index, _ in parsed.damaged if index is not None}
     tiles = []
-    names = PLANE_NAMES if h.planes else (None,)
+    names = PLANE_NAMES[bool(h.colour_transform)] if h.planes else (None,)
     for name, (plane, offset) in zip(names, h.coded_planes()):
         for local in range(plane.tile_count):
             top, left, th, tw = plane.tile_box(local)
@@ -83,7 +83,8 @@ def describe(data: bytes) -> dict:
         "default_library": h.library_id.hex() == _default_library_id(),
         "width": h.width, "height": h.height, "coded_channels": h.coded_channels,
         "output_channels": h.output_channels, "bit_depth": h.bit_depth, "quality": h.quality_value,
-        "planes": None if not h.planes else {"chroma_shift": h.chroma_shift, "chroma_quality": h.chroma_q100 / 100},
+        "planes": None if not h.planes else {"chroma_shift": h.chroma_shift, "chroma_quality": h.chroma_q100 / 100,
+                                             **colour_transform(h.colour_transform)},
         "stream_id": refine.stream_id(data).hex(),
         "refines": None if not h.layer else {"layer": h.layer, "base_id": h.base_id.hex(),
                                              "base_quality": h.base_q100 / 100},
@@ -97,6 +98,13 @@ def describe(data: bytes) -> dict:
         "damage": damage,
         "intact": not damage and all(t["status"] == "ok" for t in tiles),
     }
+
+
+def colour_transform(code: bytes) -> dict:
+    """A planar stream's colour transform for people and JSON: "bt601" or the 5 bytes in hex, and
+    the luma plane's R, G, B weights."""
+    return {"transform": code.hex() if code else "bt601",
+            "luma_weights": [round(float(w), 4) for w in colour.transform_matrix(code)[0][0]]}
 
 
 def human(name: str, d: dict) -> str:
@@ -124,7 +132,11 @@ def human(name: str, d: dict) -> str:
                          f"decodes only with it")
     if d["planes"]:
         shift, cq = d["planes"]["chroma_shift"], d["planes"]["chroma_quality"]
-        field("planes", f"Y, Cb, Cr (chroma {'at 1/%d size' % (1 << shift) if shift else 'full size'}, quality {cq:g})")
+        names = ", ".join(PLANE_NAMES[d["planes"]["transform"] != "bt601"])
+        field("planes", f"{names} (chroma {'at 1/%d size' % (1 << shift) if shift else 'full size'}, quality {cq:g})")
+        field("colour", "BT.601 YCbCr" if d["planes"]["transform"] == "bt601" else
+              f"the image's own ({d['planes']['transform']}): luma = "
+              + " ".join(f"{w:.3f} {c}" for w, c in zip(d["planes"]["luma_weights"], "RGB")))
     if d["roi"]:
         levels = ", ".join(f"{lv['level']} = quality {lv['quality']:g}"
                            + (f" (chroma {lv['chroma_quality']:g})" if "chroma_quality" in lv else "")

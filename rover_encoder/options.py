@@ -2,13 +2,14 @@
 keywords) and passed down the encode path (api -> encode -> Prepared / PlanarPrepared / refine)."""
 from dataclasses import dataclass
 
-from remac.bitstream import spec
+from remac.bitstream import colour, spec
 from remac.bitstream.errors import RemacError
 from remac.bitstream.library import Library
 from remac.rover_encoder import roi
 
 DEFAULT_QUALITY = 75
 DEFAULT_TILE = 512
+COLOUR_TRANSFORMS = {"adaptive": None, "bt601": b""}     # --colour-transform / colour= -> colour_transform
 TILE_CONTEXT = 64       # neighbouring pixels each tile's analysis sees (prepared.analyse_tiles)
 
 
@@ -25,7 +26,9 @@ class EncodeOptions:
     choice's rate weight (None: prepared.RDO_LAMBDA). Files only (api.encode_file): bit_depth:
     true sample depth (None: the file's); strip: drop metadata; refine: paths of the streams of
     this image already sent (base first): write the next refinement layer at q100; roi: regions of
-    interest (rover_encoder.roi.Region, ...), coded at a higher quality, tile by tile."""
+    interest (rover_encoder.roi.Region, ...), coded at a higher quality, tile by tile;
+    colour_transform: a colour image's planes (bitstream.colour): None fits the image's own, b""
+    is BT.601, 5 bytes are that transform (a refinement layer takes its base's)."""
     q100: int = DEFAULT_QUALITY * spec.QUALITY_STEPS
     target_bytes: int = None
     bpp: float = None
@@ -42,6 +45,7 @@ class EncodeOptions:
     strip: bool = False
     refine: tuple = ()
     roi: tuple = ()
+    colour_transform: bytes = None
 
     def __post_init__(self):
         if not 0 <= self.q100 <= 100 * spec.QUALITY_STEPS:
@@ -54,6 +58,8 @@ class EncodeOptions:
             raise RemacError(f"target size {self.target_bytes} bytes must be positive")
         if self.refine and (self.target_bytes is not None or self.bpp is not None):
             raise RemacError("a refinement layer is coded at a quality (-q), not to a size")
+        if self.colour_transform:
+            colour.transform_matrix(self.colour_transform)      # ValueError names a bad code
         if self.roi:
             if self.refine:
                 raise RemacError("regions of interest (--roi) cannot be coded in a refinement layer")

@@ -1,14 +1,16 @@
 """A colour image coded as luma + chroma planes by a 1-channel model (format 3.0).
 
-    RGB (3,H,W) --bitstream.colour.to_planes--> Y (H,W), Cb, Cr (ceil(H/2), ceil(W/2))
+    RGB (3,H,W) --bitstream.colour.fit_transform--> the image's colour transform (5 header bytes)
+    RGB (3,H,W) --bitstream.colour.to_planes--> Y (H,W), C1, C2 (ceil(H/2), ceil(W/2))
       Y:      Prepared with the library: the stream's references are the luma plane's (kept
               only where they make the luma tiles smaller: rover_encoder.prepared.Prepared)
       Cb, Cr: Prepared without references, float analysis unless a precision is asked for
     encode(q): Y at q, Cb and Cr at chroma_quality(q) --> tiles Y | Cb | Cr, one container
 
 The grey model serves all three planes (it is trained on grey frames and on colour frames' luma),
-so colour is coded by the network with the most data behind it and a pipeline's white balance or
-saturation only moves the chroma planes' values, not what the network has learned.
+so colour is coded by the network with the most data behind it; the image's own colour transform
+(luma along its texture's colour axis) keeps a pipeline's white balance or palette from moving
+texture into the half-size chroma planes.
 """
 from dataclasses import replace
 
@@ -40,14 +42,16 @@ class PlanarPrepared:
     def __init__(self, img: SourceImage, opts: EncodeOptions, once: bool = False):
         """opts: the luma plane's; once: coded at opts.q100 only
         (Prepared's once)."""
-        planes = colour.to_planes(img.pixels, CHROMA_SHIFT)
+        transform = colour.fit_transform(img.pixels) if opts.colour_transform is None else opts.colour_transform
+        planes = colour.to_planes(img.pixels, CHROMA_SHIFT, transform)
         source = lambda p: SourceImage(p[None], 1, img.bit_depth)
         chroma = replace(opts, q100=chroma_quality(opts.q100), library=None, keep_refs=False, force_refs=None,
                          precision=opts.precision or CHROMA_PRECISION, roi=())
         self.regions = opts.roi
         self.planes = [Prepared(source(planes[0]), opts, once=once)]
         self.header = replace(self.planes[0].header, width=img.width, height=img.height, coded_channels=3,
-                              output_channels=3, planes=1, chroma_shift=CHROMA_SHIFT, version=None)
+                              output_channels=3, planes=1, chroma_shift=CHROMA_SHIFT, colour_transform=transform,
+                              version=None)
         cq = self.chroma_qualities(opts.q100) if once and self.regions else None
         self.planes += [Prepared(source(p), chroma, chroma=True, once=once, qualities=cq) for p in planes[1:]]
         luma = self.planes[0]

@@ -55,7 +55,7 @@ def encode_refinement(img: SourceImage, streams: list, opts: EncodeOptions) -> E
         raise RemacError(f"base tiles are {below.tile_width}x{below.tile_height}; refinement needs square tiles")
     if below.layer >= 255:
         raise RemacError("a chain holds at most 255 refinement layers")
-    prep = prepare(img, replace(opts, library=None, tile=below.tile_width))
+    prep = prepare(img, replace(opts, library=None, tile=below.tile_width, colour_transform=below.colour_transform))
     planes = getattr(prep, "planes", [prep])               # PlanarPrepared: Y, Cb, Cr; else the one plane
     entropy_model = planes[0].model
     mine = (prep.header.width, prep.header.height, prep.header.coded_channels, prep.header.bit_depth,

@@ -36,26 +36,42 @@ def test_colour_is_coded_as_three_planes_of_the_grey_model(stream):
 def test_remac_info_names_each_tiles_plane(stream):
     from remac.rover_encoder.info import describe
     d = describe(stream.data)
-    assert d["version"] == "4.0" and d["planes"] == {"chroma_shift": 1, "chroma_quality": chroma_quality(6000) / 100}
-    assert [t["plane"] for t in d["tiles"]] == ["Y"] * 4 + ["Cb", "Cr"]
+    transform = stream.header.colour_transform
+    assert d["version"] == "4.0" and len(transform) == 5
+    weights = [round(w / 256, 4) for w in (transform[0], 256 - transform[0] - transform[1], transform[1])]
+    assert d["planes"] == {"chroma_shift": 1, "chroma_quality": chroma_quality(6000) / 100, "transform": transform.hex(),
+                           "luma_weights": weights}
+    assert [t["plane"] for t in d["tiles"]] == ["Y"] * 4 + ["C1", "C2"]
     assert d["tiles"][4]["width"] == d["tiles"][4]["height"] == 128 and d["intact"]
 
 
 def test_rhdr_3_0_is_56_bytes_then_planes_shift_and_chroma_quality(stream):
     from dataclasses import replace
-    payload = replace(stream.header, version=(3, 0)).pack()
+    payload = replace(stream.header, version=(3, 0), colour_transform=b"").pack()    # 3.0: BT.601 only
     assert len(payload) == 60 and payload[:2] == b"\x03\x00"
     assert struct.unpack(">I", payload[50:54])[0] == 6                 # tile_count over all planes
     assert payload[56:60] == struct.pack(">BBH", 1, 1, chroma_quality(6000))
-    assert Header.unpack(payload) == replace(stream.header, version=(3, 0))
+    assert Header.unpack(payload) == replace(stream.header, version=(3, 0), colour_transform=b"")
 
 
 def test_rhdr_4_0_carries_planes_in_layout_and_chroma_quality_after_the_fixed_fields(stream):
-    payload = stream.data[16:16 + 21 + 2 + 24]
-    assert struct.unpack(">I", stream.data[8:12])[0] == 47 and stream.data[12:16] == b"RHDR"
+    """... then the reference IDs (flags bit 1), then the image's colour transform (flags bit 4)."""
+    payload = stream.data[16:16 + 21 + 2 + 24 + 5]
+    assert struct.unpack(">I", stream.data[8:12])[0] == 52 and stream.data[12:16] == b"RHDR"
     assert payload[:2] == b"\x04\x00" and payload[14] == 3 | 3 << 2 | 1 << 4 | 1 << 5
-    assert payload[20] == 0b11 and payload[21:23] == struct.pack(">H", chroma_quality(6000))
+    assert payload[20] == 0b10011 and payload[21:23] == struct.pack(">H", chroma_quality(6000))
+    assert payload[23:47] == stream.header.library_id + stream.header.entropy_ref_id + stream.header.decoder_ref_id
+    assert payload[47:52] == stream.header.colour_transform and len(stream.header.colour_transform) == 5
     assert Header.unpack(payload) == stream.header
+
+
+def test_bt601_streams_carry_no_colour_transform(stream):
+    """--colour-transform bt601 (and every stream before the adaptive transform): flags bit 4 clear,
+    no transform bytes, Y Cb Cr planes."""
+    from dataclasses import replace
+    payload = replace(stream.header, colour_transform=b"").pack()
+    assert len(payload) == 47 and payload[20] == 0b11
+    assert Header.unpack(payload).colour_transform == b""
 
 
 @pytest.mark.parametrize("field,message", [
@@ -64,6 +80,9 @@ def test_rhdr_4_0_carries_planes_in_layout_and_chroma_quality_after_the_fixed_fi
     (dict(chroma_shift=2), "chroma_shift 2"),
     (dict(chroma_q100=10001), "chroma_q100 10001"),
     (dict(planes=0, chroma_shift=1), "chroma_shift 1"),
+    (dict(colour_transform=bytes([200, 57, 0, 128, 128])), "colour transform c839008080"),
+    (dict(colour_transform=bytes(4)), "colour transform 00000000"),
+    (dict(planes=0, chroma_shift=0, chroma_q100=0, coded_channels=1, output_channels=1), "colour transform"),
 ])
 def test_bad_plane_fields_are_refused_by_name(stream, field, message):
     bad = Header(**{**stream.header.__dict__, **field})
@@ -143,3 +162,51 @@ def test_the_promotion_ranking_codes_colour_exactly_as_the_rover_does(default_li
     assert size == len(real.data)
     ranked = np.round(x_hat[0].numpy().transpose(1, 2, 0) * 255)
     assert abs(psnr(a, ranked) - psnr(a, decode(real.data, default_library).image)) < 0.1
+
+
+def test_the_adaptive_transform_puts_texture_in_luma_whatever_its_colour():
+    """A texture that varies only along one colour axis (RGB = hue x texture + a flat tint): the
+    fitted transform's luma weights follow the hue, so the half-size chroma planes keep almost
+    none of the texture (BT.601's Cb, Cr keep much of a reddish texture); the transform inverts."""
+    rng = np.random.default_rng(1)
+    texture = rng.random((64, 64))
+    hue = np.array([0.7, 0.45, 0.2])
+    rgb = 0.1 + hue[:, None, None] * texture
+    code = colour.fit_transform(rgb)
+    matrix, offsets = colour.transform_matrix(code)
+    weights = matrix[0]
+    assert len(code) == colour.TRANSFORM_BYTES and abs(weights.sum() - 1) < 1e-9 and weights.min() >= 0
+    assert np.abs(weights - hue / hue.sum()).max() < 0.01
+    chroma_energy = lambda m: sum(np.var(m[k] @ rgb.reshape(3, -1)) for k in (1, 2))
+    assert chroma_energy(matrix) < 1e-3 * chroma_energy(colour.YCBCR)
+    planes = colour.to_planes(rgb, 0, code)
+    assert all(0 < p.min() and p.max() < 1 for p in planes)                  # centred: nothing clipped
+    assert np.abs(colour.from_planes(planes, 0, code) - rgb).max() < 1e-6
+    np.testing.assert_array_equal(colour.to_planes(rgb, 0, b"")[0], colour.to_planes(rgb, 0)[0])
+
+
+def test_a_grey_or_flat_image_gets_a_valid_transform():
+    grey = np.repeat(np.random.default_rng(2).random((1, 32, 32)), 3, axis=0)
+    assert colour.fit_transform(grey)[:2] == bytes([85, 85])                 # equal weights
+    for flat in (np.full((3, 16, 16), 0.5), np.zeros((3, 1, 1))):
+        code = colour.fit_transform(flat)
+        colour.transform_matrix(code)                                          # valid
+        assert code[:2] == bytes([77, 29])                                     # BT.601's luma weights
+    with pytest.raises(ValueError, match="w_r \\+ w_b"):
+        colour.transform_matrix(bytes([200, 57, 0, 128, 128]))
+
+
+def test_the_decoder_uses_the_streams_colour_transform(default_library):
+    """The adaptive stream decodes as well as the BT.601 one; read as BT.601 (its transform bytes
+    dropped) it decodes to the wrong colours."""
+    from dataclasses import replace
+    a = pixels(COLOUR)
+    opts = EncodeOptions(5000, library=default_library, tile=128)
+    own = encode(load_image(COLOUR), opts)
+    fixed = encode(load_image(COLOUR), replace(opts, colour_transform=b""))
+    assert len(own.header.colour_transform) == 5 and fixed.header.colour_transform == b""
+    good, usual = (psnr(a, decode(s.data, default_library).image) for s in (own, fixed))
+    assert good > usual - 0.3 and good > 29
+    parsed = container.read(own.data)
+    wrong = container.write(replace(parsed.header, colour_transform=b""), parsed.tiles)
+    assert psnr(a, decode(wrong, default_library).image) < good - 3

@@ -190,7 +190,10 @@ def test_colour_planes_refine_each_plane():
     assert np.mean([np.mean(got[i] == one.tiles[i][3]) for i in got]) > 0.999
     image = decode(layer.data, threads=1, bases=[base.data]).image
     assert image.shape == (128, 192, 3)
-    assert len(base.data) + len(layer.data) <= 1.08 * len(one.data)
+    # a 128x192 crop in 64-px tiles: 1.082 (BT.601 planes: 1.078; the one-shot is 1.6 % smaller
+    # with the image's own colour transform, the base at q20 no larger); full frames: BENCHMARKS.md
+    assert len(base.data) + len(layer.data) <= 1.09 * len(one.data)
+    assert layer.header.colour_transform == base.header.colour_transform == one.header.colour_transform != b""
 
 
 @pytest.mark.parametrize("qa,qb", [(12, 75), (20, 25), (75, 20)])

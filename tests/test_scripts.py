@@ -75,3 +75,17 @@ def test_roi_benchmark_raises_the_region_above_the_rest_on_a_test_image():
     plain, roi = measure(str(ROOT / "tests" / "data" / "navcam_gray.png"), "16,16,64,64", 40, 128, repeat=1)
     assert roi[1] > plain[1] and roi[3] > roi[2] == plain[2] == 40
     assert roi[4] > plain[4] + 1
+
+
+def test_colour_benchmark_codes_both_transforms_on_a_test_image():
+    """bench_colour's measure on a Mastcam crop: both ways coded and decoded at each quality, rate
+    and PSNR rising with quality."""
+    pytest.importorskip("torch")
+    import numpy as np
+    from PIL import Image
+    from scripts.bench_colour import WAYS, measure
+    a = np.asarray(Image.open(ROOT / "tests" / "data" / "mastcam_rgb.png").convert("RGB"))[:128, :128]
+    curves = measure([a], (20, 60))
+    assert sorted(curves) == sorted(WAYS)
+    for (b1, p1), (b2, p2) in curves.values():
+        assert 0 < b1 < b2 and 25 < p1 < p2

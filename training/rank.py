@@ -45,10 +45,11 @@ RANKED_SETS = {"grey": VAL_SETS["grey"] + GRID_FREE + COLOUR_SETS[1:]}
 @functools.lru_cache(maxsize=1)
 def planes_overhead() -> int:
     """Bytes that three one-plane streams carry beyond the one planar stream holding the same tiles
-    (two more signatures and headers, less the planar header's chroma field)."""
+    (two more signatures and headers, less the planar header's chroma field and colour transform)."""
     empty = lambda h: len(container.write(h, {i: np.zeros(0, np.uint32) for i in range(h.tile_count)}))
     one = Header(bytes(8), 64, 64, 1, 1, 8, 50, 64, 64)
-    planar = Header(bytes(8), 64, 64, 3, 3, 8, 50, 64, 64, planes=1, chroma_shift=1, chroma_q100=6500)
+    planar = Header(bytes(8), 64, 64, 3, 3, 8, 50, 64, 64, planes=1, chroma_shift=1, chroma_q100=6500,
+                    colour_transform=bytes([85, 85, 0, 128, 128]))
     return 3 * empty(one) - empty(planar)
 
 
@@ -61,17 +62,19 @@ def set_channels(folder: str) -> int:
 @torch.no_grad()
 def code_planes(model, em, x: torch.Tensor, q: float):
     """x (1,3,H,W) RGB in [0,1] -> (bytes of the one planar stream, x_hat (1,3,H,W) 8-bit-rounded):
-    Y at q and Cb, Cr at the encoder's chroma quality, each as rover_encoder.planar codes them."""
+    Y at q and the chroma planes at the encoder's chroma quality, through the image's own colour
+    transform, each as rover_encoder.planar codes them."""
     from remac.bitstream import colour
     from remac.rover_encoder.planar import CHROMA_SHIFT, chroma_quality
-    planes = colour.to_planes(x[0].numpy(), CHROMA_SHIFT)
+    transform = colour.fit_transform(x[0].numpy())
+    planes = colour.to_planes(x[0].numpy(), CHROMA_SHIFT, transform)
     cq = chroma_quality(spec.quality_steps(q)) / spec.QUALITY_STEPS
     size, decoded = -planes_overhead(), []
     for k, (plane, quality) in enumerate(zip(planes, (q, cq, cq))):
         data, p_hat = code_image(model, em, torch.from_numpy(plane)[None, None], quality, rounded=False, chroma=k > 0)
         size += len(data)
         decoded.append(p_hat[0, 0].numpy())
-    rgb = np.clip(colour.from_planes(decoded, CHROMA_SHIFT), 0, 1)
+    rgb = np.clip(colour.from_planes(decoded, CHROMA_SHIFT, transform), 0, 1)
     return size, torch.from_numpy(np.round(rgb * 255) / 255).float()[None]
 
 
