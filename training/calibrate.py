@@ -211,14 +211,16 @@ def choose_floors(hist: np.ndarray, cost: np.ndarray, lo_before: np.ndarray, mod
 
 
 def chroma_planes(data_dir: str, name: str, count: int) -> torch.Tensor:
-    """-> (2N,1,128,128) uint8: the Cb and Cr planes (rover_encoder.planar's transform and 4:2:0
-    subsampling) of N colour training images, in a fixed random order."""
+    """-> (2N,1,128,128) uint8: the two chroma planes (rover_encoder.planar's transform: each image's
+    own, bitstream.colour.fit_transform, and 4:2:0 subsampling) of N colour training images, in a
+    fixed random order."""
     from remac.bitstream import colour
     from remac.rover_encoder.planar import CHROMA_SHIFT
     folders = [f for f in train_folders(name) if "color" in f]
     rgb, _ = load_set(data_dir, folders, 3)
     pick = np.random.default_rng(1).permutation(len(rgb))[:count]
-    planes = [p for i in pick for p in colour.to_planes(rgb[i].numpy() / 255.0, CHROMA_SHIFT)[1:]]
+    own = lambda x: colour.to_planes(x, CHROMA_SHIFT, colour.fit_transform(x))
+    planes = [p for i in pick for p in own(rgb[i].numpy() / 255.0)[1:]]
     return torch.from_numpy(np.round(np.stack(planes)[:, None] * 255).astype(np.uint8))
 
 
