@@ -195,12 +195,18 @@ class GroundModel:
         self.model_id = bytes.fromhex(meta["model_id"])
         self.decoder_version = meta["decoder_version"]
         self.channels, m = int(meta["channels"]), int(meta["m"])
-        tensors = dequantize(tensors)           # an archived release's int8 weights (models.archive)
-        self.inv_gain = tensors.pop("inv_gain").float()
-        layout = decoder_layout(tensors)
-        self.decoder = RefDecoder(self.channels, m, width=layout["decoder_width"], extra=layout["decoder_extra"],
-                                  wide=layout["decoder_wide"], skip=layout["decoder_skip"], lap=layout["decoder_lap"])
-        self.decoder.load_state_dict({k[len("decoder."):]: v.float() for k, v in tensors.items()})
+        # One torch thread: converting ~3 M weights gains nothing from a second one, and on a busy
+        # machine every multi-threaded op waits for a core (0.3-0.7 s of a load measured, vs 0.05 s).
+        with torch_threads(1):
+            tensors = dequantize(tensors)           # an archived release's int8 weights (models.archive)
+            self.inv_gain = tensors.pop("inv_gain").float()
+            layout = decoder_layout(tensors)
+            with torch.device("meta"):              # no random initialisation: every weight is loaded below
+                self.decoder = RefDecoder(self.channels, m, width=layout["decoder_width"],
+                                          extra=layout["decoder_extra"], wide=layout["decoder_wide"],
+                                          skip=layout["decoder_skip"], lap=layout["decoder_lap"])
+            self.decoder.load_state_dict({k[len("decoder."):]: v.float().contiguous() for k, v in tensors.items()},
+                                         assign=True)
         self.decoder.eval()
         self._preview = None
 
