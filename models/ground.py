@@ -210,11 +210,13 @@ class GroundModel:
         self.decoder.eval()
         self._preview = None
 
-    def prepare(self, y_hat_g: torch.Tensor, quality: int, x_ref: torch.Tensor):
-        """-> (y_hat (1,M,h,w) ungained latent, decoder_stages for reference x_ref (1,C,h',w'))."""
+    def prepare(self, y_hat_g: torch.Tensor, quality: int, x_ref: torch.Tensor, consume: bool = False):
+        """-> (y_hat (1,M,h,w) ungained latent, decoder_stages for reference x_ref (1,C,h',w')).
+        consume: y_hat_g becomes y_hat (scaled in place: the same products, no second latent map)."""
         d = self.decoder
         with torch_threads(1), torch.inference_mode():
-            y_hat = y_hat_g * self.inv_gain[quality][None, :, None, None]
+            gain = self.inv_gain[quality][None, :, None, None]
+            y_hat = y_hat_g.mul_(gain) if consume else y_hat_g * gain
             return y_hat, decoder_stages(d, d.reference_features(x_ref))
 
     def trunk(self, y_hat: torch.Tensor, stages, threads: int = 1, progress=None, trunk_tile: int = None) -> torch.Tensor:
@@ -229,14 +231,15 @@ class GroundModel:
         return out
 
     def run(self, y_hat_g: torch.Tensor, quality: int, x_ref: torch.Tensor, sink, threads: int = 1,
-            progress=None, reduce: int = 0, tile: int = None, trunk_tile: int = None) -> None:
+            progress=None, reduce: int = 0, tile: int = None, trunk_tile: int = None, consume: bool = False) -> None:
         """Synthesize y_hat_g (1,M,h,w) (gained latent) with reference x_ref (1,C,h',w') on the fixed
         grid; sink(box, x) receives the output x (1,C,s(r1-r0),s(c1-c0)), unclamped, of each latent
         cell box = (r0, r1, c0, c1), s = 16 / 2^reduce, from up to `threads` threads at once.
         reduce 1..3: the preview head instead of the upsampling stages (preview_stage).
         progress(n): n more of the tile_count() tiles are done. tile, trunk_tile: latent px per tile of
-        the two passes (default TILE, TRUNK_TILE; tests vary them: the pixels do not change)."""
-        y_hat, stages = self.prepare(y_hat_g, quality, x_ref)
+        the two passes (default TILE, TRUNK_TILE; tests vary them: the pixels do not change).
+        consume: y_hat_g may be overwritten (prepare), saving a latent map's memory."""
+        y_hat, stages = self.prepare(y_hat_g, quality, x_ref, consume)
         trunk = self.trunk(y_hat, stages, threads, progress, trunk_tile)
         rest = [self.preview_stage(reduce)] if reduce else stages[1:]
         need = margins(rest)
