@@ -12,6 +12,7 @@
 """
 import ctypes
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -160,14 +161,22 @@ def decode(data: bytes, library: Library = None, strict: bool = False, threads: 
         warnings.append(f"no preview head fitted to this {gm.name} decoder: decoded in full, then box-downsampled")
     synth_reduce = 0 if boxed else reduce
     large_blocks_to_the_os()
-    planes = []
-    for plane, offset in header.coded_planes():
+    coded = header.coded_planes()
+    together = threads > 1 and len(coded) > 1
+
+    def synthesize(k, plane, offset):
         y_map, x_ref, plane_lost = plane_input(plane, offset, tiles, lost, model, library, gm)
-        image = render(gm, y_map, plane, x_ref, threads, synth_reduce, progress, samples=not header.planes,
-                       consume=True)
+        image = render(gm, y_map, plane, x_ref, threads, synth_reduce, progress and not (together and k),
+                       samples=not header.planes, consume=True, workers=workers)
         del y_map
         conceal(image, plane, plane_lost, 1 << synth_reduce)
-        planes.append(image)
+        return image
+    with ground.Workers(threads, gm.precision) as workers:
+        if together:        # the planes' tiles share the workers: a small frame's few tiles keep both busy
+            with ThreadPoolExecutor(len(coded)) as planes_pool:
+                planes = list(planes_pool.map(synthesize, range(len(coded)), *zip(*coded)))
+        else:
+            planes = [synthesize(k, plane, offset) for k, (plane, offset) in enumerate(coded)]
     image = colour_samples(planes, header) if header.planes else planes[0]
     if boxed:
         image = box_reduce(image, reduce)
@@ -187,10 +196,12 @@ def large_blocks_to_the_os() -> bool:
     """Before synthesis: have glibc's malloc map every block of MMAP_THRESHOLD bytes or more on its
     own and give it back when it is freed. By default glibc raises that threshold to the size of
     each large block freed (up to 32 MiB), after which synthesis's tile activations (2-90 MiB, two
-    workers) are carved from the heaps and stay in the process once freed: a 16-MP frame peaked at
-    1.31 GiB that way, 0.94 GiB with the fixed threshold (the same pixels; allocation only). Set
-    once per process, after entropy decoding, whose many small arrays reuse the heap faster.
-    -> whether it was set (False off glibc: nothing changes)."""
+    workers) are carved from per-thread heaps and stay in the process once freed: a 4096^2 grey
+    frame peaked at 1.31 GiB that way, 0.88 GiB with the fixed threshold (the same pixels; only
+    where memory comes from). Set once per process, after entropy decoding, whose many small arrays
+    reuse the heap faster. Fresh mappings cost page faults: remac-decode's entry point has PyTorch
+    back its large tensors with transparent huge pages (ground_decoder.entry), without which a 1-MP
+    decode took ~7 % longer. -> whether it was set (False off glibc: nothing changes)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
@@ -249,11 +260,12 @@ def sample_peak(header) -> int:
 
 
 def render(gm, y_map: np.ndarray, header, x_ref, threads: int = 2, reduce: int = 0, progress: bool = False,
-           samples: bool = True, consume: bool = False) -> np.ndarray:
+           samples: bool = True, consume: bool = False, workers=None) -> np.ndarray:
     """Synthesize the gained latent map y_map (M,h,w) -> (H',W',C) uint8 / uint16 samples (samples
     False: float32 in [0,1], for planes still to be combined), H' x W' the frame's size divided by
     2^reduce (rounded up). Each synthesis tile is quantized into the preallocated image as it is
-    done (no whole-frame float copy). consume: y_map is overwritten (ungained in place)."""
+    done (no whole-frame float copy). consume: y_map is overwritten (ungained in place); workers: a
+    models.ground.Workers pool shared with other planes (else one of `threads` workers)."""
     f, s = 1 << reduce, 16 >> reduce
     height, width = -(-header.height // f), -(-header.width // f)
     peak = sample_peak(header) if samples else 1
@@ -267,7 +279,8 @@ def render(gm, y_map: np.ndarray, header, x_ref, threads: int = 2, reduce: int =
         q = (q * peak + 0.5).floor() if samples else q
         out[r0:r0 + q.shape[1], c0:c0 + q.shape[2]] = q.permute(1, 2, 0).numpy()
     with progress_bar(progress, gm.tile_count(*y_map.shape[1:])) as update:
-        gm.run(torch.from_numpy(y_map)[None], header.quality, x_ref, sink, threads, update, reduce, consume=consume)
+        gm.run(torch.from_numpy(y_map)[None], header.quality, x_ref, sink, threads, update, reduce, consume=consume,
+               workers=workers)
     return out
 
 
