@@ -240,7 +240,11 @@ def plane_input(plane, offset: int, tiles: dict, lost: list, model, library, gm)
 def colour_samples(planes: list, header) -> np.ndarray:
     """Decoded [Y, Cb, Cr] (h,w,1) float planes of a planar stream -> (H,W,3) uint8 RGB."""
     rgb = colour.from_planes([p[:, :, 0] for p in planes], header.chroma_shift)
-    return np.floor(np.clip(rgb, 0, 1) * sample_peak(header) + 0.5).astype(np.uint8).transpose(1, 2, 0)
+    np.clip(rgb, 0, 1, out=rgb)                     # in place: the same operations, no frame-sized
+    rgb *= sample_peak(header)                      # float64 temporaries (24 MiB each per MP)
+    rgb += 0.5
+    np.floor(rgb, out=rgb)
+    return rgb.astype(np.uint8).transpose(1, 2, 0)
 
 
 def synthesis_input(data: bytes, library: Library = None, strict: bool = False, models=()):
