@@ -19,8 +19,13 @@ wall time; with huge pages the whole command measured as fast as without the fix
 import os
 
 
-def decode_main():
+def set_environment() -> None:
+    """The settings above, where the environment has none; call before numpy and torch are imported."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+
+def decode_main():
+    set_environment()
     from remac.ground_decoder.cli import decode_main as main
     main(prog_name="remac-decode")
