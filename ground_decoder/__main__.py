@@ -1,3 +1,3 @@
-from remac.ground_decoder.cli import decode_main
+from remac.ground_decoder.entry import decode_main
 
-decode_main(prog_name="remac-decode")
+decode_main()

@@ -10,7 +10,9 @@
         (--reduce N: the 1/16 trunk and a fitted preview head -> 1/2^N size, a fraction of the cost)
     Damaged or missing tiles: refused with --strict, otherwise concealed (flat fill) and listed.
 """
+import ctypes
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -164,12 +166,23 @@ def decode(data: bytes, library: Library = None, strict: bool = False, threads: 
     if boxed:
         warnings.append(f"no preview head fitted to this {gm.name} decoder: decoded in full, then box-downsampled")
     synth_reduce = 0 if boxed else reduce
-    planes = []
-    for plane, offset in header.coded_planes():
+    large_blocks_to_the_os()
+    coded = header.coded_planes()
+    together = threads > 1 and len(coded) > 1
+
+    def synthesize(k, plane, offset):
         y_map, x_ref, plane_lost = plane_input(plane, offset, tiles, lost, model, library, gm)
-        image = render(gm, y_map, plane, x_ref, threads, synth_reduce, progress, samples=not header.planes)
+        image = render(gm, y_map, plane, x_ref, threads, synth_reduce, progress and not (together and k),
+                       samples=not header.planes, consume=True, workers=workers)
+        del y_map
         conceal(image, plane, plane_lost, 1 << synth_reduce)
-        planes.append(image)
+        return image
+    with ground.Workers(threads, gm.precision) as workers:
+        if together:        # the planes' tiles share the workers: a small frame's few tiles keep both busy
+            with ThreadPoolExecutor(len(coded)) as planes_pool:
+                planes = list(planes_pool.map(synthesize, range(len(coded)), *zip(*coded)))
+        else:
+            planes = [synthesize(k, plane, offset) for k, (plane, offset) in enumerate(coded)]
     image = colour_samples(planes, header) if header.planes else planes[0]
     if boxed:
         image = box_reduce(image, reduce)
@@ -178,6 +191,29 @@ def decode(data: bytes, library: Library = None, strict: bool = False, threads: 
     if problems:
         warnings.append("damage: " + "; ".join(problems))
     return DecodeResult(to_samples(image, header), header, lost, warnings, problems)
+
+
+M_MMAP_THRESHOLD = -3          # glibc's mallopt parameter (malloc.h)
+MMAP_THRESHOLD = 1 << 20        # bytes: blocks from this size up are mapped, and unmapped when freed
+
+
+@lru_cache(maxsize=1)
+def large_blocks_to_the_os() -> bool:
+    """Before synthesis: have glibc's malloc map every block of MMAP_THRESHOLD bytes or more on its
+    own and give it back when it is freed. By default glibc raises that threshold to the size of
+    each large block freed (up to 32 MiB), after which synthesis's tile activations (2-90 MiB, two
+    workers) are carved from per-thread heaps and stay in the process once freed: a 4096^2 grey
+    frame peaked at 1.31 GiB that way, 0.88 GiB with the fixed threshold (the same pixels; only
+    where memory comes from). Set once per process, after entropy decoding, whose many small arrays
+    reuse the heap faster. Fresh mappings cost page faults: remac-decode's entry point has PyTorch
+    back its large tensors with transparent huge pages (ground_decoder.entry), without which a 1-MP
+    decode took ~7 % longer. -> whether it was set (False off glibc: nothing changes)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
 
 
 def _check_decodable(tiles: dict, problems: list, strict: bool):
@@ -220,7 +256,11 @@ def colour_samples(planes: list, header) -> np.ndarray:
     """Decoded [Y, C1, C2] (h,w,1) float planes of a planar stream -> (H,W,3) uint8 RGB (through
     the stream's colour transform: BT.601 or its own)."""
     rgb = colour.from_planes([p[:, :, 0] for p in planes], header.chroma_shift, header.colour_transform)
-    return np.floor(np.clip(rgb, 0, 1) * sample_peak(header) + 0.5).astype(np.uint8).transpose(1, 2, 0)
+    np.clip(rgb, 0, 1, out=rgb)                     # in place: the same operations, no frame-sized
+    rgb *= sample_peak(header)                      # float64 temporaries (24 MiB each per MP)
+    rgb += 0.5
+    np.floor(rgb, out=rgb)
+    return rgb.astype(np.uint8).transpose(1, 2, 0)
 
 
 def synthesis_input(data: bytes, library: Library = None, strict: bool = False, models=()):
@@ -240,11 +280,12 @@ def sample_peak(header) -> int:
 
 
 def render(gm, y_map: np.ndarray, header, x_ref, threads: int = 2, reduce: int = 0, progress: bool = False,
-           samples: bool = True) -> np.ndarray:
+           samples: bool = True, consume: bool = False, workers=None) -> np.ndarray:
     """Synthesize the gained latent map y_map (M,h,w) -> (H',W',C) uint8 / uint16 samples (samples
     False: float32 in [0,1], for planes still to be combined), H' x W' the frame's size divided by
     2^reduce (rounded up). Each synthesis tile is quantized into the preallocated image as it is
-    done (no whole-frame float copy)."""
+    done (no whole-frame float copy). consume: y_map is overwritten (ungained in place); workers: a
+    models.ground.Workers pool shared with other planes (else one of `threads` workers)."""
     f, s = 1 << reduce, 16 >> reduce
     height, width = -(-header.height // f), -(-header.width // f)
     peak = sample_peak(header) if samples else 1
@@ -258,7 +299,8 @@ def render(gm, y_map: np.ndarray, header, x_ref, threads: int = 2, reduce: int =
         q = (q * peak + 0.5).floor() if samples else q
         out[r0:r0 + q.shape[1], c0:c0 + q.shape[2]] = q.permute(1, 2, 0).numpy()
     with progress_bar(progress, gm.tile_count(*y_map.shape[1:])) as update:
-        gm.run(torch.from_numpy(y_map)[None], header.quality, x_ref, sink, threads, update, reduce)
+        gm.run(torch.from_numpy(y_map)[None], header.quality, x_ref, sink, threads, update, reduce, consume=consume,
+               workers=workers)
     return out
 
 

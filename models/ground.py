@@ -23,7 +23,9 @@ Synthesis is tiled, reproducibly and without seams:
 - Output tiles are quantized and written straight into the preallocated integer image, so memory
   is one tile's activations per worker plus the 1/16 feature map, whatever the frame size.
 """
-from concurrent.futures import ThreadPoolExecutor
+import contextlib
+import threading
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -125,10 +127,12 @@ def run_tile(stages, need, x, box) -> torch.Tensor:
     return t
 
 
-def run_tile_split(stages, need, x, box, split: int, sub: int, sink) -> None:
+def run_tile_split(stages, need, x, box, split: int, sub: int, sink, workers: "Workers" = None) -> None:
     """run_tile in two steps, to hold less at once: stages[:split] over `box` (keeping the context
     the rest needs), then stages[split:] over each sub x sub latent px cell of `box`, anchored at its
-    corner; sink(cell, output) for each. One step when there are no more than `split` stages."""
+    corner; sink(cell, output) for each. One step when there are no more than `split` stages.
+    workers: the cells run as urgent jobs of that pool (idle workers share them), else in turn;
+    each cell's numbers are the same either way."""
     if len(stages) <= split:
         sink(box, run_tile(stages, need, x, box))
         return
@@ -137,11 +141,17 @@ def run_tile_split(stages, need, x, box, split: int, sub: int, sink) -> None:
     for stage in stages[:split]:
         s *= stage.factor
     top, _, left, _ = _window(box, need[split], x.shape[2], x.shape[3], s)       # mid's corner, at scale s
-    for r0 in range(box[0], box[1], sub):
-        for c0 in range(box[2], box[3], sub):
-            cell = (r0, min(r0 + sub, box[1]), c0, min(c0 + sub, box[3]))
-            local = (cell[0] * s - top, cell[1] * s - top, cell[2] * s - left, cell[3] * s - left)
-            sink(cell, run_tile(stages[split:], need[split:], mid, local))
+
+    def cell_of(cell):
+        local = (cell[0] * s - top, cell[1] * s - top, cell[2] * s - left, cell[3] * s - left)
+        sink(cell, run_tile(stages[split:], need[split:], mid, local))
+    cells = [(r0, min(r0 + sub, box[1]), c0, min(c0 + sub, box[3]))
+             for r0 in range(box[0], box[1], sub) for c0 in range(box[2], box[3], sub)]
+    if workers is None:
+        for cell in cells:
+            cell_of(cell)
+    else:
+        workers.map(cell_of, cells, urgent=True)
 
 
 @contextmanager
@@ -155,22 +165,106 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def run_parallel(work, items, threads: int, progress=None, precision: str = "fp32") -> None:
-    """work(item) for every item on `threads` workers, each torch op on one thread (so results do
-    not depend on `threads`), in `precision` (models.precision: autocast is per thread, so each
-    worker enters it); progress(1) after each item."""
-    def one(item):
-        with torch.inference_mode(), autocast(precision):
-            work(item)
-    with torch_threads(1):
-        if threads <= 1:
+class Workers:
+    """`threads` worker threads that run synthesis jobs for one run() or several at once (a colour
+    stream's three planes share one pool: ground_decoder.decode). Every job runs with one intra-op
+    torch thread (set for the pool's whole life: torch's thread count is process-wide) in
+    `precision` (models.precision: autocast is per thread, so each job enters it), so a job's
+    numbers never depend on `threads` or on which jobs run beside it. Jobs start in the order
+    given, except urgent ones (the cells of a tile already started, run_tile_split), which go first;
+    a worker waiting for its urgent jobs runs urgent jobs itself, so no more tiles are under way
+    than there are workers. threads <= 1: every job in the calling thread, in order, no threads.
+
+        with Workers(2) as workers:
+            workers.map(work, items, progress=update)
+    """
+
+    def __init__(self, threads: int, precision: str = "fp32"):
+        self.threads, self.precision = max(1, threads), precision
+        self._cv = threading.Condition()
+        self._jobs, self._urgent = deque(), deque()
+        self._pool, self._closed = [], False
+
+    def __enter__(self):
+        self._threads_before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        for thread in self._pool:
+            thread.join()
+        torch.set_num_threads(self._threads_before)
+
+    def map(self, work, items, progress=None, urgent: bool = False) -> None:
+        """work(item) for every item; returns when all are done (raising the first error, after the
+        rest ran). progress(1) after each item."""
+        items = list(items)
+        if self.threads <= 1:
             for item in items:
-                one(item)
+                self._execute(work, item)
                 progress and progress(1)
             return
-        with ThreadPoolExecutor(threads) as pool:
-            for _ in pool.map(one, items):
-                progress and progress(1)
+        batch = _Batch(len(items), progress)
+        worker = threading.current_thread() in self._pool
+        with self._cv:
+            (self._urgent if urgent else self._jobs).extend((work, item, batch) for item in items)
+            while len(self._pool) < self.threads:
+                thread = threading.Thread(target=self._serve, name=f"synthesis-{len(self._pool)}", daemon=True)
+                self._pool.append(thread)
+                thread.start()
+            self._cv.notify_all()
+            while batch.left:
+                if worker and self._urgent:         # a worker waiting for its cells helps with cells
+                    self._take(self._urgent.popleft())
+                else:
+                    self._cv.wait()
+        if batch.error is not None:
+            raise batch.error
+
+    def _serve(self):
+        with self._cv:
+            while True:
+                if self._urgent or self._jobs:
+                    self._take((self._urgent or self._jobs).popleft())
+                elif self._closed:
+                    return
+                else:
+                    self._cv.wait()
+
+    def _take(self, job):
+        """Run a job, called holding the lock (released while the job runs)."""
+        work, item, batch = job
+        self._cv.release()
+        try:
+            self._execute(work, item)
+        except BaseException as exc:      # noqa: BLE001 -- handed to the map() that gave the job
+            batch.error = batch.error or exc
+        finally:
+            self._cv.acquire()
+        batch.left -= 1
+        batch.progress and batch.progress(1)
+        self._cv.notify_all()
+
+    def _execute(self, work, item):
+        with torch.inference_mode(), autocast(self.precision):
+            work(item)
+
+
+@dataclass
+class _Batch:
+    left: int
+    progress: Callable = None
+    error: BaseException = None
+
+
+def run_parallel(work, items, threads: int, progress=None, precision: str = "fp32") -> None:
+    """work(item) for every item on `threads` workers (Workers), each torch op on one thread (so
+    results do not depend on `threads`), in `precision`; progress(1) after each item."""
+    with Workers(threads, precision) as workers:
+        workers.map(work, items, progress)
 
 
 class GroundModel:
@@ -195,43 +289,66 @@ class GroundModel:
         self.model_id = bytes.fromhex(meta["model_id"])
         self.decoder_version = meta["decoder_version"]
         self.channels, m = int(meta["channels"]), int(meta["m"])
-        tensors = dequantize(tensors)           # an archived release's int8 weights (models.archive)
-        self.inv_gain = tensors.pop("inv_gain").float()
-        layout = decoder_layout(tensors)
-        self.decoder = RefDecoder(self.channels, m, width=layout["decoder_width"], extra=layout["decoder_extra"],
-                                  wide=layout["decoder_wide"], skip=layout["decoder_skip"], lap=layout["decoder_lap"])
-        self.decoder.load_state_dict({k[len("decoder."):]: v.float() for k, v in tensors.items()})
+        # One torch thread: converting ~3 M weights gains nothing from a second one, and on a busy
+        # machine every multi-threaded op waits for a core (0.3-0.7 s of a load measured, vs 0.05 s).
+        with torch_threads(1):
+            tensors = dequantize(tensors)           # an archived release's int8 weights (models.archive)
+            self.inv_gain = tensors.pop("inv_gain").float()
+            layout = decoder_layout(tensors)
+            with torch.device("meta"):              # no random initialisation: every weight is loaded below
+                self.decoder = RefDecoder(self.channels, m, width=layout["decoder_width"],
+                                          extra=layout["decoder_extra"], wide=layout["decoder_wide"],
+                                          skip=layout["decoder_skip"], lap=layout["decoder_lap"])
+            self.decoder.load_state_dict({k[len("decoder."):]: v.float().contiguous() for k, v in tensors.items()},
+                                         assign=True)
         self.decoder.eval()
         self._preview = None
 
-    def prepare(self, y_hat_g: torch.Tensor, quality: int, x_ref: torch.Tensor):
-        """-> (y_hat (1,M,h,w) ungained latent, decoder_stages for reference x_ref (1,C,h',w'))."""
+    def prepare(self, y_hat_g: torch.Tensor, quality: int, x_ref: torch.Tensor, consume: bool = False):
+        """-> (y_hat (1,M,h,w) ungained latent, decoder_stages for reference x_ref (1,C,h',w')).
+        consume: y_hat_g becomes y_hat (scaled in place: the same products, no second latent map)."""
         d = self.decoder
         with torch_threads(1), torch.inference_mode():
-            y_hat = y_hat_g * self.inv_gain[quality][None, :, None, None]
+            gain = self.inv_gain[quality][None, :, None, None]
+            y_hat = y_hat_g.mul_(gain) if consume else y_hat_g * gain
             return y_hat, decoder_stages(d, d.reference_features(x_ref))
 
-    def trunk(self, y_hat: torch.Tensor, stages, threads: int = 1, progress=None, trunk_tile: int = None) -> torch.Tensor:
-        """Pass 1: the 1/16 trunk over the whole latent map, tile by tile -> (1,w16,h,w)."""
+    def trunk(self, y_hat: torch.Tensor, stages, threads: int = 1, progress=None, trunk_tile: int = None,
+              workers: Workers = None) -> torch.Tensor:
+        """Pass 1: the 1/16 trunk over the whole latent map, tile by tile -> (1,w16,h,w). workers: a
+        pool to run the tiles on (else one of `threads` workers for this call)."""
         _, _, h, w = y_hat.shape
         out = torch.empty(1, self.decoder.head.out_channels, h, w).contiguous(memory_format=torch.channels_last)
         need = margins(stages[:1])
 
         def work(box):
             out[:, :, box[0]:box[1], box[2]:box[3]] = run_tile(stages[:1], need, y_hat, box)
-        run_parallel(work, grid(h, w, trunk_tile or TRUNK_TILE), threads, progress, self.precision)
+        with self._workers(workers, threads) as pool:
+            pool.map(work, grid(h, w, trunk_tile or TRUNK_TILE), progress)
         return out
 
+    def _workers(self, workers: Workers, threads: int):
+        """The caller's pool (left open), or a new one of `threads` workers for one call."""
+        return contextlib.nullcontext(workers) if workers is not None else Workers(threads, self.precision)
+
     def run(self, y_hat_g: torch.Tensor, quality: int, x_ref: torch.Tensor, sink, threads: int = 1,
-            progress=None, reduce: int = 0, tile: int = None, trunk_tile: int = None) -> None:
+            progress=None, reduce: int = 0, tile: int = None, trunk_tile: int = None, consume: bool = False,
+            workers: Workers = None) -> None:
         """Synthesize y_hat_g (1,M,h,w) (gained latent) with reference x_ref (1,C,h',w') on the fixed
         grid; sink(box, x) receives the output x (1,C,s(r1-r0),s(c1-c0)), unclamped, of each latent
         cell box = (r0, r1, c0, c1), s = 16 / 2^reduce, from up to `threads` threads at once.
         reduce 1..3: the preview head instead of the upsampling stages (preview_stage).
         progress(n): n more of the tile_count() tiles are done. tile, trunk_tile: latent px per tile of
-        the two passes (default TILE, TRUNK_TILE; tests vary them: the pixels do not change)."""
-        y_hat, stages = self.prepare(y_hat_g, quality, x_ref)
-        trunk = self.trunk(y_hat, stages, threads, progress, trunk_tile)
+        the two passes (default TILE, TRUNK_TILE; tests vary them: the pixels do not change).
+        consume: y_hat_g may be overwritten (prepare), saving a latent map's memory. workers: a pool
+        (Workers) to run on, shared with other run() calls (else one of `threads` workers); a tile's
+        numbers are the same whichever runs it."""
+        with self._workers(workers, threads) as pool:
+            self._run(y_hat_g, quality, x_ref, sink, pool, progress, reduce, tile, trunk_tile, consume)
+
+    def _run(self, y_hat_g, quality, x_ref, sink, workers, progress, reduce, tile, trunk_tile, consume):
+        y_hat, stages = self.prepare(y_hat_g, quality, x_ref, consume)
+        trunk = self.trunk(y_hat, stages, progress=progress, trunk_tile=trunk_tile, workers=workers)
         rest = [self.preview_stage(reduce)] if reduce else stages[1:]
         need = margins(rest)
         skip = getattr(self.decoder, "synth_lin", None) is not None     # a per-latent-pixel linear path
@@ -244,8 +361,8 @@ class GroundModel:
                 with torch.autocast("cpu", enabled=False):      # the linear path stays fp32
                     x = x + self.linear_path(y_hat, reduce, box)
             sink(box, x)
-        work = lambda box: run_tile_split(rest, need, trunk, box, SPLIT, max(1, tile // 2), finish)
-        run_parallel(work, grid(trunk.shape[2], trunk.shape[3], tile), threads, progress, self.precision)
+        work = lambda box: run_tile_split(rest, need, trunk, box, SPLIT, max(1, tile // 2), finish, workers)
+        workers.map(work, grid(trunk.shape[2], trunk.shape[3], tile), progress)
 
     @staticmethod
     def tile_count(h: int, w: int, tile: int = None, trunk_tile: int = None) -> int:

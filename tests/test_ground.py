@@ -185,3 +185,25 @@ def test_lapped_linear_path_tiles_and_previews_are_the_whole_map_box_averaged():
                                for r0, r1 in ((0, 4), (4, 9))], 2)
             assert tiles.shape[-2:] == (9 * s, 7 * s)
             assert (tiles - F.avg_pool2d(whole, 1 << reduce)).abs().max() < 1e-5
+
+
+def test_colour_planes_synthesized_together_match_one_after_another(streams, default_library):
+    """With --threads > 1 a colour stream's three planes share one pool of workers (and a tile's cells
+    are shared among idle workers, models.ground.Workers): the same pixels as --threads 1, which
+    synthesizes the planes in turn on the calling thread."""
+    alone = decode(streams[COLOUR], default_library, threads=1).image
+    for threads in (2, 3):
+        assert np.array_equal(decode(streams[COLOUR], default_library, threads=threads).image, alone), threads
+
+
+def test_workers_run_every_job_and_the_urgent_jobs_jobs_add_and_raise_a_jobs_error():
+    done = []
+    with ground.Workers(2) as workers:
+        def box(k):
+            done.append(("box", k))
+            workers.map(lambda c: done.append(("cell", k, c)), range(3), urgent=True)
+        workers.map(box, range(4))
+    assert sorted(d for d in done if d[0] == "box") == [("box", k) for k in range(4)]
+    assert len([d for d in done if d[0] == "cell"]) == 12
+    with pytest.raises(ZeroDivisionError), ground.Workers(2) as workers:
+        workers.map(lambda k: 1 // (k - 2), range(5))

@@ -89,3 +89,20 @@ def test_colour_benchmark_codes_both_transforms_on_a_test_image():
     assert sorted(curves) == sorted(WAYS)
     for (b1, p1), (b2, p2) in curves.values():
         assert 0 < b1 < b2 and 25 < p1 < p2
+
+
+def test_decode_stages_times_a_decode_and_writes_the_same_image(tmp_path):
+    """scripts/decode_stages.py (docs/BENCHMARKS.md, "where the time and memory go"): the command line
+    with timers runs to the end, prints its stages and writes what remac-decode writes."""
+    from remac.ground_decoder.cli import decode_main
+    from remac.rover_encoder.cli import encode_main
+    from tests.conftest import GREY
+    from click.testing import CliRunner
+    rmc, plain, timed = tmp_path / "g.rmc", tmp_path / "plain.png", tmp_path / "timed.png"
+    assert CliRunner().invoke(encode_main, [str(GREY), "-o", str(rmc), "-q", "50", "--quiet"]).exit_code == 0
+    assert CliRunner().invoke(decode_main, [str(rmc), "-o", str(plain), "--quiet"]).exit_code == 0
+    r = subprocess.run([sys.executable, "-m", "scripts.decode_stages", str(rmc), "-o", str(timed), "--quiet"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "entropy decoding" in r.stdout and "synthesis: trunk" in r.stdout and "whole process" in r.stdout
+    assert timed.read_bytes() == plain.read_bytes()
