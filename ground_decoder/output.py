@@ -13,6 +13,10 @@ from remac.bitstream.metadata import Metadata
 LOSSY = {"JPEG": {"quality": 95, "subsampling": 0}, "MPO": {"quality": 95, "subsampling": 0},
          "WEBP": {"quality": 95}, "AVIF": {"quality": 95}, "HEIF": {"quality": 95}}
 
+# zlib level of PNG outputs: on Mars frames level 3 files are 0-6 % smaller than Pillow's default
+# 6 and written ~3x faster (0.43 -> ~0.15 s for an RGB megapixel); the pixels are the same
+PNG_LEVEL = 3
+
 
 def format_for(path: str) -> str:
     """Pillow format for an output path: by extension; PNG for stdout and unknown extensions. (.png
@@ -65,6 +69,7 @@ def image_bytes(image, path: str, bit_depth: int = 8, meta: Metadata = None) -> 
         if meta.xmp:
             info.add_itxt("XML:com.adobe.xmp", meta.xmp.decode("utf-8", "replace"))
         kwargs["pnginfo"] = info
+        kwargs["compress_level"] = PNG_LEVEL
     elif fmt in LOSSY and meta.xmp:
         kwargs["xmp"] = meta.xmp
     if meta.exif and fmt in ("PNG", *LOSSY):
