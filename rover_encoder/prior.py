@@ -1,0 +1,198 @@
+"""A re-imaged scene on the rover: code a frame given an earlier stream of the same pointing (its
+prior; bitstream.prior, docs/FORMAT.md "Re-imaged scenes").
+
+    prior .rmc --bitstream.layers.prior_latents (integer entropy path, no torch)--> P (M, H, W)
+    repeat test + shift: the frame's 16x16 block means at every pixel offset against the prior's
+        channel 0 (its block means), normalised correlation over the overlap      (estimate_shift)
+    canvas: the frame with crop = shift mod 16 rows / columns prepended (edge), so that its blocks
+        fall on the prior's; shift div 16 = the header's whole-cell shift
+    analysis of the canvas (Prepared, no references); gain and brightness offset of the prediction
+        by least squares (fit_gain); per tile the scale-index step with the fewest bytes, or none
+    --> the smaller of that stream and the frame coded on its own (never larger than without prior)
+
+The rover keeps nothing but the streams it sent; rover_encoder.store keeps a few of them for this.
+"""
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from remac.bitstream import container, entropy, intnet, latent, layers, prior, refine, spec
+from remac.bitstream.errors import RemacError
+from remac.rover_encoder import encode as codec
+from remac.rover_encoder.analysis import gain_for_quality, rover_model
+from remac.rover_encoder.imageio import SourceImage
+from remac.rover_encoder.options import EncodeOptions
+from remac.rover_encoder.prepared import RDO_LAMBDA, EncodeResult, Prepared, round_z
+
+MAX_SHIFT = 32          # px searched each way by estimate_shift
+MIN_OVERLAP = 0.25      # of the frame's blocks that must meet the prior's for a shift to count
+REPEAT = 0.9            # correlation of block means above which a frame repeats a pointing (is_repeat)
+STEPS = (6, 10, 14, 18, 22, 28, 36)      # scale-index steps tried per tile, then the best one's neighbours
+
+
+@dataclass
+class Match:
+    shift: tuple        # (sy, sx) px: frame pixel p shows what prior canvas pixel p + shift shows
+    score: float        # normalised correlation of the block means over the overlap (-1 .. 1)
+    overlap: float      # share of the frame's blocks inside the prior
+
+    @property
+    def repeats(self) -> bool:
+        return self.score >= REPEAT and self.overlap >= MIN_OVERLAP
+
+
+def block_sums(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) -> integral image (H+1, W+1) float64."""
+    s = np.zeros((pixels.shape[0] + 1, pixels.shape[1] + 1))
+    s[1:, 1:] = pixels.astype(np.float64).cumsum(0).cumsum(1)
+    return s
+
+
+def estimate_shift(pixels: np.ndarray, means: np.ndarray, max_shift: int = MAX_SHIFT) -> Match:
+    """pixels (H, W): the frame (any scale); means (h, w): the prior canvas's block means (its
+    latent channel 0, any affine scale) -> the Match with the highest correlation over shifts of
+    -max_shift .. max_shift px each way. For each crop (cy, cx) in 0..15 the frame's whole 16x16 blocks
+    starting at rows 16 i - cy are compared with the prior's blocks i + dy."""
+    integral = block_sums(pixels)
+    height, width = pixels.shape
+    best = Match((0, 0), -2.0, 0.0)
+    cells = max(1, (height // 16) * (width // 16))
+    lo, hi = -(max_shift // 16) - 1, max_shift // 16
+    for cy in range(16):
+        rows = np.arange(1 if cy else 0, (height + cy) // 16)       # whole blocks: 16 i - cy >= 0, <= height - 16
+        r0 = 16 * rows - cy
+        for cx in range(16):
+            cols = np.arange(1 if cx else 0, (width + cx) // 16)
+            c0 = 16 * cols - cx
+            a, b = r0[:, None], c0[None, :]
+            sums = integral[a + 16, b + 16] - integral[a, b + 16] - integral[a + 16, b] + integral[a, b]
+            for dy in range(lo, hi + 1):
+                sy = 16 * dy + cy
+                if abs(sy) > max_shift:
+                    continue
+                pr = rows + dy
+                okr = (pr >= 0) & (pr < means.shape[0])
+                for dx in range(lo, hi + 1):
+                    sx = 16 * dx + cx
+                    if abs(sx) > max_shift:
+                        continue
+                    pc = cols + dx
+                    okc = (pc >= 0) & (pc < means.shape[1])
+                    n = okr.sum() * okc.sum()
+                    if n < max(16, MIN_OVERLAP * cells):
+                        continue
+                    u = sums[okr][:, okc].ravel()
+                    v = means[pr[okr]][:, pc[okc]].ravel().astype(np.float64)
+                    u, v = u - u.mean(), v - v.mean()
+                    den = np.sqrt((u @ u) * (v @ v))
+                    score = float(u @ v / den) if den > 0 else -1.0
+                    if score > best.score:
+                        best = Match((sy, sx), score, n / cells)
+    return best
+
+
+def canvas_of(img: SourceImage, crop: tuple) -> SourceImage:
+    """The frame with crop = (rows, columns) prepended by edge replication (what a prior stream codes)."""
+    if crop == (0, 0):
+        return img
+    samples = np.pad(img.samples, ((0, 0), (crop[0], 0), (crop[1], 0)), mode="edge")
+    return replace(img, samples=samples, warnings=list(img.warnings))
+
+
+def fit_gain(pairs) -> tuple:
+    """pairs: [(y16 (M, n) float gained latent * 16, p16 (M, n) int prediction at gain 1)] over the
+    cells the prior covers -> (gain in 1/1024, offset16 of channel 0): least squares, channels 1.. for
+    the gain (texture scales with brightness), then channel 0's mean residual for the offset."""
+    num = sum(float((y[1:] * p[1:]).sum()) for y, p in pairs)
+    den = sum(float((p[1:].astype(np.float64) ** 2).sum()) for _, p in pairs)
+    gain = int(np.clip(round(container.PRIOR_GAIN_ONE * num / den), 1, 65535)) if den > 0 else container.PRIOR_GAIN_ONE
+    n = sum(y.shape[1] for y, _ in pairs)
+    resid = sum(float((y[0] - p[0] * gain / container.PRIOR_GAIN_ONE).sum()) for y, p in pairs)
+    return gain, int(np.clip(round(resid / max(n, 1)), -32768, 32767))
+
+
+def prior_streams(streams: list, model, library=None):
+    """streams: the prior (bytes) first, then any streams it was itself coded given -> (its
+    header, prior.LatentMap, its stream ID). The rover coded them itself: damage is refused."""
+    if not streams:
+        raise RemacError("coding given a prior needs the prior stream")
+    ref = None
+    if library is not None:
+        ref = lambda h: spec.ref_input(library.stats16(h.entropy_ref_id.hex()), spec.gain_int_at(model.gain_int, h.q100))
+    pool = prior.Pool(streams[1:], ref)
+    header, latents = layers.prior_latents(streams[0], model, pool)
+    if latents.lost.any():
+        raise RemacError(f"prior stream {refine.stream_id(streams[0]).hex()} is damaged")
+    return header, latents, refine.stream_id(streams[0])
+
+
+def encode_with_prior(img: SourceImage, streams: list, opts: EncodeOptions, match: Match = None,
+                      latents=None) -> EncodeResult:
+    """Code the grey frame `img` at opts.q100 given the prior streams[0] (bytes; streams[1:]: any it
+    was itself coded given). -> the EncodeResult of the smaller of: the frame coded given its prior
+    (header flags bit 5), or coded on its own (codec.encode: a stream without a prior). match: the
+    shift already estimated (rover_encoder.store), else estimate_shift here; latents: the prior's
+    (header, LatentMap, ID) already decoded."""
+    if opts.target_bytes is not None or opts.bpp is not None:
+        raise RemacError("a frame is coded given a prior at a quality (-q), not to a size")
+    if opts.roi:
+        raise RemacError("regions of interest (--roi) cannot be coded given a prior")
+    plain = codec.encode(img, opts)
+    if img.channels != 1 or plain.header.planes:
+        return plain        # grey only: colour frames are coded on their own (docs/FORMAT.md, "Re-imaged scenes")
+    model = rover_model(1, opts.model)
+    p_header, prior_latents, prior_id = latents or prior_streams(streams, model, opts.library)
+    if match is None:
+        pixels = img.samples[0].astype(np.float64)
+        match = estimate_shift(pixels, prior_latents.p16[0])
+    if match.score <= 0:
+        return plain
+    (dy, cy), (dx, cx) = divmod(match.shift[0], 16), divmod(match.shift[1], 16)
+    canvas = canvas_of(img, (cy, cx))
+    prep = Prepared(canvas, replace(opts, library=None, roi=()), once=True)
+    q100 = opts.q100
+    header = replace(prep.header, quality=q100 // 100, quality_frac=q100 % 100, version=None, prior_id=prior_id,
+                     prior_q100=p_header.q100, prior_shift=(dy, dx), prior_crop=(cy, cx),
+                     prior_tiles=(0,) * prep.header.tile_count)
+    g_a, g_b = spec.gain_int_at(model.gain_int, p_header.q100), spec.gain_int_at(model.gain_int, q100)
+    gain = gain_for_quality(model, q100)
+    floors, spatial, r = model.floors_at(q100, False), model.spatial_at(q100), spec.ref_input(None, g_b)
+    rdo = RDO_LAMBDA if opts.rdo is None else opts.rdo
+    shapes = [w.y.shape for w in prep.windows]
+    unit = replace(header, prior_gain=container.PRIOR_GAIN_ONE, prior_offset=0)
+    preds = [prior.prediction(prior_latents, unit, i, shape, g_a, g_b) for i, shape in enumerate(shapes)]
+    y16 = [16 * w.y * gain[:, None, None] for w in prep.windows]
+    pairs = [(y[:, u[0]], p[:, u[0]]) for y, (p, u) in zip(y16, preds) if u[0].any()]
+    if not pairs:
+        return plain
+    header.prior_gain, header.prior_offset = fit_gain(pairs)
+    words, flags, coded = {}, [], []
+    for index, window in enumerate(prep.windows):
+        z_hat = round_z(window.z)
+        hidden = intnet.trunk(model.net, z_hat)
+        y_g = window.y * gain[:, None, None]
+        pred, use = prior.prediction(prior_latents, header, index, shapes[index], g_a, g_b)
+
+        def code(step):
+            adjust = None if step is None else prior.adjuster(pred, use, step)
+            out = latent.encode(model.net, z_hat, r, y_g, model.z_tables, model.y_tables, floors, rdo,
+                                spatial if step is None else None, hidden, adjust)
+            error = y_g - entropy.dequantize(out[3], out[1])      # the rover's rate-distortion cost, as rdo's
+            return out, float((error.astype(np.float64) ** 2).sum()) + max(rdo, RDO_LAMBDA) * 32 * out[0].size
+        tried = {None: code(None)}
+        if use.any():
+            for step in STEPS:
+                tried[step] = code(step)
+            best = min((s for s in tried if s is not None), key=lambda s: tried[s][1])
+            for step in (best - 2, best - 1, best + 1, best + 2):
+                if 0 <= step <= container.MAX_PRIOR_STEP and step not in tried:
+                    tried[step] = code(step)
+        step = min(tried, key=lambda s: (tried[s][1], s is not None, s or 0))   # ties: coded alone
+        (words[index], mu16, _, symbols), _ = tried[step]
+        flags.append(0 if step is None else step + 1)
+        coded.append((z_hat, mu16, tried[step][0][2], entropy.dequantize(symbols, mu16)))
+    if not any(flags):
+        return plain
+    header.prior_tiles = tuple(flags)
+    result = EncodeResult(container.write(header, words, prep.meta), header, tiles=coded, precision=prep.precision)
+    return result if len(result.data) < len(plain.data) else plain
