@@ -109,7 +109,7 @@ def decode_chain(streams: list, model, r, parsed: list = None, pool: "prior.Pool
                 if predicted is not None and base.prior_tiles[index]:
                     shape = (model.m, *(side // 16 for side in plane.padded_tile(local)))
                     adjust = prior.adjuster(*prior.prediction(predicted, base, index, shape, *gains(plane)),
-                                            base.prior_tiles[index] - 1)
+                                            base.prior_tiles[index] - 1, prior.padding(base, index, shape))
                 z_hat, mu16, idx, y = latent.decode_tile(model, plane, parsed[0].tiles[index], index, r_plane, local,
                                                          chroma=k > 0, adjust=adjust)
                 chain.tiles[index] = (z_hat, mu16, idx, symbols_of(y, mu16))

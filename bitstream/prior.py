@@ -11,7 +11,9 @@ same prediction from the prior's integer latents.
                  + offset16 on channel 0                 (the block mean: brightness)
         coded with mean pred16 and scale index max(idx - step, 0) (idx: the hyperprior's and
         channel context's, as in a stream of its own), where the cell lies on the prior's image and
-        both gains are non-zero; elsewhere as in a stream of its own
+        both gains are non-zero; elsewhere as in a stream of its own, except
+        cells wholly outside the canvas (a tile's padding to 64 px): the hyperprior's mean and scale
+        index 0 (the rover codes symbol 0 there: padding costs almost nothing)
     step: per tile, 0 .. 63 (header byte 1 + step; 0: the tile is coded as in a stream of its own)
 
 The rover moves the frame by up to 15 px (the crop: rows and columns prepended by edge replication)
@@ -79,12 +81,22 @@ def prediction(prior: LatentMap, header: container.Header, index: int, shape: tu
     return np.clip(pred, -PRED_CLIP, PRED_CLIP), use
 
 
-def adjuster(pred: np.ndarray, use: np.ndarray, step: int):
+def padding(header: container.Header, index: int, shape: tuple) -> np.ndarray:
+    """(M, h, w) bool: the elements of tile `index` (latent shape `shape`) whose 16x16 cell lies wholly
+    outside the canvas (the tile's padding to a multiple of 64 px)."""
+    top, left, _, _ = header.tile_box(index)
+    rows = top + 16 * np.arange(shape[1]) >= header.height
+    cols = left + 16 * np.arange(shape[2]) >= header.width
+    return np.broadcast_to(rows[:, None] | cols[None, :], shape)
+
+
+def adjuster(pred: np.ndarray, use: np.ndarray, step: int, pad: np.ndarray):
     """-> adjust(sel, mu16, idx) for bitstream.latent: the prediction as the mean and the scale index
-    lowered by `step` (at least 0) where `use`; the hyperprior's elsewhere."""
+    lowered by `step` (at least 0) where `use`; scale index 0 on the padding `pad`; the hyperprior's
+    elsewhere."""
     def adjust(sel, mu16, idx):
-        u = use[sel]
-        return np.where(u, pred[sel], mu16), np.where(u, np.maximum(idx - step, 0), idx)
+        u, p = use[sel], pad[sel]
+        return np.where(u & ~p, pred[sel], mu16), np.where(p, 0, np.where(u, np.maximum(idx - step, 0), idx))
     return adjust
 
 

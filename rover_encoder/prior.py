@@ -172,12 +172,21 @@ def encode_with_prior(img: SourceImage, streams: list, opts: EncodeOptions, matc
         hidden = intnet.trunk(model.net, z_hat)
         y_g = window.y * gain[:, None, None]
         pred, use = prior.prediction(prior_latents, header, index, shapes[index], g_a, g_b)
+        pad = prior.padding(header, index, shapes[index])
 
         def code(step):
-            adjust = None if step is None else prior.adjuster(pred, use, step)
-            out = latent.encode(model.net, z_hat, r, y_g, model.z_tables, model.y_tables, floors, rdo,
+            target = y_g if step is None else y_g.copy()
+            adjust = None
+            if step is not None:
+                inner = prior.adjuster(pred, use, step, pad)
+
+                def adjust(sel, mu16, idx):         # ... and symbol 0 on the padding (its latent := the mean)
+                    mu16, idx = inner(sel, mu16, idx)
+                    target[sel] = np.where(pad[sel], mu16 / 16, target[sel])
+                    return mu16, idx
+            out = latent.encode(model.net, z_hat, r, target, model.z_tables, model.y_tables, floors, rdo,
                                 spatial if step is None else None, hidden, adjust)
-            error = y_g - entropy.dequantize(out[3], out[1])      # the rover's rate-distortion cost, as rdo's
+            error = np.where(pad, 0, y_g - entropy.dequantize(out[3], out[1]))  # the rover's D + lambda R, as rdo's
             return out, float((error.astype(np.float64) ** 2).sum()) + max(rdo, RDO_LAMBDA) * 32 * out[0].size
         tried = {None: code(None)}
         if use.any():
