@@ -89,6 +89,9 @@ def encode(image, quality=DEFAULT_QUALITY, **settings) -> bytes:
 
 def _encode(img: SourceImage, opts: EncodeOptions):
     """A stream of its own, or given opts.prior (rover_encoder.prior)."""
+    if opts.store:
+        from remac.rover_encoder.scenes import STORE_BYTES, encode_with_store
+        return encode_with_store(img, opts, opts.store, opts.store_bytes or STORE_BYTES)
     if not opts.prior:
         return codec.encode(img, opts)
     from remac.rover_encoder.prior import encode_with_prior

@@ -10,7 +10,7 @@ prior; bitstream.prior, docs/FORMAT.md "Re-imaged scenes").
         by least squares (fit_gain); per tile the scale-index step with the fewest bytes, or none
     --> the smaller of that stream and the frame coded on its own (never larger than without prior)
 
-The rover keeps nothing but the streams it sent; rover_encoder.store keeps a few of them for this.
+The rover keeps nothing but the streams it sent; rover_encoder.scenes keeps a few of them for this.
 """
 from dataclasses import dataclass, replace
 
@@ -127,17 +127,18 @@ def prior_streams(streams: list, model, library=None):
 
 
 def encode_with_prior(img: SourceImage, streams: list, opts: EncodeOptions, match: Match = None,
-                      latents=None) -> EncodeResult:
+                      latents=None, keep_tiles: bool = False) -> EncodeResult:
     """Code the grey frame `img` at opts.q100 given the prior streams[0] (bytes; streams[1:]: any it
     was itself coded given). -> the EncodeResult of the smaller of: the frame coded given its prior
     (header flags bit 5), or coded on its own (codec.encode: a stream without a prior). match: the
-    shift already estimated (rover_encoder.store), else estimate_shift here; latents: the prior's
-    (header, LatentMap, ID) already decoded."""
+    shift already estimated (rover_encoder.scenes), else estimate_shift here; latents: the prior's
+    (header, LatentMap, ID) already decoded; keep_tiles: the result keeps what the coder saw per tile
+    (a prior stream's always does)."""
     if opts.target_bytes is not None or opts.bpp is not None:
         raise RemacError("a frame is coded given a prior at a quality (-q), not to a size")
     if opts.roi:
         raise RemacError("regions of interest (--roi) cannot be coded given a prior")
-    plain = codec.encode(img, opts)
+    plain = codec.encode(img, opts, keep_tiles)
     if img.channels != 1 or plain.header.planes:
         return plain        # grey only: colour frames are coded on their own (docs/FORMAT.md, "Re-imaged scenes")
     model = rover_model(1, opts.model)
@@ -189,7 +190,9 @@ def encode_with_prior(img: SourceImage, streams: list, opts: EncodeOptions, matc
             error = np.where(pad, 0, y_g - entropy.dequantize(out[3], out[1]))  # the rover's D + lambda R, as rdo's
             return out, float((error.astype(np.float64) ** 2).sum()) + max(rdo, RDO_LAMBDA) * 32 * out[0].size
         tried = {None: code(None)}
-        if use.any():
+        if pad.any() and not use.any():
+            tried[0] = code(0)          # nothing to predict, but the padding is nearly free
+        elif use.any():
             for step in STEPS:
                 tried[step] = code(step)
             best = min((s for s in tried if s is not None), key=lambda s: tried[s][1])

@@ -175,3 +175,28 @@ def test_cli_prior(tmp_path, frames):
     assert json.loads(r.stdout.splitlines()[0])["prior"]["id"] == pid
     r = run(encode_main, [tmp_path / "b.png", "--prior", tmp_path / "a.rmc", "--target-bytes", "9000"])
     assert r.exit_code == 2
+
+
+def test_scene_store_finds_the_repeat_within_its_bound(tmp_path, frames):
+    """--store: the first frame is coded alone and kept; an unrelated frame is coded alone and kept;
+    the re-imaged frame is found and coded given the first (and not kept: only key frames are); the
+    store keeps its bound, the newest first."""
+    from remac.rover_encoder.scenes import SceneStore, encode_with_store
+    earlier, new = frames
+    other = np.asarray(Image.open(COLOUR).convert("L"))[:SIDE, :SIDE]
+    opts = EncodeOptions(5000, tile=128)
+    first = encode_with_store(to_source(earlier), opts, tmp_path / "s")
+    assert not first.header.has_prior
+    second = encode_with_store(to_source(other), opts, tmp_path / "s")
+    assert not second.header.has_prior
+    again = encode_with_store(to_source(new), opts, tmp_path / "s")
+    assert again.header.prior_id == refine.stream_id(first.data)
+    assert decode(again.data, threads=1, priors=[first.data]).image.shape == (SIDE, SIDE)
+    store = SceneStore(tmp_path / "s")
+    assert [e["id"] for e in store.newest()] == [refine.stream_id(s.data).hex() for s in (second, first)]
+    small = store.newest()[0]["bytes"] + 100
+    third = encode_with_store(to_source(np.ascontiguousarray(other[::-1])), opts, tmp_path / "s", limit=small)
+    kept = SceneStore(tmp_path / "s")
+    assert kept.size <= small and [e["id"] for e in kept.entries] == [refine.stream_id(third.data).hex()]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted(
+        [f"{kept.entries[0]['id']}.rmc", f"{kept.entries[0]['id']}.npy", "index.json"])
