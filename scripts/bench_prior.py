@@ -3,7 +3,7 @@ the same pointing (remac-encode --prior) against the frame coded on its own, wit
 
     python -m scripts.bench_prior                       # all three parts below, default settings
     python -m scripts.bench_prior --part synthetic -q 20 -q 50 -q 80
-    python -m scripts.bench_prior --part sites --part unrelated
+    python -m scripts.bench_prior --part sites --part unrelated --part cost
 
 synthetic: each val/gray_native frame's centre crop (--size, 512, at most the frame less 32 px) is the earlier frame; the new one is
     the same scene moved by a random shift of up to 16 px each way, a gain of 0.9 .. 1.1, fresh
@@ -14,7 +14,8 @@ unrelated: each crop given the next frame's crop as its prior: the bytes added (
     smaller stream, so 0) and the repeat test's score.
 sites: the frames of ../shared/data/sites/val, each tested against the (up to) four frames before it
     at its rover position (the repeat test on block means); those that repeat an earlier pointing are
-    coded given it, at each quality.
+    coded given it, at each quality (where none does, the --top most similar pairs are).
+cost: the rover's time for one whole frame (the second val/gray_native frame re-imaged), by step.
 
 Streams "without" are what remac-encode writes by default (shipped library, a reference kept where
 it pays); streams "with" are remac-encode --prior's. PSNR from the ground decoder (1 thread).
@@ -129,7 +130,7 @@ def synthetic(args, opts_kw):
 def unrelated(args, opts_kw):
     frames = sorted(glob.glob(str(DATA / "val" / "gray_native" / "*.png")))[:args.frames]
     print(f"\n### Unrelated frames ({args.size}² crops): frame k given frame k+1 as its prior\n")
-    print("| frame | prior | q | repeat score (overlap) | bytes alone | bytes given | added |")
+    print("| frame | prior | q | correlation means / detail (overlap) | bytes alone | bytes given | added |")
     print("|---|---|---|---|---|---|---|")
     added = []
     for k, path in enumerate(frames):
@@ -143,7 +144,8 @@ def unrelated(args, opts_kw):
             alone = len(encode(source(new), opts).data)
             given = len(encode_with_prior(source(new), [prior], opts).data)
             added.append(given / alone - 1)
-            print(f"| {Path(path).stem} | {Path(other).stem} | {q:g} | {match.score:.3f} ({match.overlap:.2f}) | "
+            print(f"| {Path(path).stem} | {Path(other).stem} | {q:g} | {match.score:.3f} / {match.detail:.3f} "
+                  f"({match.overlap:.2f}) | "
                   f"{alone} | {given} | {100 * (given / alone - 1):+.2f} % |", flush=True)
     print(f"\nmean added: {100 * np.mean(added):+.3f} %, worst {100 * np.max(added):+.3f} %")
 
@@ -174,25 +176,27 @@ def sites(args, opts_kw):
                 t = time.perf_counter()
                 match = estimate_shift(new.astype(np.float64), streams[j][1].p16[0])
                 t_test.append(time.perf_counter() - t)
-                if best is None or match.score > best[1].score:
+                if best is None or match.detail > best[1].detail:
                     best = (j, match)
             if best is None:
                 continue
             tested += 1
-            scores.append(best[1].score)
-            if best[1].repeats:
-                found.append((site, paths[best[0]], p, best[1]))
+            scores.append(best[1].detail)
+            found.append((site, paths[best[0]], p, best[1]))
+    repeats = [f for f in found if f[3].repeats]
     print(f"\n### Real repeats: sites/val ({len(rows)} frames, {len(by_site)} positions)\n")
     print(f"{tested} frames tested against up to 4 earlier frames of their position (repeat test at q{q0:g}: "
-          f"block-mean correlation >= 0.9, overlap >= 25 %, mean {1000 * np.mean(t_test):.1f} ms per test); "
-          f"{len(found)} repeat ({100 * len(found) / max(tested, 1):.1f} %); score quantiles 50/90/99 %: "
-          + ", ".join(f"{np.quantile(scores, v):.3f}" for v in (0.5, 0.9, 0.99)) + "\n")
-    if not found:
-        return
-    print("| position | earlier → new | shift, score | " + " | ".join(
+          f"block-detail correlation >= 0.97, overlap >= 25 %, mean {1000 * np.mean(t_test):.1f} ms per test); "
+          f"{len(repeats)} repeat ({100 * len(repeats) / max(tested, 1):.1f} %); detail correlation quantiles "
+          f"50/90/99 %/max: " + ", ".join(f"{np.quantile(scores, v):.3f}" for v in (0.5, 0.9, 0.99, 1.0)) + "\n")
+    found.sort(key=lambda f: -f[3].detail)
+    shown = repeats or found[:args.top]
+    print(("Frames that repeat, coded given the earlier frame:" if repeats else
+           f"None repeats; the {len(shown)} most similar pairs, coded given the earlier frame anyway:") + "\n")
+    print("| position | earlier → new | shift, correlation means / detail | " + " | ".join(
         f"q{q:g}: bytes alone → given (PSNR alone / given)" for q in args.q) + " | BD-rate |")
     print("|---|---|---|" + "---|" * len(args.q) + "---|")
-    for site, before, after, match in found:
+    for site, before, after, match in shown:
         earlier = np.asarray(Image.open(root / before).convert("L"))
         new = np.asarray(Image.open(root / after).convert("L"))
         rows = [code_pair(earlier, new, q, opts_kw) for q in args.q]
@@ -200,22 +204,55 @@ def sites(args, opts_kw):
         cells = [f"{r['alone']} → {r['given']} ({r['psnr_alone']:.2f} / {r['psnr_given']:.2f})" for r in rows]
         name = lambda p: Path(p).stem.split("_")[0]
         print(f"| {site} | {name(before)} → {name(after)} | {match.shift[0]:+d},{match.shift[1]:+d} px, "
-              f"{match.score:.3f} | " + " | ".join(cells) + f" | {'n/a' if bd is None else f'{bd:+.1f} %'} |",
+              f"{match.score:.3f} / {match.detail:.3f} | " + " | ".join(cells) + f" | {'n/a' if bd is None else f'{bd:+.1f} %'} |",
               flush=True)
+
+
+def cost(args, opts_kw):
+    """Rover time for a whole frame (the first val/gray_native frame, re-imaged as in `synthetic`)."""
+    from remac.rover_encoder import prior as rover_prior
+    path = sorted(glob.glob(str(DATA / "val" / "gray_native" / "*.png")))[1]
+    earlier, new, _ = reimaged(path, 0, np.random.default_rng(args.seed))
+    q = 50
+    opts = EncodeOptions(quality_steps(q), **opts_kw)
+    prior = encode(source(earlier), opts).data
+    runs = {}
+    for name, fn in (("alone", lambda: encode(source(new), opts)),
+                     ("re-read the prior", lambda: prior_streams([prior], rover_model(1), opts_kw["library"])),
+                     ("shift search", lambda: estimate_shift(new.astype(np.float64), prior_streams(
+                         [prior], rover_model(1), opts_kw["library"])[1].p16[0])),
+                     ("given the prior, all", lambda: encode_with_prior(source(new), [prior], opts))):
+        times = []
+        for _ in range(2):
+            t = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - t)
+        runs[name] = (1000 * min(times), out)
+    runs["shift search"] = (runs["shift search"][0] - runs["re-read the prior"][0], runs["shift search"][1])
+    given = runs["given the prior, all"][1]
+    print(f"\n### Rover cost: {Path(path).stem} ({new.shape[1]}x{new.shape[0]}), q{q}\n")
+    print("| step | ms (1 thread, best of 2) |\n|---|---|")
+    for name, (ms, _) in runs.items():
+        print(f"| {name} | {ms:.0f} |")
+    print(f"\nbytes alone {len(runs['alone'][1].data)}, given {len(given.data)}; tiles predicted "
+          f"{sum(1 for t in given.header.prior_tiles if t)} of {len(given.header.prior_tiles)}; steps tried per "
+          f"predicted tile: a local search from {rover_prior.FIRST_STEP} (then the tile before's best) by 4, 2, 1, "
+          f"plus the tile alone")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", action="append", choices=["synthetic", "unrelated", "sites"])
+    ap.add_argument("--part", action="append", choices=["synthetic", "unrelated", "sites", "cost"])
     ap.add_argument("-q", type=float, action="append", help=f"qualities [{', '.join(map(str, QUALITIES))}]")
     ap.add_argument("--size", type=int, default=512, help="crop side of the val/gray_native frames (0: whole)")
     ap.add_argument("--frames", type=int, default=8, help="val/gray_native frames used")
     ap.add_argument("--seed", type=int, default=31)
+    ap.add_argument("--top", type=int, default=4, help="sites: pairs coded when none repeats")
     args = ap.parse_args()
     args.q = args.q or list(QUALITIES)
     opts_kw = {"library": lib.load(), "threads": 1}
-    for part in args.part or ["synthetic", "unrelated", "sites"]:
-        {"synthetic": synthetic, "unrelated": unrelated, "sites": sites}[part](args, opts_kw)
+    for part in args.part or ["synthetic", "unrelated", "sites", "cost"]:
+        {"synthetic": synthetic, "unrelated": unrelated, "sites": sites, "cost": cost}[part](args, opts_kw)
 
 
 if __name__ == "__main__":
