@@ -75,7 +75,7 @@ given that earlier stream (same model; shift up to 32 px found from block
 means, brightness fitted); the ground needs EARLIER.rmc to decode it. The
 stream is never larger than the frame coded alone (then it names no prior).
 --store DIR keeps the recent streams (within --store-bytes) and picks the prior
-itself where a frame repeats a stored pointing (block-mean correlation >= 0.9).
+itself where a frame repeats a stored pointing (block detail correlates >= 0.97).
 Exit status: 0 all encoded, 1 some input failed (the rest still encoded), 2 usage.
 """
 

@@ -61,27 +61,14 @@ def estimate_shift(pixels: np.ndarray, means: np.ndarray, max_shift: int = MAX_S
     height, width = pixels.shape
     best = Match((0, 0), -2.0, 0.0)
     cells = max(1, (height // 16) * (width // 16))
-    lo, hi = -(max_shift // 16) - 1, max_shift // 16
     for cy in range(16):
         rows = np.arange(1 if cy else 0, (height + cy) // 16)       # whole blocks: 16 i - cy >= 0, <= height - 16
-        r0 = 16 * rows - cy
         for cx in range(16):
             cols = np.arange(1 if cx else 0, (width + cx) // 16)
-            c0 = 16 * cols - cx
-            a, b = r0[:, None], c0[None, :]
+            a, b = 16 * rows[:, None] - cy, 16 * cols[None, :] - cx
             sums = integral[a + 16, b + 16] - integral[a, b + 16] - integral[a + 16, b] + integral[a, b]
-            for dy in range(lo, hi + 1):
-                sy = 16 * dy + cy
-                if abs(sy) > max_shift:
-                    continue
-                pr = rows + dy
-                okr = (pr >= 0) & (pr < means.shape[0])
-                for dx in range(lo, hi + 1):
-                    sx = 16 * dx + cx
-                    if abs(sx) > max_shift:
-                        continue
-                    pc = cols + dx
-                    okc = (pc >= 0) & (pc < means.shape[1])
+            for sy, okr, pr in _offsets(rows, cy, means.shape[0], max_shift):
+                for sx, okc, pc in _offsets(cols, cx, means.shape[1], max_shift):
                     n = okr.sum() * okc.sum()
                     if n < max(16, MIN_OVERLAP * cells):
                         continue
@@ -93,6 +80,17 @@ def estimate_shift(pixels: np.ndarray, means: np.ndarray, max_shift: int = MAX_S
                                      _correlation(*(np.concatenate([np.diff(a, axis=0).ravel(), np.diff(a, axis=1).ravel()])
                                                     for a in (u, v))))
     return best
+
+
+def _offsets(blocks: np.ndarray, crop: int, prior_blocks: int, max_shift: int):
+    """Along one axis: the frame's blocks `blocks` at crop `crop` -> [(shift px, inside (n,) bool, the
+    prior's block of each)] for the whole-block shifts d with |16 d + crop| <= max_shift."""
+    out = []
+    for d in range(-(max_shift // 16) - 1, max_shift // 16 + 1):
+        if abs(16 * d + crop) <= max_shift:
+            p = blocks + d
+            out.append((16 * d + crop, (p >= 0) & (p < prior_blocks), p))
+    return out
 
 
 def _correlation(u: np.ndarray, v: np.ndarray) -> float:

@@ -229,6 +229,13 @@ def cost(args, opts_kw):
             times.append(time.perf_counter() - t)
         runs[name] = (1000 * min(times), out)
     runs["shift search"] = (runs["shift search"][0] - runs["re-read the prior"][0], runs["shift search"][1])
+    from remac.bitstream import latent
+    codings, real = [], latent.encode
+    latent.encode = lambda *a, **k: codings.append(1) or real(*a, **k)     # count the tile codings
+    try:
+        encode_with_prior(source(new), [prior], opts)
+    finally:
+        latent.encode = real
     given = runs["given the prior, all"][1]
     print(f"\n### Rover cost: {Path(path).stem} ({new.shape[1]}x{new.shape[0]}), q{q}\n")
     print("| step | ms (1 thread, best of 2) |\n|---|---|")
@@ -236,8 +243,9 @@ def cost(args, opts_kw):
         print(f"| {name} | {ms:.0f} |")
     print(f"\nbytes alone {len(runs['alone'][1].data)}, given {len(given.data)}; tiles predicted "
           f"{sum(1 for t in given.header.prior_tiles if t)} of {len(given.header.prior_tiles)}; steps tried per "
-          f"predicted tile: a local search from {rover_prior.FIRST_STEP} (then the tile before's best) by 4, 2, 1, "
-          f"plus the tile alone")
+          f"predicted tile: a local search from {rover_prior.FIRST_STEP} (then the tile before's best) by {', '.join(map(str, rover_prior.SEARCH))}, "
+          f"plus the tile alone: {len(codings)} tile codings in all, {runs['alone'][1].header.tile_count} of them "
+          f"the frame alone to compare (the frame alone: {runs['alone'][1].header.tile_count})")
 
 
 def main():
