@@ -89,3 +89,17 @@ def test_colour_benchmark_codes_both_transforms_on_a_test_image():
     assert sorted(curves) == sorted(WAYS)
     for (b1, p1), (b2, p2) in curves.values():
         assert 0 < b1 < b2 and 25 < p1 < p2
+
+
+def test_prior_benchmark_codes_a_reimaged_test_image():
+    """bench_prior's code_pair on the Navcam test image moved by (5, -11) px: the stream given the
+    earlier one is under half the bytes of the frame alone, within 1 dB."""
+    pytest.importorskip("torch")
+    import numpy as np
+    from PIL import Image
+    from remac.bitstream import library
+    from scripts.bench_prior import code_pair
+    a = np.asarray(Image.open(ROOT / "tests" / "data" / "navcam_gray.png").convert("L"))
+    earlier, new = a[24:216, 24:216], a[29:221, 13:205]
+    row = code_pair(earlier, new, 50, {"library": library.load(), "threads": 1})
+    assert row["given"] < 0.5 * row["alone"] and row["psnr_given"] > row["psnr_alone"] - 1
