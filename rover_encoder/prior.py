@@ -218,7 +218,7 @@ def encode_with_prior(img: SourceImage, streams: list, opts: EncodeOptions, matc
             out = latent.encode(model.net, z_hat, r, target, model.z_tables, model.y_tables, floors, rdo,
                                 spatial if step is None else None, hidden, adjust)
             error = np.where(pad, 0, y_g - entropy.dequantize(out[3], out[1]))  # the rover's D + lambda R, as rdo's
-            return out, float((error.astype(np.float64) ** 2).sum()) + max(rdo, RDO_LAMBDA) * 32 * out[0].size
+            return out, float((error.astype(np.float64) ** 2).sum()) + (rdo or RDO_LAMBDA) * 32 * out[0].size
         tried = {None: code(None)}
         if pad.any() and not use.any():
             tried[0] = code(0)          # nothing to predict, but the padding is nearly free
