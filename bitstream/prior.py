@@ -60,9 +60,10 @@ def latent_map(header: container.Header, tiles: dict, m: int) -> LatentMap:
 
 
 def prediction(prior: LatentMap, header: container.Header, index: int, shape: tuple, g_a, g_b):
-    """The prediction of tile `index` of the stream `header` (its latent shape (M, h, w)) from the
-    prior: -> (pred16 (M, h, w) int64, use (M, h, w) bool). g_a / g_b: (M,) integer gains at the
-    prior's quality and the tile's. TileError where the tile needs a cell of a lost prior tile."""
+    """The prediction of tile `index` of the one-plane stream `header` (a planar stream's plane:
+    Header.plane; its latent shape (M, h, w)) from the prior's same plane: -> (pred16 (M, h, w)
+    int64, use (M, h, w) bool). g_a / g_b: (M,) integer gains at the prior plane's quality and the
+    tile's. TileError where the tile needs a cell of a lost prior tile."""
     m, h, w = shape
     ty, tx = divmod(index, header.tiles_x)
     rows = np.arange(h) + ty * (header.tile_height // 16) + header.prior_shift[0]
@@ -119,15 +120,21 @@ class Pool:
 
 
 def check_prior(header, prior: container.Header, model_id: bytes, prior_id: bytes) -> None:
-    """RemacError unless `prior` (the stream prior_id) can be a prior (of `header`, if given): one
-    plane of the model model_id, a stream of its own (not a refinement layer, no quality map), at
-    the quality the header names."""
+    """RemacError unless `prior` (the stream prior_id) can be a prior (of `header`, if given): a
+    stream of the grey model model_id (one plane, or luma + chroma planes), a stream of its own (not
+    a refinement layer, no quality map), with the planes, chroma size and colour transform the header
+    has, at the quality the header names."""
     pid = prior_id.hex()
-    if prior.model_id != model_id or prior.planes or prior.coded_channels != 1:
-        raise RemacError(f"prior stream {pid} is of another model or not grey: it cannot be a prior")
+    if prior.model_id != model_id or prior.coded_channels != (3 if prior.planes else 1):
+        raise RemacError(f"prior stream {pid} is of another model: it cannot be a prior")
     if prior.layer or prior.roi_levels:
         raise RemacError(f"prior stream {pid} is a refinement layer or codes regions of interest: "
                          f"not supported as a prior")
-    if header is not None and prior.q100 != header.prior_q100:
+    if header is None:
+        return
+    if (prior.planes, prior.chroma_shift, prior.colour_transform) != (header.planes, header.chroma_shift,
+                                                                      header.colour_transform):
+        raise RemacError(f"stream names prior {pid}, but that stream's planes or colour transform differ from its own")
+    if prior.q100 != header.prior_q100:
         raise RemacError(f"stream names prior {pid} at quality {header.prior_q100 / 100:g}, but that stream is at "
                          f"quality {prior.q100 / 100:g} (damaged header)")

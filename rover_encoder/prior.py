@@ -16,13 +16,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from remac.bitstream import container, entropy, intnet, latent, layers, prior, refine, spec
+from remac.bitstream import colour, container, entropy, intnet, latent, layers, prior, refine, spec
 from remac.bitstream.errors import RemacError
 from remac.rover_encoder import encode as codec
 from remac.rover_encoder.analysis import gain_for_quality, rover_model
 from remac.rover_encoder.imageio import SourceImage
 from remac.rover_encoder.options import EncodeOptions
-from remac.rover_encoder.prepared import RDO_LAMBDA, EncodeResult, Prepared, round_z
+from remac.rover_encoder.planar import CHROMA_SHIFT, chroma_quality
+from remac.rover_encoder.prepared import RDO_LAMBDA, EncodeResult, round_z
 
 MAX_SHIFT = 32          # px searched each way by estimate_shift
 MIN_OVERLAP = 0.25      # of the frame's blocks that must meet the prior's for a shift to count
@@ -107,7 +108,7 @@ def canvas_of(img: SourceImage, crop: tuple) -> SourceImage:
     return replace(img, samples=samples, warnings=list(img.warnings))
 
 
-def fit_gain(pairs) -> tuple:
+def fit_pairs(pairs) -> tuple:
     """pairs: [(y16 (M, n) float gained latent * 16, p16 (M, n) int prediction at gain 1)] over the
     cells the prior covers -> (gain in 1/1024, offset16 of channel 0): least squares, channels 1.. for
     the gain (texture scales with brightness), then channel 0's mean residual for the offset."""
@@ -142,7 +143,8 @@ def search_step(code, tried: dict, start: int) -> int:
 
 def prior_streams(streams: list, model, library=None):
     """streams: the prior (bytes) first, then any streams it was itself coded given -> (its
-    header, prior.LatentMap, its stream ID). The rover coded them itself: damage is refused."""
+    header, [prior.LatentMap] of its planes, its stream ID). The rover coded them itself: damage is
+    refused."""
     if not streams:
         raise RemacError("coding given a prior needs the prior stream")
     ref = None
@@ -150,60 +152,109 @@ def prior_streams(streams: list, model, library=None):
         ref = lambda h: spec.ref_input(library.stats16(h.entropy_ref_id.hex()), spec.gain_int_at(model.gain_int, h.q100))
     pool = prior.Pool(streams[1:], ref)
     header, latents = layers.prior_latents(streams[0], model, pool)
-    if latents.lost.any():
+    if any(m.lost.any() for m in latents):
         raise RemacError(f"prior stream {refine.stream_id(streams[0]).hex()} is damaged")
     return header, latents, refine.stream_id(streams[0])
 
 
+def luma_of(img: SourceImage, transform: bytes) -> np.ndarray:
+    """(H, W) float: a grey frame's samples, or a colour frame's luma plane under `transform`."""
+    if img.channels == 1:
+        return img.samples[0].astype(np.float64)
+    return colour.to_planes(img.pixels, CHROMA_SHIFT, transform)[0].astype(np.float64)
+
+
 def encode_with_prior(img: SourceImage, streams: list, opts: EncodeOptions, match: Match = None,
                       latents=None, keep_tiles: bool = False) -> EncodeResult:
-    """Code the grey frame `img` at opts.q100 given the prior streams[0] (bytes; streams[1:]: any it
+    """Code the frame `img` at opts.q100 given the prior streams[0] (bytes; streams[1:]: any it
     was itself coded given). -> the EncodeResult of the smaller of: the frame coded given its prior
-    (header flags bit 5), or coded on its own (codec.encode: a stream without a prior). match: the
-    shift already estimated (rover_encoder.scenes), else estimate_shift here; latents: the prior's
-    (header, LatentMap, ID) already decoded; keep_tiles: the result keeps what the coder saw per tile
-    (a prior stream's always does)."""
+    (header flags bit 5), or coded on its own (codec.encode: a stream without a prior). A colour
+    frame (luma + chroma planes) needs a colour prior and is coded with the prior's colour transform,
+    each plane given the prior's. match: the shift already estimated (rover_encoder.scenes), else
+    estimate_shift here; latents: the prior's (header, [LatentMap], ID) already decoded; keep_tiles:
+    the result keeps what the coder saw per tile (a prior stream's always does)."""
     if opts.target_bytes is not None or opts.bpp is not None:
         raise RemacError("a frame is coded given a prior at a quality (-q), not to a size")
     if opts.roi:
         raise RemacError("regions of interest (--roi) cannot be coded given a prior")
     plain = codec.encode(img, opts, keep_tiles)
-    if img.channels != 1 or plain.header.planes:
-        return plain        # grey only: colour frames are coded on their own (docs/FORMAT.md, "Re-imaged scenes")
     model = rover_model(1, opts.model)
+    if plain.header.coded_channels != 1 and not plain.header.planes:
+        return plain        # a colour model's stream: not predicted (the grey model codes colour as planes)
     p_header, prior_latents, prior_id = latents or prior_streams(streams, model, opts.library)
+    if p_header.planes != plain.header.planes or (p_header.planes and p_header.chroma_shift != CHROMA_SHIFT):
+        return plain        # grey given colour or colour given grey: nothing to predict plane by plane
     if match is None:
-        pixels = img.samples[0].astype(np.float64)
-        match = estimate_shift(pixels, prior_latents.p16[0])
+        match = estimate_shift(luma_of(img, p_header.colour_transform), prior_latents[0].p16[0])
     if match.score <= 0:
         return plain
-    (dy, cy), (dx, cx) = divmod(match.shift[0], 16), divmod(match.shift[1], 16)
-    canvas = canvas_of(img, (cy, cx))
-    prep = Prepared(canvas, replace(opts, library=None, roi=()), once=True)
+    cell = 16 << (CHROMA_SHIFT if p_header.planes else 0)       # planes: whole chroma cells (32 px)
+    (dy, cy), (dx, cx) = divmod(match.shift[0], cell), divmod(match.shift[1], cell)
+    prep = codec.prepare(canvas_of(img, (cy, cx)), replace(opts, library=None, roi=(),
+                                                           colour_transform=p_header.colour_transform), once=True)
     q100 = opts.q100
     header = replace(prep.header, quality=q100 // 100, quality_frac=q100 % 100, version=None, prior_id=prior_id,
-                     prior_q100=p_header.q100, prior_shift=(dy, dx), prior_crop=(cy, cx),
-                     prior_tiles=(0,) * prep.header.tile_count)
-    g_a, g_b = spec.gain_int_at(model.gain_int, p_header.q100), spec.gain_int_at(model.gain_int, q100)
-    gain = gain_for_quality(model, q100)
-    floors, spatial, r = model.floors_at(q100, False), model.spatial_at(q100), spec.ref_input(None, g_b)
-    rdo = RDO_LAMBDA if opts.rdo is None else opts.rdo
-    shapes = [w.y.shape for w in prep.windows]
-    unit = replace(header, prior_gain=container.PRIOR_GAIN_ONE, prior_offset=0)
-    preds = [prior.prediction(prior_latents, unit, i, shape, g_a, g_b) for i, shape in enumerate(shapes)]
-    y16 = [16 * w.y * gain[:, None, None] for w in prep.windows]
-    pairs = [(y[:, u[0]], p[:, u[0]]) for y, (p, u) in zip(y16, preds) if u[0].any()]
-    if not pairs:
-        return plain
-    header.prior_gain, header.prior_offset = fit_gain(pairs)
+                     prior_q100=p_header.q100, prior_shift=(dy * cell // 16, dx * cell // 16), prior_crop=(cy, cx),
+                     prior_planes=((container.PRIOR_GAIN_ONE, 0),) * 2 if p_header.planes else ())
+    if header.planes:
+        header.chroma_q100 = chroma_quality(q100)
+    header.prior_tiles = (0,) * header.tile_count
+    parts = getattr(prep, "planes", [prep])                 # PlanarPrepared: Y, Cb, Cr; else the one plane
+    fits = []
+    for k, (part, (plane, _)) in enumerate(zip(parts, header.coded_planes())):
+        fit = fit_gain(plane, part, prior_latents[k], model)
+        if fit is None and k == 0:
+            return plain
+        fits.append(fit or (container.PRIOR_GAIN_ONE, 0))
+    header.prior_gain, header.prior_offset = fits[0]
+    header.prior_planes = tuple(fits[1:])
     words, flags, coded = {}, [], []
-    start = FIRST_STEP
-    for index, window in enumerate(prep.windows):
+    rdo = RDO_LAMBDA if opts.rdo is None else opts.rdo
+    for k, (part, (plane, offset)) in enumerate(zip(parts, header.coded_planes())):
+        for local, (w, s, c) in enumerate(code_plane(plane, part, prior_latents[k], model, k > 0, rdo)):
+            words[offset + local] = w
+            flags.append(s)
+            coded.append(c)
+    if not any(flags):
+        return plain
+    header.prior_tiles = tuple(flags)
+    result = EncodeResult(container.write(header, words, prep.meta), header, tiles=coded, precision=prep.precision)
+    return result if len(result.data) < len(plain.data) else plain
+
+
+def _gains(model, plane, latents):
+    """-> (g_a, g_b (M,) integer gains at the prior plane's and this plane's quality, the float gain)."""
+    return (spec.gain_int_at(model.gain_int, latents.q100), spec.gain_int_at(model.gain_int, plane.q100),
+            gain_for_quality(model, plane.q100))
+
+
+def fit_gain(plane, part, latents, model):
+    """The prediction's (gain, offset16) for one plane (`plane` its header, `part` its Prepared):
+    least squares over the cells the prior covers (fit_pairs), None where it covers none."""
+    g_a, g_b, gain = _gains(model, plane, latents)
+    unit = replace(plane, prior_gain=container.PRIOR_GAIN_ONE, prior_offset=0)
+    pairs = []
+    for local, w in enumerate(part.windows):
+        p, u = prior.prediction(latents, unit, local, w.y.shape, g_a, g_b)
+        if u[0].any():
+            pairs.append(((16 * w.y * gain[:, None, None])[:, u[0]], p[:, u[0]]))
+    return fit_pairs(pairs) if pairs else None
+
+
+def code_plane(plane, part, latents, model, chroma: bool, rdo: float):
+    """Code one plane's tiles (plane: its header, prior fields included; part: its Prepared) ->
+    [(words, step byte, (z_hat, mu16, idx, y_hat_g))] per tile: each tile alone and with the
+    prediction at the steps search_step tries, the one with the least D + lambda R kept."""
+    g_a, g_b, gain = _gains(model, plane, latents)
+    floors, spatial, r = model.floors_at(plane.q100, chroma), model.spatial_at(plane.q100), spec.ref_input(None, g_b)
+    lam = rdo or RDO_LAMBDA
+    out, start = [], FIRST_STEP
+    for local, window in enumerate(part.windows):
         z_hat = round_z(window.z)
         hidden = intnet.trunk(model.net, z_hat)
         y_g = window.y * gain[:, None, None]
-        pred, use = prior.prediction(prior_latents, header, index, shapes[index], g_a, g_b)
-        pad = prior.padding(header, index, shapes[index])
+        pred, use = prior.prediction(latents, plane, local, y_g.shape, g_a, g_b)
+        pad = prior.padding(plane, local, y_g.shape)
 
         def code(step):
             target = y_g if step is None else y_g.copy()
@@ -215,21 +266,16 @@ def encode_with_prior(img: SourceImage, streams: list, opts: EncodeOptions, matc
                     mu16, idx = inner(sel, mu16, idx)
                     target[sel] = np.where(pad[sel], mu16 / 16, target[sel])
                     return mu16, idx
-            out = latent.encode(model.net, z_hat, r, target, model.z_tables, model.y_tables, floors, rdo,
-                                spatial if step is None else None, hidden, adjust)
-            error = np.where(pad, 0, y_g - entropy.dequantize(out[3], out[1]))  # the rover's D + lambda R, as rdo's
-            return out, float((error.astype(np.float64) ** 2).sum()) + (rdo or RDO_LAMBDA) * 32 * out[0].size
+            coded = latent.encode(model.net, z_hat, r, target, model.z_tables, model.y_tables, floors, rdo,
+                                  spatial if step is None else None, hidden, adjust)
+            error = np.where(pad, 0, y_g - entropy.dequantize(coded[3], coded[1]))  # the rover's D + lambda R
+            return coded, float((error.astype(np.float64) ** 2).sum()) + lam * 32 * coded[0].size
         tried = {None: code(None)}
         if pad.any() and not use.any():
             tried[0] = code(0)          # nothing to predict, but the padding is nearly free
         elif use.any():
             start = search_step(code, tried, start)
         step = min(tried, key=lambda s: (tried[s][1], s is not None, s or 0))   # ties: coded alone
-        (words[index], mu16, _, symbols), _ = tried[step]
-        flags.append(0 if step is None else step + 1)
-        coded.append((z_hat, mu16, tried[step][0][2], entropy.dequantize(symbols, mu16)))
-    if not any(flags):
-        return plain
-    header.prior_tiles = tuple(flags)
-    result = EncodeResult(container.write(header, words, prep.meta), header, tiles=coded, precision=prep.precision)
-    return result if len(result.data) < len(plain.data) else plain
+        (words, mu16, idx, symbols), _ = tried[step]
+        out.append((words, 0 if step is None else step + 1, (z_hat, mu16, idx, entropy.dequantize(symbols, mu16))))
+    return out

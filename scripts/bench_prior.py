@@ -140,7 +140,7 @@ def unrelated(args, opts_kw):
             opts = EncodeOptions(quality_steps(q), **opts_kw)
             prior = encode(source(earlier), opts).data
             _, latents, _ = prior_streams([prior], rover_model(1), opts_kw["library"])
-            match = estimate_shift(new.astype(np.float64), latents.p16[0])
+            match = estimate_shift(new.astype(np.float64), latents[0].p16[0])
             alone = len(encode(source(new), opts).data)
             given = len(encode_with_prior(source(new), [prior], opts).data)
             added.append(given / alone - 1)
@@ -174,7 +174,7 @@ def sites(args, opts_kw):
                     data = encode(source(earlier), opts0).data
                     streams[j] = (data, prior_streams([data], model, opts_kw["library"])[1])
                 t = time.perf_counter()
-                match = estimate_shift(new.astype(np.float64), streams[j][1].p16[0])
+                match = estimate_shift(new.astype(np.float64), streams[j][1][0].p16[0])
                 t_test.append(time.perf_counter() - t)
                 if best is None or match.detail > best[1].detail:
                     best = (j, match)
@@ -220,7 +220,7 @@ def cost(args, opts_kw):
     for name, fn in (("alone", lambda: encode(source(new), opts)),
                      ("re-read the prior", lambda: prior_streams([prior], rover_model(1), opts_kw["library"])),
                      ("shift search", lambda: estimate_shift(new.astype(np.float64), prior_streams(
-                         [prior], rover_model(1), opts_kw["library"])[1].p16[0])),
+                         [prior], rover_model(1), opts_kw["library"])[1][0].p16[0])),
                      ("given the prior, all", lambda: encode_with_prior(source(new), [prior], opts))):
         times = []
         for _ in range(2):

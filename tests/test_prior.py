@@ -77,7 +77,7 @@ def test_prior_header_fields_at_documented_offsets():
 def test_shift_search_finds_the_shift(frames, coded):
     earlier, new = frames
     _, latents, _ = prior_streams([coded[0]], rover_model(1))
-    match = estimate_shift(new.astype(np.float64), latents.p16[0])
+    match = estimate_shift(new.astype(np.float64), latents[0].p16[0])
     assert match.shift == SHIFT and match.repeats
 
 
