@@ -74,6 +74,50 @@ def test_prior_header_fields_at_documented_offsets():
                    **{"prior_tiles": (0, 1, 2, 3), "prior_gain": 1024, **bad}).pack()
 
 
+def test_planar_prior_header_and_planes():
+    """Luma + chroma planes: 8 more bytes (the chroma planes' gain and offset) before the tile bytes;
+    each plane's header carries its own shift (chroma: half, in its own cells), gain and tiles."""
+    pid = bytes.fromhex("b1b2b3b4b5b6b7b8")
+    h = Header(MODEL_ID, 200, 130, 3, 3, 8, 50, 128, 128, planes=1, chroma_shift=1, chroma_q100=6500,
+               prior_id=pid, prior_q100=5000, prior_shift=(-2, 4), prior_crop=(31, 3), prior_gain=1000,
+               prior_offset=5, prior_planes=((900, -7), (1100, 8)), prior_tiles=(1, 2, 3, 4, 5, 6))
+    payload = h.pack()
+    assert payload[20] == 0x20 and len(payload) == 21 + 2 + 20 + 8 + 6
+    assert payload[43:51] == struct.pack(">HhHh", 900, -7, 1100, 8) and payload[51:] == bytes([1, 2, 3, 4, 5, 6])
+    assert Header.unpack(payload) == h
+    y, c1, c2 = (h.plane(k) for k in range(3))
+    assert (y.prior_shift, y.prior_gain, y.prior_tiles) == ((-2, 4), 1000, (1, 2, 3, 4))
+    assert (c1.prior_shift, c1.prior_gain, c1.prior_offset, c1.prior_tiles) == ((-1, 2), 900, -7, (5,))
+    assert (c2.prior_gain, c2.prior_tiles) == (1100, (6,))
+    with pytest.raises(FormatError, match="prior"):
+        Header(MODEL_ID, 200, 130, 3, 3, 8, 50, 128, 128, planes=1, chroma_shift=1, prior_id=pid,
+               prior_shift=(-1, 4), prior_planes=((900, -7), (1100, 8)), prior_tiles=(1,) * 6).pack()
+
+
+def test_colour_frame_given_a_colour_prior():
+    """A colour frame is coded plane by plane given a colour prior (the prior's colour transform);
+    rover and ground agree exactly, the image is the frame's size; a grey prior is not used for it."""
+    a = np.asarray(Image.open(COLOUR).convert("RGB")).astype(np.float64)
+    rng = np.random.default_rng(0)
+    earlier = a[24:24 + SIDE, 24:24 + SIDE].astype(np.uint8)
+    new = np.clip(a[35:35 + SIDE, 11:11 + SIDE] * 1.04 + rng.normal(0, 1, (SIDE, SIDE, 3)) + 0.5, 0, 255).astype(np.uint8)
+    opts = EncodeOptions(5000, tile=128)
+    prior = encode(to_source(earlier), opts).data
+    given = encode_with_prior(to_source(new), [prior], opts)
+    alone = encode(to_source(new), opts).data
+    h = given.header
+    assert h.has_prior and h.planes and any(h.prior_tiles) and h.colour_transform == container.read(prior).header.colour_transform
+    assert (16 * h.prior_shift[0] + h.prior_crop[0], 16 * h.prior_shift[1] + h.prior_crop[1]) == (11, -13)
+    assert len(given.data) < 0.8 * len(alone)
+    _, _, _, tiles, lost, problems = entropy_decode_layers([given.data], priors=[prior])
+    assert not lost and not problems
+    assert all(np.array_equal(tiles[i], t[3]) for i, t in enumerate(given.tiles))
+    image = decode(given.data, threads=1, priors=[prior]).image
+    assert image.shape == new.shape and psnr(new, image) > psnr(new, decode(alone, threads=1).image) - 1
+    grey = encode(to_source(np.asarray(Image.fromarray(earlier).convert("L"))), opts).data
+    assert not encode_with_prior(to_source(new), [grey], opts).header.has_prior
+
+
 def test_shift_search_finds_the_shift(frames, coded):
     earlier, new = frames
     _, latents, _ = prior_streams([coded[0]], rover_model(1))
