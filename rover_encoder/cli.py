@@ -70,9 +70,9 @@ thin one (a 1024x1 row) would be padded to 64 px high and is refused.
 Text chunks, EXIF, XMP and a PDS product ID are carried in the stream unless
 --strip. PDS products (PDS3 .IMG with attached or .LBL with detached label,
 PDS4 .xml label) need the pdr package: pip install 'remac[pds]'.
-Re-imaged scenes: --prior EARLIER.rmc codes a grey frame of the same pointing
-given that earlier stream (same model; shift up to 32 px found from block
-means, brightness fitted); the ground needs EARLIER.rmc to decode it. The
+Re-imaged scenes: --prior EARLIER.rmc codes a frame of the same pointing given
+that earlier stream (same model, grey or colour like it; shift up to 32 px
+found from block means, brightness fitted); the ground needs EARLIER.rmc. The
 stream is never larger than the frame coded alone (then it names no prior).
 --store DIR keeps the recent streams (within --store-bytes) and picks the prior
 itself where a frame repeats a stored pointing (block detail correlates >= 0.97).
@@ -152,7 +152,7 @@ def is_image_name(path: Path) -> bool:
               help="Code the frame given RMC, an earlier stream of the same pointing (a re-imaged scene). "
                    "Repeat to add streams RMC was itself coded given.")
 @click.option("--store", "store", type=click.Path(file_okay=False), metavar="DIR",
-              help="A scene store: each grey frame is tested against the recent streams kept in DIR and, where it "
+              help="A scene store: each frame is tested against the recent streams kept in DIR and, where it "
                    "repeats one's pointing, coded given it (as --prior); every frame coded is then kept.")
 @click.option("--store-bytes", "store_bytes", type=click.IntRange(1), metavar="N",
               help="Bound of the scene store in bytes (oldest streams go first) [default: 8 MiB].")

@@ -1,10 +1,11 @@
-"""The rover's store of recent streams, for re-imaged scenes (remac-encode --store DIR): every grey
-frame coded on its own is kept with its thumbnail, and the next frame is tested against them; where
-it repeats an earlier pointing it is coded given that stream (rover_encoder.prior).
+"""The rover's store of recent streams, for re-imaged scenes (remac-encode --store DIR): every frame
+coded on its own (grey, or colour as luma + chroma planes) is kept with its thumbnail, and the next
+frame is tested against those of its kind; where it repeats an earlier pointing it is coded given
+that stream (rover_encoder.prior).
 
-    DIR/index.json          [{"id", "bytes", "rows", "cols"}, ...] oldest first
+    DIR/index.json          [{"id", "bytes", "rows", "cols", "planes", "transform"}, ...] oldest first
     DIR/<id>.rmc            the stream as sent (the ground holds it too: it is the prior's ID)
-    DIR/<id>.npy            its thumbnail: channel 0 of the coded latent, 16 * y_hat (the block
+    DIR/<id>.npy            its thumbnail: channel 0 of the coded (luma) latent, 16 * y_hat (the block
                             means of its canvas, int32, ceil(H/16) x ceil(W/16): 4 bytes per 256 px)
 
 Only streams coded on their own are kept (key frames): a frame coded given one is not, so every
@@ -61,13 +62,14 @@ class SceneStore:
         """Keep a grey stream just coded on its own (result.tiles must be kept: its latents give the
         thumbnail), then evict the oldest until the store fits its bound."""
         h = result.header
-        if h.planes or h.coded_channels != 1 or h.layer or h.roi_levels or h.has_prior or result.tiles is None:
+        if (h.coded_channels != 1 and not h.planes) or h.layer or h.roi_levels or h.has_prior or result.tiles is None:
             return
         sid = refine.stream_id(result.data).hex()
-        thumb = np.zeros((-(-h.height // 16), -(-h.width // 16)), np.int32)
-        t16h, t16w = h.tile_height // 16, h.tile_width // 16
-        for index, (_, _, _, y) in enumerate(result.tiles):
-            ty, tx = divmod(index, h.tiles_x)
+        luma = h.plane(0) if h.planes else h
+        thumb = np.zeros((-(-luma.height // 16), -(-luma.width // 16)), np.int32)
+        t16h, t16w = luma.tile_height // 16, luma.tile_width // 16
+        for index, (_, _, _, y) in enumerate(result.tiles[:luma.tile_count]):
+            ty, tx = divmod(index, luma.tiles_x)
             part = np.round(16 * y[0].astype(np.float64)).astype(np.int32)
             r0, c0 = ty * t16h, tx * t16w
             rows, cols = min(part.shape[0], thumb.shape[0] - r0), min(part.shape[1], thumb.shape[1] - c0)
@@ -76,7 +78,8 @@ class SceneStore:
         np.save(self.folder / f"{sid}.npy", thumb)
         self.entries = [e for e in self.entries if e["id"] != sid]
         self.entries.append({"id": sid, "bytes": len(result.data) + (self.folder / f"{sid}.npy").stat().st_size,
-                             "rows": int(thumb.shape[0]), "cols": int(thumb.shape[1])})
+                             "rows": int(thumb.shape[0]), "cols": int(thumb.shape[1]), "planes": h.planes,
+                             "transform": h.colour_transform.hex()})
         while len(self.entries) > 1 and sum(e["bytes"] for e in self.entries) > self.limit:
             for f in self._files(self.entries.pop(0)):
                 f.unlink(missing_ok=True)
@@ -90,14 +93,16 @@ class SceneStore:
 def encode_with_store(img: SourceImage, opts: EncodeOptions, folder, limit: int = STORE_BYTES) -> EncodeResult:
     """Code a frame with the scene store at `folder`: given the stored stream it repeats (if any and
     if that is smaller; rover_encoder.prior), else on its own; then keep it in the store."""
-    from remac.rover_encoder.prior import encode_with_prior, estimate_shift
+    from remac.rover_encoder.prior import encode_with_prior, estimate_shift, luma_of
     store = SceneStore(folder, limit)
-    result, best = None, None
-    if img.channels == 1 and not opts.roi and opts.budget(img.width, img.height) is None:
-        pixels = img.samples[0].astype(np.float64)
-        for entry in store.newest()[:CANDIDATES]:
-            match = estimate_shift(pixels, store.thumbnail(entry).astype(np.float64))
-            if best is None or match.score > best[1].score:
+    result, best, lumas = None, None, {}
+    if not opts.roi and opts.budget(img.width, img.height) is None:
+        for entry in [e for e in store.newest() if e.get("planes", 0) == (img.channels == 3)][:CANDIDATES]:
+            code = entry.get("transform", "")
+            if code not in lumas:           # a colour frame's luma under the stored stream's transform
+                lumas[code] = luma_of(img, bytes.fromhex(code))
+            match = estimate_shift(lumas[code], store.thumbnail(entry).astype(np.float64))
+            if best is None or match.detail > best[1].detail:
                 best = (entry, match)
     if best is not None and best[1].repeats:        # coded alone where that is smaller: then kept
         result = encode_with_prior(img, [store.stream(best[0])], opts, match=best[1], keep_tiles=True)

@@ -3,6 +3,7 @@ the same pointing (remac-encode --prior) against the frame coded on its own, wit
 
     python -m scripts.bench_prior                       # all three parts below, default settings
     python -m scripts.bench_prior --part synthetic -q 20 -q 50 -q 80
+    python -m scripts.bench_prior --part synthetic --colour      # val/color crops (RGB)
     python -m scripts.bench_prior --part sites --part unrelated --part cost
 
 synthetic: each val/gray_native frame's centre crop (--size, 512, at most the frame less 32 px) is the earlier frame; the new one is
@@ -55,18 +56,18 @@ def crop(path: str, size: int) -> np.ndarray:
     return a[top:top + h, left:left + w]
 
 
-def reimaged(path: str, size: int, rng) -> tuple:
+def reimaged(path: str, size: int, rng, mode: str = "L") -> tuple:
     """-> (earlier frame, new frame, (sy, sx, gain, sigma)): see the module doc."""
-    a = np.asarray(Image.open(path).convert("L")).astype(np.float64)
-    h, w = (min(size or side, side - 32) for side in a.shape)     # 16 px of margin each way
+    a = np.asarray(Image.open(path).convert(mode)).astype(np.float64)
+    h, w = (min(size or side, side - 32) for side in a.shape[:2])     # 16 px of margin each way
     top, left = (a.shape[0] - h) // 2, (a.shape[1] - w) // 2
     sy, sx = (int(v) for v in rng.integers(-16, 17, 2))
     gain, sigma = rng.uniform(0.9, 1.1), rng.uniform(1.0, 2.0)
     earlier = a[top:top + h, left:left + w]
-    new = a[top + sy:top + sy + h, left + sx:left + sx + w] * gain + rng.normal(0, sigma, (h, w))
+    new = a[top + sy:top + sy + h, left + sx:left + sx + w] * gain + rng.normal(0, sigma, earlier.shape)
     buf = io.BytesIO()
     Image.fromarray(np.clip(np.floor(new + 0.5), 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
-    new = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L"))
+    new = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert(mode))
     return earlier.astype(np.uint8), new, (sy, sx, gain, sigma)
 
 
@@ -97,17 +98,18 @@ def curve(rows, kind, pixels):
 
 def synthetic(args, opts_kw):
     rng = np.random.default_rng(args.seed)
-    frames = sorted(glob.glob(str(DATA / "val" / "gray_native" / "*.png")))[:args.frames]
-    print(f"\n### Synthetic re-imaged frames ({args.size or 'whole'}² crops of val/gray_native)\n")
+    folder = "color" if args.colour else "gray_native"
+    frames = sorted(glob.glob(str(DATA / "val" / folder / "*.png")))[:args.frames]
+    print(f"\n### Synthetic re-imaged frames ({args.size or 'whole'}² crops of val/{folder})\n")
     print("| frame | shift, gain, sigma | " + " | ".join(f"q{q:g}: bytes alone → given (PSNR alone / given)" for q in args.q)
           + " | BD-rate |")
     print("|---|---|" + "---|" * len(args.q) + "---|")
     mean = {q: [] for q in args.q}
     times = []
     for path in frames:
-        earlier, new, (sy, sx, gain, sigma) = reimaged(path, args.size, rng)
+        earlier, new, (sy, sx, gain, sigma) = reimaged(path, args.size, rng, "RGB" if args.colour else "L")
         rows = [code_pair(earlier, new, q, opts_kw) for q in args.q]
-        pixels = new.size
+        pixels = new.shape[0] * new.shape[1]
         for r in rows:
             r["pixels"] = pixels
             mean[r["q"]].append(r)
@@ -255,6 +257,7 @@ def main():
     ap.add_argument("--size", type=int, default=512, help="crop side of the val/gray_native frames (0: whole)")
     ap.add_argument("--frames", type=int, default=8, help="val/gray_native frames used")
     ap.add_argument("--seed", type=int, default=31)
+    ap.add_argument("--colour", action="store_true", help="synthetic: val/color crops, RGB (luma + chroma planes)")
     ap.add_argument("--top", type=int, default=4, help="sites: pairs coded when none repeats")
     args = ap.parse_args()
     args.q = args.q or list(QUALITIES)

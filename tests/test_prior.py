@@ -94,7 +94,7 @@ def test_planar_prior_header_and_planes():
                prior_shift=(-1, 4), prior_planes=((900, -7), (1100, 8)), prior_tiles=(1,) * 6).pack()
 
 
-def test_colour_frame_given_a_colour_prior():
+def test_colour_frame_given_a_colour_prior(tmp_path):
     """A colour frame is coded plane by plane given a colour prior (the prior's colour transform);
     rover and ground agree exactly, the image is the frame's size; a grey prior is not used for it."""
     a = np.asarray(Image.open(COLOUR).convert("RGB")).astype(np.float64)
@@ -116,6 +116,10 @@ def test_colour_frame_given_a_colour_prior():
     assert image.shape == new.shape and psnr(new, image) > psnr(new, decode(alone, threads=1).image) - 1
     grey = encode(to_source(np.asarray(Image.fromarray(earlier).convert("L"))), opts).data
     assert not encode_with_prior(to_source(new), [grey], opts).header.has_prior
+    from remac.rover_encoder.scenes import encode_with_store
+    first = encode_with_store(to_source(earlier), opts, tmp_path / "s")
+    again = encode_with_store(to_source(new), opts, tmp_path / "s")
+    assert again.header.prior_id == refine.stream_id(first.data) and again.header.planes
 
 
 def test_shift_search_finds_the_shift(frames, coded):
