@@ -37,6 +37,11 @@ REFINES = 4                     # 4.0 RHDR flags bit 2: a refinement layer; base
 _REFINE = struct.Struct(">8sBH")    # base_id, layer, base_q100 (docs/FORMAT.md, "Refinement layers")
 ROI_MAP = 8                     # 4.0 RHDR flags bit 3: a per-tile quality map follows (regions of interest)
 COLOUR_TRANSFORM = 16           # 4.0 RHDR flags bit 4: the planes' colour transform follows (5 bytes)
+PRIOR = 32                      # 4.0 RHDR flags bit 5: coded given an earlier stream (a re-imaged scene)
+_PRIOR = struct.Struct(">8sHhhBBHh")    # prior_id, prior_q100, shift y/x (cells), crop y/x (px), gain, offset16
+_PRIOR_CHROMA = struct.Struct(">HhHh")  # planes: the chroma planes' gain, offset16 (C1, then C2)
+PRIOR_GAIN_ONE = 1024           # prior_gain: the prediction's multiplier in 1/1024
+MAX_PRIOR_STEP = 63             # a tile's scale-index offset: 0 .. 63, coded as 1 .. 64 (0: no prediction)
 MAX_ROI_LEVELS = 15             # qualities a map may name besides the stream's own (4 bits per tile at most)
 ZERO_ID = bytes(8)
 
@@ -73,6 +78,30 @@ class Header:
     # 4.0 planes (flags bit 4): the image's own colour transform (bitstream.colour.transform_matrix,
     # 5 bytes); b"": BT.601
     colour_transform: bytes = b""
+    # 4.0 prior (flags bit 5; docs/FORMAT.md, "Re-imaged scenes"): the stream is coded given an earlier
+    # stream, prior_id (bitstream.refine.stream_id) at quality prior_q100; its latent cell (i, j) is
+    # predicted by the prior's (i + shift[0], j + shift[1]) (times prior_gain / 1024, channel 0 plus
+    # prior_offset / 16); the coded canvas is the image with crop = (rows, columns) prepended (width,
+    # height are the canvas's); prior_tiles: per tile 0 (coded alone) or 1 + its scale-index offset;
+    # prior_planes: a planar stream's chroma planes' ((gain, offset16), (gain, offset16)) (prior_gain /
+    # prior_offset are the luma plane's).
+    prior_id: bytes = ZERO_ID
+    prior_q100: int = 0
+    prior_shift: tuple = (0, 0)
+    prior_crop: tuple = (0, 0)
+    prior_gain: int = PRIOR_GAIN_ONE
+    prior_offset: int = 0
+    prior_tiles: tuple = ()
+    prior_planes: tuple = ()
+
+    @property
+    def has_prior(self) -> bool:
+        return self.prior_id != ZERO_ID
+
+    @property
+    def image_size(self) -> tuple:
+        """(width, height) of the image itself: the canvas less a prior stream's crop."""
+        return self.width - self.prior_crop[1], self.height - self.prior_crop[0]
 
     def __post_init__(self):
         if self.version is None:
@@ -104,6 +133,13 @@ class Header:
             f = 1 << self.chroma_shift
             h = Header(self.model_id, -(-self.width // f), -(-self.height // f), 1, 1, self.bit_depth,
                        self.chroma_q100 // 100, self.tile_width, self.tile_height, quality_frac=self.chroma_q100 % 100)
+        if self.has_prior:      # the plane's part: its shift in its own cells, its gain and offset, its tiles
+            f = 1 << (self.chroma_shift if k else 0)
+            counts = [math.prod(self.plane_geometry(j)) for j in range(3)]
+            gain, offset = (self.prior_gain, self.prior_offset) if k == 0 else self.prior_planes[k - 1]
+            h.prior_id, h.prior_q100, h.prior_gain, h.prior_offset = self.prior_id, self.prior_q100, gain, offset
+            h.prior_shift = tuple(v // f for v in self.prior_shift)
+            h.prior_tiles = tuple(self.prior_tiles[sum(counts[:k]):sum(counts[:k + 1])])
         if self.roi_levels:     # the plane's part of the map, its own qualities as a one-plane stream's levels
             luma = self.tiles_x * self.tiles_y
             part = self.roi_map[:luma] if k == 0 else self.roi_map[luma:]
@@ -210,12 +246,18 @@ class Header:
         head = _HDR4.pack(*self.version, self.model_id, self.width, self.height, layout, self.bit_depth,
                           self.q100, self.tile_width // 64, self.tile_height // 64,
                           self.flags | (REFS_PRESENT if refs else 0) | (REFINES if self.layer else 0)
-                          | (ROI_MAP if self.roi_levels else 0) | (COLOUR_TRANSFORM if self.colour_transform else 0))
+                          | (ROI_MAP if self.roi_levels else 0) | (COLOUR_TRANSFORM if self.colour_transform else 0)
+                          | (PRIOR if self.has_prior else 0))
         if self.planes:
             head += struct.pack(">H", self.chroma_q100)
         head += self.library_id + self.entropy_ref_id + self.decoder_ref_id if refs else b""
         head += _REFINE.pack(self.base_id, self.layer, self.base_q100) if self.layer else b""
         head += self.colour_transform
+        if self.has_prior:
+            head += _PRIOR.pack(self.prior_id, self.prior_q100, *self.prior_shift, *self.prior_crop, self.prior_gain,
+                                self.prior_offset)
+            head += _PRIOR_CHROMA.pack(*self.prior_planes[0], *self.prior_planes[1]) if self.planes else b""
+            head += bytes(self.prior_tiles)
         return head + (self._pack_map() if self.roi_levels else b"")
 
     def _pack_map(self) -> bytes:
@@ -255,11 +297,13 @@ class Header:
         if len(payload) < _HDR4.size:
             raise FormatError(f"RHDR segment has {len(payload)} bytes, expected at least {_HDR4.size}")
         major, minor, model_id, width, height, layout, depth, q100, tw, th, flags = _HDR4.unpack_from(payload)
-        if layout & 0xC0 or flags & ~(1 | REFS_PRESENT | REFINES | ROI_MAP | COLOUR_TRANSFORM):
+        if layout & 0xC0 or flags & ~(1 | REFS_PRESENT | REFINES | ROI_MAP | COLOUR_TRANSFORM | PRIOR):
             raise FormatError(f"RHDR: unknown layout bits 0x{layout & 0xC0:02x} or flags 0x{flags:02x}")
         planes, refs, refines = layout >> 4 & 1, bool(flags & REFS_PRESENT), bool(flags & REFINES)
         transformed = bool(flags & COLOUR_TRANSFORM)
         size = _HDR4.size + 2 * planes + 24 * refs + _REFINE.size * refines + TRANSFORM_BYTES * transformed
+        prior_tiles = _tile_count(width, height, 64 * max(tw, 1), 64 * max(th, 1), planes, layout >> 5 & 1)
+        size += (_PRIOR.size + _PRIOR_CHROMA.size * planes + prior_tiles) * bool(flags & PRIOR)
         mapped = bool(flags & ROI_MAP)
         if (len(payload) <= size) if mapped else (len(payload) != size):    # a map adds 2 bytes or more
             more = " and a quality map" if mapped else ""
@@ -278,9 +322,22 @@ class Header:
             raise FormatError("RHDR: refinement fields present but layer is 0")
         pos += 24 * refs + _REFINE.size * refines
         transform = payload[pos:pos + TRANSFORM_BYTES] if transformed else b""
+        pos += TRANSFORM_BYTES * transformed
+        prior = {}
+        if flags & PRIOR:
+            pid, pq, sy, sx, cy, cx, gain, offset = _PRIOR.unpack_from(payload, pos)
+            if pid == ZERO_ID:
+                raise FormatError("RHDR: prior fields present but prior_id is zero")
+            pos += _PRIOR.size
+            chroma = ()
+            if planes:
+                g1, o1, g2, o2 = _PRIOR_CHROMA.unpack_from(payload, pos)
+                chroma, pos = ((g1, o1), (g2, o2)), pos + _PRIOR_CHROMA.size
+            prior = dict(prior_id=pid, prior_q100=pq, prior_shift=(sy, sx), prior_crop=(cy, cx), prior_gain=gain,
+                         prior_offset=offset, prior_tiles=tuple(payload[pos:pos + prior_tiles]), prior_planes=chroma)
         h = cls(model_id, width, height, layout & 3, layout >> 2 & 3, depth, q100 // 100, 64 * tw, 64 * th,
                 *ids, flags & 1, (major, minor), q100 % 100, planes, layout >> 5 & 1, chroma_q100,
-                layer, base_id, base_q100, colour_transform=transform)
+                layer, base_id, base_q100, colour_transform=transform, **prior)
         if mapped:      # its size follows from the geometry: check it before reading the map
             h.validate()
             h._unpack_map(payload, size)
@@ -321,6 +378,26 @@ class Header:
                  for lv in self.roi_levels), f"quality map levels {self.roi_levels} out of range"),
             (len(self.roi_map) == self.map_size() and all(0 <= v <= k for v in self.roi_map),
              f"quality map has {len(self.roi_map)} entries for {self.map_size()} tiles, or a level above {k}"),
+        ]
+
+    def _prior_checks(self) -> list:
+        f = 1 << (self.chroma_shift if self.planes else 0)     # planes: whole chroma cells, crop 0 .. 16 f - 1
+        return [
+            (self.compact and not (self.layer or self.roi_levels),
+             "a prior is defined for 4.x streams without a quality map that are not refinement layers"),
+            (all(v % f == 0 for v in self.prior_shift) and len(self.prior_planes) == 2 * bool(self.planes)
+             and all(1 <= g <= 65535 and -32768 <= o <= 32767 for g, o in self.prior_planes),
+             f"prior shift {self.prior_shift} / chroma gains {self.prior_planes} invalid for planes {self.planes}"),
+            (len(self.prior_id) == 8 and self.has_prior and 0 <= self.prior_q100 <= 100 * 100,
+             f"prior quality {self.prior_q100} invalid"),
+            (all(-32768 <= v <= 32767 for v in self.prior_shift) and all(0 <= v < 16 * f for v in self.prior_crop)
+             and all(c < side for c, side in zip(self.prior_crop, (self.height, self.width))),
+             f"prior shift {self.prior_shift} / crop {self.prior_crop} invalid (crop 0..{16 * f - 1}, less than "
+             f"the canvas)"),
+            (1 <= self.prior_gain <= 65535 and -32768 <= self.prior_offset <= 32767,
+             f"prior gain {self.prior_gain} / offset {self.prior_offset} invalid"),
+            (len(self.prior_tiles) == self.tile_count and all(0 <= v <= MAX_PRIOR_STEP + 1 for v in self.prior_tiles),
+             f"prior tile flags: {len(self.prior_tiles)} for {self.tile_count} tiles, each 0..{MAX_PRIOR_STEP + 1}"),
         ]
 
     def validate(self):
@@ -368,9 +445,18 @@ class Header:
         ]
         if self.roi_levels or self.roi_map:
             checks += self._map_checks()
+        if self.has_prior or self.prior_tiles:
+            checks += self._prior_checks()
         for ok, message in checks:
             if not ok:
                 raise FormatError(f"RHDR: {message}")
+
+
+def _tile_count(width: int, height: int, tw: int, th: int, planes: int, shift: int) -> int:
+    """Tiles of a stream of this geometry (Header.tile_count, before a Header exists)."""
+    count = lambda w, h: math.ceil(w / tw) * math.ceil(h / th)
+    f = 1 << shift
+    return count(width, height) + (2 * count(-(-width // f), -(-height // f)) if planes else 0)
 
 
 def _segment(kind: bytes, payload: bytes) -> bytes:

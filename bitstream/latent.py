@@ -32,11 +32,11 @@ def slices_of(net: dict, m: int) -> list:
 
 
 def encode(net: dict, z_hat: np.ndarray, r: np.ndarray, y_g: np.ndarray, z_tables, y_tables, floors=None,
-           rdo: float = 0.0, spatial=None, hidden: np.ndarray = None):
+           rdo: float = 0.0, spatial=None, hidden: np.ndarray = None, adjust=None):
     """Rover: z_hat (Z,h,w) int, r (2M+1,) int, y_g (M,4h,4w) gained latent -> (words (n,) uint32,
     mu16, idx, symbols, each (M,4h,4w) int64). rdo: the rate weight of entropy.rdo_symbols, one
     for all channels or (M,) (0: plain rounding). hidden: intnet.trunk(net, z_hat) when the caller
-    already has it (a tile coded with and without a reference), else computed here."""
+    already has it (a tile coded with and without a reference), else computed here. adjust: see _slices."""
     if np.ndim(rdo) == 0:       # one weight for all: a number (the same float64 at every position)
         lam = float(rdo)
         of = lambda sel: lam
@@ -46,27 +46,34 @@ def encode(net: dict, z_hat: np.ndarray, r: np.ndarray, y_g: np.ndarray, z_table
     hidden = intnet.trunk(net, z_hat) if hidden is None else hidden
     mu16, idx, symbols, units = _slices(
         net, hidden, r, y_g.shape[0],
-        lambda sel, mu16, idx: entropy.rdo_symbols(y_g[sel], mu16, idx, y_tables, of(sel)), floors, spatial)
+        lambda sel, mu16, idx: entropy.rdo_symbols(y_g[sel], mu16, idx, y_tables, of(sel)), floors, spatial, adjust)
     return entropy.encode_tile(z_hat, symbols, idx, z_tables, y_tables, units), mu16, idx, symbols
 
 
 def decode(decoder: "entropy.TileDecoder", net: dict, z_hat: np.ndarray, r: np.ndarray, m: int, y_tables,
-           floors=None, spatial=None):
+           floors=None, spatial=None, adjust=None):
     """Ground: the tile decoder after its z -> (mu16, idx, symbols), each (M,4h,4w) int64."""
-    return _slices(net, intnet.trunk(net, z_hat), r, m, lambda sel, mu16, idx: decoder.y(idx, y_tables), floors, spatial)[:3]
+    return _slices(net, intnet.trunk(net, z_hat), r, m, lambda sel, mu16, idx: decoder.y(idx, y_tables), floors, spatial,
+                   adjust)[:3]
 
 
-def _slices(net: dict, hidden: np.ndarray, r: np.ndarray, m: int, symbols_of, floors=None, spatial=None):
+def _slices(net: dict, hidden: np.ndarray, r: np.ndarray, m: int, symbols_of, floors=None, spatial=None,
+            adjust=None):
     """The coding units in order, on either side, from hidden = intnet.trunk(net, z_hat): symbols_of(sel, mu16[sel], idx[sel]) gives the
     symbols at the (M,4h,4w) bool selection `sel` as a 1-D array in raster order (the rover rounds
     its latent, the ground decodes them); later units' parameters read them. -> (mu16, idx,
-    symbols, each (M,4h,4w) int64, units: the selections in coding order, for entropy.encode_tile)."""
+    symbols, each (M,4h,4w) int64, units: the selections in coding order, for entropy.encode_tile).
+    adjust(sel, mu16[sel], idx[sel]) -> (mu16, idx), if given, replaces each unit's means and scale
+    indices just before it is coded (a prior's prediction, bitstream.prior); what it returns is what
+    the unit is coded with, and what the contexts of later units read (16 s + mu16)."""
     features, mu16, idx = intnet.hyper_features(net, hidden, r)
     bounds = slices_of(net, m)
     symbols = np.zeros(mu16.shape, np.int64)       # defined everywhere; contexts read decoded ones only
     units = []
 
     def code(sel):
+        if adjust is not None:
+            mu16[sel], idx[sel] = adjust(sel, mu16[sel], idx[sel])
         symbols[sel] = symbols_of(sel, mu16[sel], idx[sel])
         units.append(sel)
 
@@ -102,15 +109,17 @@ def _spatial_passes(net: dict, mu16, idx, symbols, spatial, code):
     bitstream_spatial.run_passes(mu16[c].copy(), symbols[c], net["out"]["lo"][c], net["out"]["hi"][c], code_pass)
 
 
-def decode_tile(model, header, words, index, r, local: int = None, chroma: bool = False):
+def decode_tile(model, header, words, index, r, local: int = None, chroma: bool = False, adjust=None):
     """Ground (and the rover re-reading a stream): tile `index`'s words -> (z_hat, mu16, idx,
     y_hat_g); y_hat_g (M, ph/16, pw/16) float32. local: the tile's index within its plane, whose
     header `header` is (a planar stream's; default `index`); chroma: the plane is Cb or Cr (its own
-    scale-index floors, modelfile.EntropyModel.floors_at). TileError on damage."""
+    scale-index floors, modelfile.EntropyModel.floors_at); adjust: a prior's prediction (_slices; channel
+    0 is then coded in one unit, without the spatial passes).
+    TileError on damage."""
     dec = entropy.TileDecoder(words, index)
     z_hat = decode_z(dec, model, header.padded_tile(index if local is None else local), index)
     mu16, idx, s = decode(dec, model.net, z_hat, r, model.m, model.y_tables, model.floors_at(header.q100, chroma),
-                          model.spatial_at(header.q100))
+                          None if adjust else model.spatial_at(header.q100), adjust)
     return z_hat, mu16, idx, entropy.dequantize(s, mu16)
 
 

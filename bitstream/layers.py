@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from remac.bitstream import container, entropy, latent, refine, spec
+from remac.bitstream import container, entropy, latent, prior, refine, spec
 from remac.bitstream.errors import RemacError, TileError
 
 
@@ -61,16 +61,47 @@ def check_chain(streams: list, parsed: list) -> None:
                          f"not a base stream: give that base (and the layers between) first")
 
 
-def decode_chain(streams: list, model, r, parsed: list = None) -> Chain:
+MAX_PRIORS = 32         # priors of priors followed at most (each names the one before by its whole bytes)
+
+
+def prior_map(header: container.Header, model, pool: "prior.Pool", depth: int = 0) -> list:
+    """The decoded latents of the prior `header` names, from `pool` (itself decoded with its own
+    prior where it has one): [prior.LatentMap] per plane. RemacError naming the ID when it is missing
+    or cannot be a prior."""
+    return prior_latents((pool or prior.Pool()).get(header), model, pool, depth, header)[1]
+
+
+def prior_latents(data: bytes, model, pool: "prior.Pool" = None, depth: int = 0, named_by: container.Header = None):
+    """A stream to serve as a prior (bytes) -> (its header, [prior.LatentMap] of its planes: the one,
+    or Y, Cb, Cr), checked (prior.check_prior; against the header that names it, if given)."""
+    if depth >= MAX_PRIORS:
+        raise RemacError(f"more than {MAX_PRIORS} priors of priors")
+    parsed = container.read(bytes(data))
+    prior.check_prior(named_by, parsed.header, model.model_id, refine.stream_id(data))
+    r = spec.ref_input(None, spec.gain_int_at(model.gain_int, parsed.header.q100))
+    if parsed.header.entropy_ref_used:
+        if pool is None or pool.ref_input is None:
+            raise RemacError(f"prior stream {refine.stream_id(data).hex()} needs its reference library to be re-read")
+        r = pool.ref_input(parsed.header)
+    chain = decode_chain([data], model, r, [parsed], pool, depth + 1)
+    return parsed.header, [prior.latent_map(plane, {i - offset: t for i, t in chain.tiles.items()
+                                                    if offset <= i < offset + plane.tile_count}, model.m)
+                           for plane, offset in parsed.header.coded_planes()]
+
+
+def decode_chain(streams: list, model, r, parsed: list = None, pool: "prior.Pool" = None, depth: int = 0) -> Chain:
     """streams: the layers' bytes, base first (one stream: a plain decode); model: the stream's
     modelfile.EntropyModel; r: the base's reference input of its (luma) plane (spec.ref_input;
     chroma planes and refinements use none). -> Chain of the top layer, tiles keyed by stream tile
     index (planes Y, Cb, Cr as in the stream). Damaged tiles are lost (listed), not fatal; a damaged
-    header or a mismatched chain raises."""
+    header or a mismatched chain raises. pool: streams the base may name as its prior (bitstream.prior)."""
     parsed = parsed or [container.read(bytes(s)) for s in streams]
     check_chain(streams, parsed)
     base = parsed[0].header
     chain = Chain(base, problems=[reason for p in parsed for _, reason in p.damaged])
+    predicted = prior_map(base, model, pool, depth) if base.has_prior else None
+    gains = lambda k, plane: (spec.gain_int_at(model.gain_int, predicted[k].q100),
+                              spec.gain_int_at(model.gain_int, plane.q100))
     for k, (plane, offset) in enumerate(base.coded_planes()):
         r_plane = r if k == 0 else spec.ref_input(None, spec.gain_int_at(model.gain_int, plane.q100))
         for local in range(plane.tile_count):
@@ -78,8 +109,13 @@ def decode_chain(streams: list, model, r, parsed: list = None) -> Chain:
             try:
                 if index not in parsed[0].tiles:
                     raise TileError(index, f"tile {index} is missing")
+                adjust = None
+                if predicted is not None and base.prior_tiles[index]:
+                    shape = (model.m, *(side // 16 for side in plane.padded_tile(local)))
+                    adjust = prior.adjuster(*prior.prediction(predicted[k], plane, local, shape, *gains(k, plane)),
+                                            base.prior_tiles[index] - 1, prior.padding(plane, local, shape))
                 z_hat, mu16, idx, y = latent.decode_tile(model, plane, parsed[0].tiles[index], index, r_plane, local,
-                                                         chroma=k > 0)
+                                                         chroma=k > 0, adjust=adjust)
                 chain.tiles[index] = (z_hat, mu16, idx, symbols_of(y, mu16))
             except TileError as exc:
                 chain.lost.append(index)

@@ -23,12 +23,15 @@ def _library(library):
     return library if library is None or isinstance(library, Library) else lib.load(library)
 
 
-def decode(data: bytes, library=None, strict: bool = False, threads: int = 2, reduce: int = 0, models=()) -> np.ndarray:
+def decode(data: bytes, library=None, strict: bool = False, threads: int = 2, reduce: int = 0, models=(),
+           priors=()) -> np.ndarray:
     """.rmc bytes -> decoded samples (H,W) or (H,W,3), uint8 (8-bit streams) or uint16. threads:
     synthesis workers (same pixels for any number); reduce 1..3: a 1/2, 1/4, 1/8 preview; models:
-    extra model stores (directories) for streams of releases this installation does not ship."""
+    extra model stores (directories) for streams of releases this installation does not ship; priors:
+    the .rmc bytes of the streams it may be coded given (remac-encode --prior)."""
     from remac.ground_decoder.decode import decode as decode_stream
-    return decode_stream(bytes(data), _library(library), strict, threads, reduce, models=tuple(models)).image
+    return decode_stream(bytes(data), _library(library), strict, threads, reduce, models=tuple(models),
+                         priors=[bytes(p) for p in priors]).image
 
 
 def _stream_metadata(payload: bytes, warnings: list) -> metadata.Metadata:
@@ -40,13 +43,14 @@ def _stream_metadata(payload: bytes, warnings: list) -> metadata.Metadata:
 
 
 def decode_file(path, out=None, *, library=None, strict: bool = False, threads: int = 2, force: bool = False,
-                reduce: int = 0, progress: bool = False, models=(), bases=()) -> dict:
+                reduce: int = 0, progress: bool = False, models=(), bases=(), priors=()) -> dict:
     """Decode the .rmc file `path` ('-': stdin) to the image `out` (default: beside it, .dec.png;
     '-': stdout as PNG; the format follows the extension, lossy ones only with force), written
     atomically with the stream's metadata. -> what remac-decode --json reports: output, bytes (of
     the stream), bpp, quality, refs, lost_tiles, damaged, ..., warnings (a list of lines). bases:
     when `path` is a refinement layer, the .rmc files below it, base first (bitstream.layers); the
-    image's metadata then comes from the base."""
+    image's metadata then comes from the base. priors: .rmc files a stream may be coded given
+    (remac-encode --prior; each named by its stream ID)."""
     inp = str(path)
     name = input_name(inp)
     out = output_for(inp, None, 1, ".dec.png") if out is None else str(out)
@@ -64,7 +68,8 @@ def decode_file(path, out=None, *, library=None, strict: bool = False, threads: 
     from remac.ground_decoder.decode import decode as decode_stream       # torch: only now
     try:
         below = [read_input(str(b)) for b in bases]
-        result = decode_stream(data, _library(library), strict, threads, reduce, progress, tuple(models), below)
+        result = decode_stream(data, _library(library), strict, threads, reduce, progress, tuple(models), below,
+                               [read_input(str(p)) for p in priors])
     except RemacError as exc:
         raise RemacError(f"{name}: {exc}") from None
     warnings = list(result.warnings) + ([lossy] if lossy else [])
@@ -72,9 +77,11 @@ def decode_file(path, out=None, *, library=None, strict: bool = False, threads: 
     meta = parsed.metadata if not below else container.read(below[0]).metadata
     atomic_write(out, image_bytes(result.image, out, h.bit_depth, _stream_metadata(meta, warnings)))
     ref = lambda i: None if i == container.ZERO_ID else i.hex()
-    return {"output": out, "bytes": len(data), "bpp": round(8 * len(data) / (h.width * h.height), 4),
-            "width": h.width, "height": h.height, "channels": h.output_channels, "bit_depth": h.bit_depth,
+    width, height = h.image_size
+    return {"output": out, "bytes": len(data), "bpp": round(8 * len(data) / (width * height), 4),
+            "width": width, "height": height, "channels": h.output_channels, "bit_depth": h.bit_depth,
             "quality": h.quality_value, "refs": {"entropy": ref(h.entropy_ref_id), "decoder": ref(h.decoder_ref_id)},
             "lost_tiles": result.lost_tiles, "damaged": bool(result.lost_tiles or result.problems),
             "reduce": reduce, "warnings": [f"{name}: {w}" for w in warnings],
-            "summary": f"{name} -> {out}", **({"layers": len(below) + 1} if below else {})}
+            "summary": f"{name} -> {out}", **({"layers": len(below) + 1} if below else {}),
+            **({"prior": h.prior_id.hex()} if h.has_prior else {})}

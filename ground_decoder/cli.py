@@ -25,6 +25,7 @@ Examples:
   remac-decode archive/ -o decoded/ --cluster local -j 8        # 8 local Dask workers
   remac-decode img.q20.rmc img.r.rmc -o img.png  # a base and its refinement layer(s), as one image
   remac-decode img.r.rmc --base img.q20.rmc -o img.png            # the same
+  remac-decode again.rmc --prior first.rmc -o again.png  # coded given an earlier stream
 \b
 The stream names its model, reference library and references; --ref-lib must be
 that library (default: the shipped one, or the release's copy of it for streams
@@ -40,7 +41,9 @@ are refused unless --force. 10..14-bit streams decode to 16-bit PNGs holding
 0..2^D-1 with an sBIT chunk; metadata carried in the stream is restored.
 A refinement layer (remac-encode --refine) decodes only with the streams below
 it: list them first (BASE LAYER1 LAYER2 ... -o OUT) or give them with --base; a
-wrong or missing base is an error naming the stream ID it needs.
+wrong or missing base is an error naming the stream ID it needs. A stream coded
+given an earlier one (remac-encode --prior) decodes only with it: --prior RMC
+(repeatable; streams are matched by ID, so extra ones do no harm).
 \b
 Exit status: 0 all decoded cleanly; 1 some input failed (the rest still
 decoded); 2 usage; 3 all written, but some stream was damaged (lost tiles
@@ -86,14 +89,16 @@ def _decoder_version(name: str) -> str:
 @click.option("--quiet", is_flag=True, help="Only errors and warnings.")
 @click.option("--base", "bases", multiple=True, type=click.Path(dir_okay=False, exists=True), metavar="RMC",
               help="FILE is a refinement layer: RMC is the stream below it. Repeat for a chain, base first.")
+@click.option("--prior", "priors", multiple=True, type=click.Path(dir_okay=False, exists=True), metavar="RMC",
+              help="A stream FILE(s) may be coded given (remac-encode --prior), matched by its ID. Repeatable.")
 @jobs_option("files")
 @click.option("--cluster", metavar="ADDRESS",
               help="Decode on a Dask cluster, one task per stream: the scheduler at ADDRESS (tcp://host:8786), "
                    "or 'local' for a local cluster of -j N single-threaded workers [default N: one per CPU]. "
                    "Workers must see the same paths.")
 @version_option("remac-decode", _decoder_version)
-def decode_main(files, output, ref_lib, models, strict, force, threads, reduce, as_json, quiet, bases, workers,
-                cluster):
+def decode_main(files, output, ref_lib, models, strict, force, threads, reduce, as_json, quiet, bases, priors,
+                workers, cluster):
     require_torch("remac-decode")
     if not bases and layer_chain(files):
         files, bases = files[-1:], files[:-1]
@@ -114,7 +119,7 @@ def decode_main(files, output, ref_lib, models, strict, force, threads, reduce, 
     progress = sys.stderr.isatty() and not (quiet or as_json) and alone     # a tile bar for large frames
     threads = threads if alone or given("threads") else 1                   # -j N, --cluster: one thread per worker
     work = partial(decode_file, library=library, strict=strict, threads=threads, force=force, reduce=reduce,
-                   progress=progress, models=models, bases=bases)
+                   progress=progress, models=models, bases=bases, priors=priors)
     if cluster is None:
         run_batch("remac-decode", jobs, work, as_json, quiet or output == STDIO, workers)
         return

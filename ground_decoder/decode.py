@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from remac.bitstream import colour, container, layers, modelfile, spec, store
+from remac.bitstream import colour, container, layers, modelfile, prior, spec, store
 from remac.bitstream.latent import decode_tile
 from remac.bitstream.container import ZERO_ID
 from remac.bitstream.errors import LibraryError, RemacError, TileError
@@ -94,6 +94,9 @@ def entropy_decode(data: bytes, library: Library = None, latents_only: bool = Fa
     """
     parsed = container.read(data)
     header = parsed.header
+    if header.has_prior:
+        raise RemacError(f"this stream is coded given prior stream {header.prior_id.hex()}: decode it with that "
+                         f"stream (remac-decode --prior PRIOR.rmc ...)")
     if header.layer:
         raise RemacError(f"this is refinement layer {header.layer} of base stream {header.base_id.hex()} (quality "
                          f"{header.base_q100 / 100:g}): decode it with its base (remac-decode --base BASE.rmc ...)")
@@ -133,29 +136,37 @@ def stream_model(header, library: Library = None, models=()):
     return model, library
 
 
-def entropy_decode_layers(streams: list, library: Library = None, models=()):
+def entropy_decode_layers(streams: list, library: Library = None, models=(), priors=()):
     """A base stream and its refinement layers (bytes, base first; bitstream.layers) -> (top layer's
-    header, model, library, {index: y_hat_g} of the top layer, lost indices, problems)."""
+    header, model, library, {index: y_hat_g} of the top layer, lost indices, problems). priors: the
+    streams the base may be coded given (bytes; bitstream.prior), its own priors' priors included."""
     parsed = [container.read(bytes(s)) for s in streams]
     base = parsed[0].header
+    given = library
     model, library = stream_model(base, library, models)
     stats = library.stats16(base.entropy_ref_id.hex()) if base.entropy_ref_used else None
+
+    def ref_input(h):       # a prior's entropy reference, from its own library
+        lib_h = resolve_library(h, given, models)
+        return spec.ref_input(lib_h.stats16(h.entropy_ref_id.hex()), spec.gain_int_at(model.gain_int, h.q100))
     chain = layers.decode_chain(streams, model, spec.ref_input(stats, spec.gain_int_at(model.gain_int, base.q100)),
-                                parsed)
+                                parsed, prior.Pool(priors, ref_input))
     return chain.header, model, library, chain.latents(), chain.lost, chain.problems
 
 
 def decode(data: bytes, library: Library = None, strict: bool = False, threads: int = 2, reduce: int = 0,
-           progress: bool = False, models=(), bases=()) -> DecodeResult:
+           progress: bool = False, models=(), bases=(), priors=()) -> DecodeResult:
     """Decode a stream. threads: synthesis workers (the pixels do not depend on it); reduce 1..3:
     a preview at 1/2, 1/4 or 1/8 linear size from the preview head (models.ground; a small fraction
     of a full decode); progress: a tqdm bar on stderr over the synthesis tiles of large frames;
     models: extra model stores for streams of earlier releases (the shipped store is always searched);
-    bases: when `data` is a refinement layer, the layers below it (bytes, base first; bitstream.layers)."""
+    bases: when `data` is a refinement layer, the layers below it (bytes, base first; bitstream.layers);
+    priors: streams it may be coded given (bytes; bitstream.prior): the image is the decoded canvas
+    less the header's crop."""
     if reduce not in (0, 1, 2, 3):
         raise RemacError(f"reduce must be 0..3, not {reduce}")
-    if bases:
-        header, model, library, tiles, lost, problems = entropy_decode_layers([*bases, data], library, models)
+    if bases or container.read(data).header.has_prior:
+        header, model, library, tiles, lost, problems = entropy_decode_layers([*bases, data], library, models, priors)
     else:
         parsed, model, library, tiles, lost, problems = entropy_decode(data, library, latents_only=True, models=models)
         header = parsed.header
@@ -190,7 +201,11 @@ def decode(data: bytes, library: Library = None, strict: bool = False, threads: 
         warnings.append(f"lost tiles {', '.join(map(str, lost))} (filled flat)")
     if problems:
         warnings.append("damage: " + "; ".join(problems))
-    return DecodeResult(to_samples(image, header), header, lost, warnings, problems)
+    image = to_samples(image, header)
+    if header.has_prior:        # the canvas less the rows / columns the rover prepended
+        cy, cx = (-(-c // (1 << reduce)) for c in header.prior_crop)
+        image = image[cy:, cx:]
+    return DecodeResult(image, header, lost, warnings, problems)
 
 
 M_MMAP_THRESHOLD = -3          # glibc's mallopt parameter (malloc.h)

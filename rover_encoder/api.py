@@ -33,11 +33,12 @@ def _default_library() -> Library:
 def options(quality=DEFAULT_QUALITY, *, target_bytes: int = None, bpp: float = None, library=None,
             use_refs: bool = True, tile: int = DEFAULT_TILE, threads: int = 1, precision: str = None,
             bit_depth: int = None, model=None, keep_refs: bool = False, strip: bool = False,
-            refine=(), roi=(), colour: str = "adaptive") -> EncodeOptions:
+            refine=(), roi=(), colour: str = "adaptive", prior=()) -> EncodeOptions:
     """encode_image's and encode_file's keywords -> EncodeOptions: quality 0..100 (fractional: rounded
     to hundredths); library None: the shipped one, a Library or a directory; use_refs=False: none;
     roi: regions of interest, 'x,y,w,h[:q]' strings or (x, y, w, h[, quality]) tuples (rover_encoder.roi);
-    colour: a colour image's transform, "adaptive" (the image's own) or "bt601"."""
+    colour: a colour image's transform, "adaptive" (the image's own) or "bt601"; prior: an earlier
+    stream of the same pointing (path or bytes), then any it was itself coded given (rover_encoder.prior)."""
     if not 0 <= quality <= 100:
         raise RemacError(f"quality {quality} is out of range 0..100")
     if not use_refs:
@@ -48,7 +49,8 @@ def options(quality=DEFAULT_QUALITY, *, target_bytes: int = None, bpp: float = N
         library = lib.load(library)
     return EncodeOptions(spec.quality_steps(quality), target_bytes, bpp, library, keep_refs, tile=tile,
                          threads=threads, precision=precision, model=model, bit_depth=bit_depth, strip=strip,
-                         refine=tuple(refine), roi=regions(roi), colour_transform=colour_transform(colour))
+                         refine=tuple(refine), roi=regions(roi), colour_transform=colour_transform(colour),
+                         prior=tuple(prior))
 
 
 def colour_transform(name: str):
@@ -82,7 +84,19 @@ def encode(image, quality=DEFAULT_QUALITY, **settings) -> bytes:
     img = to_source(image, opts.bit_depth)
     for w in img.warnings:
         warnings.warn(w, stacklevel=2)
-    return codec.encode(img, opts).data
+    return _encode(img, opts).data
+
+
+def _encode(img: SourceImage, opts: EncodeOptions):
+    """A stream of its own, or given opts.prior (rover_encoder.prior)."""
+    if opts.store:
+        from remac.rover_encoder.scenes import STORE_BYTES, encode_with_store
+        return encode_with_store(img, opts, opts.store, opts.store_bytes or STORE_BYTES)
+    if not opts.prior:
+        return codec.encode(img, opts)
+    from remac.rover_encoder.prior import encode_with_prior
+    streams = [p if isinstance(p, (bytes, bytearray)) else read_input(str(p)) for p in opts.prior]
+    return encode_with_prior(img, streams, opts)
 
 
 def load_source(inp: str, bit_depth: int = None) -> SourceImage:
@@ -122,7 +136,7 @@ def encode_file(path, out=None, opts: EncodeOptions = None, **settings) -> dict:
             result = encode_refinement(img, [read_input(str(f)) for f in opts.refine], opts)
             chosen = None       # a layer keeps no reference of its own: nothing to say about one
         else:
-            result = codec.encode(img, opts)
+            result = _encode(img, opts)
     except RemacError as exc:
         raise RemacError(f"{name}: {exc}") from None
     atomic_write(out, result.data)
@@ -135,8 +149,9 @@ def encode_file(path, out=None, opts: EncodeOptions = None, **settings) -> dict:
             if len(chosen.entries) < lib.SMALL else "")
         if chosen.path.resolve() != lib.DEFAULT.resolve():      # a library the user chose: say so
             warnings.append(f"{name}: {refs['note']}")
-    info = {"output": out, "bytes": len(result.data), "bpp": round(result.bpp, 4), "width": h.width,
-            "height": h.height, "channels": h.output_channels, "bit_depth": h.bit_depth,
+    width, height = h.image_size
+    info = {"output": out, "bytes": len(result.data), "bpp": round(result.bpp, 4), "width": width,
+            "height": height, "channels": h.output_channels, "bit_depth": h.bit_depth,
             "quality": h.quality_value, "refs": refs,
             "entropy_ref": result.entropy_ref, "decoder_ref": result.decoder_ref, "encoder": result.precision,
             "metadata": img.metadata.describe(), "product_id": img.metadata.product_id, "warnings": warnings,
@@ -145,6 +160,10 @@ def encode_file(path, out=None, opts: EncodeOptions = None, **settings) -> dict:
     if h.roi_levels:
         info["roi"] = roi_summary(h)
         info["summary"] += f", regions of interest at quality {', '.join(f'{q / 100:g}' for q, _ in h.roi_levels)}"
+    if h.has_prior:
+        info["prior"] = {"id": h.prior_id.hex(), "shift_px": [16 * s + c for s, c in zip(h.prior_shift, h.prior_crop)],
+                         "tiles_predicted": sum(1 for t in h.prior_tiles if t)}
+        info["summary"] += f", given prior {h.prior_id.hex()}"
     if h.layer:
         info["refines"] = {"layer": h.layer, "base_id": h.base_id.hex(), "base_quality": h.base_q100 / 100}
     limit = opts.budget(img.width, img.height)

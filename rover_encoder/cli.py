@@ -39,6 +39,8 @@ Examples:
   remac-encode img.png -q 20 -o img.q20.rmc      # a preview first ...
   remac-encode img.png --refine img.q20.rmc -q 75 -o img.r.rmc   # ... then only the rest
   remac-encode img.png -q 40 --roi 256,128,200,150 --roi 0,0,64,64:90 --tile 128
+  remac-encode again.png --prior first.rmc -o again.rmc   # a re-imaged pointing
+  remac-encode frames/ -o out/ --store scenes/   # repeats found and coded given earlier frames
 \b
 Output: -o FILE (one input), -o DIR (any number; a name ending in / is created),
 '-' for stdout; by default IMAGE's name with .rmc beside it. A directory input
@@ -68,6 +70,12 @@ thin one (a 1024x1 row) would be padded to 64 px high and is refused.
 Text chunks, EXIF, XMP and a PDS product ID are carried in the stream unless
 --strip. PDS products (PDS3 .IMG with attached or .LBL with detached label,
 PDS4 .xml label) need the pdr package: pip install 'remac[pds]'.
+Re-imaged scenes: --prior EARLIER.rmc codes a frame of the same pointing given
+that earlier stream (same model, grey or colour like it; shift up to 32 px
+found from block means, brightness fitted); the ground needs EARLIER.rmc. The
+stream is never larger than the frame coded alone (then it names no prior).
+--store DIR keeps the recent streams (within --store-bytes) and picks the prior
+itself where a frame repeats a stored pointing (block detail correlates >= 0.97).
 Exit status: 0 all encoded, 1 some input failed (the rest still encoded), 2 usage.
 """
 
@@ -140,10 +148,19 @@ def is_image_name(path: Path) -> bool:
               help="Colour images: 'adaptive' codes luma along the image's own texture colour axis and chroma "
                    "along the other two (5 header bytes; smaller streams under any white balance), 'bt601' the "
                    "fixed JPEG YCbCr.")
+@click.option("--prior", "priors", multiple=True, type=click.Path(dir_okay=False, exists=True), metavar="RMC",
+              help="Code the frame given RMC, an earlier stream of the same pointing (a re-imaged scene). "
+                   "Repeat to add streams RMC was itself coded given.")
+@click.option("--store", "store", type=click.Path(file_okay=False), metavar="DIR",
+              help="A scene store: each frame is tested against the recent streams kept in DIR and, where it "
+                   "repeats one's pointing, coded given it (as --prior); every frame coded is then kept.")
+@click.option("--store-bytes", "store_bytes", type=click.IntRange(1), metavar="N",
+              help="Bound of the scene store in bytes (oldest streams go first) [default: 8 MiB].")
 @jobs_option("images")
 @version_option("remac-encode")
 def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, keep_refs, tile, threads, precision, model_dir,
-                as_json, quiet, target_bytes, bpp, refine, rois, colour_transform, workers):
+                as_json, quiet, target_bytes, bpp, refine, rois, colour_transform, priors, store, store_bytes,
+                workers):
     if target_bytes is not None and bpp is not None:
         raise click.UsageError("give --target-bytes or --bpp, not both")
     if no_refs and keep_refs:
@@ -152,6 +169,10 @@ def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, kee
         raise click.UsageError("-q and --target-bytes/--bpp exclude each other (rate control picks the quality)")
     if refine and (target_bytes is not None or bpp is not None):
         raise click.UsageError("--refine codes a layer at a quality (-q), not to --target-bytes/--bpp")
+    if priors and (refine or rois or target_bytes is not None or bpp is not None):
+        raise click.UsageError("--prior codes a frame at a quality (-q), without --refine, --roi, --target-bytes, --bpp")
+    if store and (priors or refine or workers > 1):
+        raise click.UsageError("--store picks priors itself, one frame after another: not with --prior, --refine or -j")
     if refine and rois:
         raise click.UsageError("--roi cannot be coded in a refinement layer (--refine)")
     try:
@@ -165,7 +186,8 @@ def encode_main(images, output, quality, bit_depth, strip, ref_lib, no_refs, kee
         opts = EncodeOptions(quality_steps(quality), target_bytes, bpp, None if no_refs else lib.load(ref_lib),
                              keep_refs, tile=tile, threads=threads, precision=precision, model=model_dir,
                              bit_depth=bit_depth and int(bit_depth), strip=strip, refine=refine, roi=rois,
-                             colour_transform=COLOUR_TRANSFORMS[colour_transform])
+                             colour_transform=COLOUR_TRANSFORMS[colour_transform], prior=priors, store=store,
+                             store_bytes=store_bytes)
     except RemacError as exc:
         click.echo(f"remac-encode: error: {exc}", err=True)
         sys.exit(1)

@@ -88,8 +88,13 @@ def describe(data: bytes) -> dict:
         "stream_id": refine.stream_id(data).hex(),
         "refines": None if not h.layer else {"layer": h.layer, "base_id": h.base_id.hex(),
                                              "base_quality": h.base_q100 / 100},
+        "prior": None if not h.has_prior else {
+            "id": h.prior_id.hex(), "quality": h.prior_q100 / 100, "shift_cells": list(h.prior_shift),
+            "crop": list(h.prior_crop), "shift_px": [16 * s + c for s, c in zip(h.prior_shift, h.prior_crop)],
+            "gain": h.prior_gain / container.PRIOR_GAIN_ONE, "offset": h.prior_offset / 16,
+            "tiles_predicted": sum(1 for t in h.prior_tiles if t), "tile_steps": list(h.prior_tiles)},
         "roi": roi.summary(h),
-        "bpp": round(8 * len(data) / (h.width * h.height), 4),
+        "bpp": round(8 * len(data) / (h.image_size[0] * h.image_size[1]), 4),
         "tile_width": h.tile_width, "tile_height": h.tile_height, "tiles_x": h.tiles_x, "tiles_y": h.tiles_y,
         "tiles": tiles,
         "metadata": None if meta is None else {"summary": meta.describe(), "text": meta.text},
@@ -130,6 +135,12 @@ def human(name: str, d: dict) -> str:
         r = d["refines"]
         field("refines", f"layer {r['layer']} on stream {r['base_id']} (quality {r['base_quality']:g}): "
                          f"decodes only with it")
+    if d["prior"]:
+        p = d["prior"]
+        field("prior", f"coded given stream {p['id']} (quality {p['quality']:g}): decodes only with it; shift "
+                       f"{p['shift_px'][0]:+d},{p['shift_px'][1]:+d} px, gain {p['gain']:.3f}, "
+                       f"{p['tiles_predicted']} of {len(p['tile_steps'])} tiles predicted; the image is the "
+                       f"{d['width']}x{d['height']} canvas less its first {p['crop'][0]} rows, {p['crop'][1]} columns")
     if d["planes"]:
         shift, cq = d["planes"]["chroma_shift"], d["planes"]["chroma_quality"]
         names = ", ".join(PLANE_NAMES[d["planes"]["transform"] != "bt601"])

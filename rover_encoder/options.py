@@ -28,7 +28,11 @@ class EncodeOptions:
     this image already sent (base first): write the next refinement layer at q100; roi: regions of
     interest (rover_encoder.roi.Region, ...), coded at a higher quality, tile by tile;
     colour_transform: a colour image's planes (bitstream.colour): None fits the image's own, b""
-    is BT.601, 5 bytes are that transform (a refinement layer takes its base's)."""
+    is BT.601, 5 bytes are that transform (a refinement layer takes its base's); prior: an earlier
+    stream of this pointing (a path or bytes) to code the frame given, then any it was itself coded
+    given (rover_encoder.prior; the stream is never larger than without it); store: a scene store
+    directory (rover_encoder.scenes: grey frames that repeat a stored pointing are coded given it),
+    store_bytes its bound (None: scenes.STORE_BYTES)."""
     q100: int = DEFAULT_QUALITY * spec.QUALITY_STEPS
     target_bytes: int = None
     bpp: float = None
@@ -46,6 +50,9 @@ class EncodeOptions:
     refine: tuple = ()
     roi: tuple = ()
     colour_transform: bytes = None
+    prior: tuple = ()
+    store: str = None
+    store_bytes: int = None
 
     def __post_init__(self):
         if not 0 <= self.q100 <= 100 * spec.QUALITY_STEPS:
@@ -60,6 +67,11 @@ class EncodeOptions:
             raise RemacError("a refinement layer is coded at a quality (-q), not to a size")
         if self.colour_transform:
             colour.transform_matrix(self.colour_transform)      # ValueError names a bad code
+        if self.store and (self.prior or self.refine):
+            raise RemacError("a scene store (--store) picks the prior itself: not with --prior or --refine")
+        if self.prior and (self.refine or self.roi or self.target_bytes is not None or self.bpp is not None):
+            raise RemacError("a frame coded given a prior (--prior) is coded at a quality (-q), alone (no --refine, "
+                             "--roi, --target-bytes or --bpp)")
         if self.roi:
             if self.refine:
                 raise RemacError("regions of interest (--roi) cannot be coded in a refinement layer")

@@ -35,7 +35,8 @@ class EncodeResult:
 
     @property
     def bpp(self):
-        return 8 * len(self.data) / (self.header.width * self.header.height)
+        width, height = self.header.image_size      # a prior stream's canvas less its crop
+        return 8 * len(self.data) / (width * height)
 
 
 def context_window(header: Header, index: int, context: int):

@@ -129,7 +129,7 @@ def _rehdr(data, offset, value: bytes):
     (16, struct.pack(">H", 10001), "quality 100.01 out of range"),
     (18, b"\x00", "not a multiple of 64 in 64..4096"),
     (19, b"\x41", "not a multiple of 64 in 64..4096"),
-    (20, b"\x23", "unknown layout bits 0x00 or flags 0x23"),   # bits 2, 3, 4: refinement, quality map, colour
+    (20, b"\x43", "unknown layout bits 0x00 or flags 0x43"),   # bits 2-5: refinement, quality map, colour, prior
     (20, b"\x06", "has 45 bytes, expected 56"),                 # refinement flagged, its 11 bytes absent
     (20, b"\x01", "has 45 bytes, expected 21"),                 # reference fields present but not flagged
     (20, b"\x02", "disagrees with entropy_ref_id"),

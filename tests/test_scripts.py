@@ -106,3 +106,17 @@ def test_decode_stages_times_a_decode_and_writes_the_same_image(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "entropy decoding" in r.stdout and "synthesis: trunk" in r.stdout and "whole process" in r.stdout
     assert timed.read_bytes() == plain.read_bytes()
+
+
+def test_prior_benchmark_codes_a_reimaged_test_image():
+    """bench_prior's code_pair on the Navcam test image moved by (5, -11) px: the stream given the
+    earlier one is under half the bytes of the frame alone, within 1 dB."""
+    pytest.importorskip("torch")
+    import numpy as np
+    from PIL import Image
+    from remac.bitstream import library
+    from scripts.bench_prior import code_pair
+    a = np.asarray(Image.open(ROOT / "tests" / "data" / "navcam_gray.png").convert("L"))
+    earlier, new = a[24:216, 24:216], a[29:221, 13:205]
+    row = code_pair(earlier, new, 50, {"library": library.load(), "threads": 1})
+    assert row["given"] < 0.5 * row["alone"] and row["psnr_given"] > row["psnr_alone"] - 1
