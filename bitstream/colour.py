@@ -63,7 +63,7 @@ def fit_transform(rgb: np.ndarray) -> bytes:
     the principal axis of the detail covariance (pixels minus their 2x2 box means; weights clipped
     to >= 0 and normalised to sum 1), chroma along the other two axes, chroma offsets centring the
     image's mean chroma at 1/2. Accumulated over bands of ROWS rows (no frame-sized copies). Under
-    2x2 pixels, or no detail at all: BT.601's luma weights."""
+    2x2 pixels, no detail at all, or detail with no non-negative luma axis: BT.601's luma weights."""
     _, h, w = rgb.shape
     h2, w2 = h // 2 * 2, w // 2 * 2
     cov, total = np.zeros((3, 3)), np.zeros(3)
@@ -78,8 +78,10 @@ def fit_transform(rgb: np.ndarray) -> bytes:
     else:
         values, vectors = np.linalg.eigh(cov)
         axes = vectors[:, ::-1].T
-        weights = np.clip(axes[0] * np.sign(axes[0].sum()), 0, None)
+        weights = np.clip(axes[0] * (np.sign(axes[0].sum()) or 1.0), 0, None)
         axis = axes[1]
+        if weights.sum() < 1e-6:        # detail only between channels (e.g. a red/green checkerboard)
+            weights, axis = YCBCR[0], None
     weights = weights / weights.sum()
     wr, wb = (int(round(256 * weights[0])), int(round(256 * weights[2])))
     wr, wb = min(wr, 255), min(wb, 256 - min(wr, 255), 255)

@@ -31,7 +31,7 @@ class EncodeOptions:
     is BT.601, 5 bytes are that transform (a refinement layer takes its base's); prior: an earlier
     stream of this pointing (a path or bytes) to code the frame given, then any it was itself coded
     given (rover_encoder.prior; the stream is never larger than without it); store: a scene store
-    directory (rover_encoder.scenes: grey frames that repeat a stored pointing are coded given it),
+    directory (rover_encoder.scenes: frames, grey or colour, that repeat a stored pointing are coded given it),
     store_bytes its bound (None: scenes.STORE_BYTES)."""
     q100: int = DEFAULT_QUALITY * spec.QUALITY_STEPS
     target_bytes: int = None

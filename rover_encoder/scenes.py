@@ -18,6 +18,7 @@ The repeat test reads only the thumbnails: estimate_shift of the new frame's pix
 (newest first), the best correlation wins; it repeats at prior.REPEAT. Only the winner's stream (and
 any priors of it) is entropy-decoded, to code the frame given it.
 """
+import io
 import json
 from pathlib import Path
 
@@ -42,9 +43,16 @@ class SceneStore:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             index = self.folder / "index.json"
-            self.entries = json.loads(index.read_text()) if index.exists() else []
+            entries = json.loads(index.read_text()) if index.exists() else []
         except (OSError, ValueError) as exc:
             raise RemacError(f"{folder}: cannot use as a scene store ({exc})") from None
+        # an entry whose files went missing (a store cut short between its writes) is forgotten
+        fields = {"id": str, "bytes": int, "rows": int, "cols": int}
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and all(isinstance(e.get(k), t)
+                                                                              for k, t in fields.items())
+                                                    for e in entries):
+            raise RemacError(f"{folder}/index.json: not a scene store index (a list of {{id, bytes, rows, cols}})")
+        self.entries = [e for e in entries if all(f.is_file() for f in self._files(e))]
 
     def _files(self, entry) -> list:
         return [self.folder / f"{entry['id']}.rmc", self.folder / f"{entry['id']}.npy"]
@@ -53,10 +61,16 @@ class SceneStore:
         return self.entries[::-1]
 
     def stream(self, entry) -> bytes:
-        return self._files(entry)[0].read_bytes()
+        return self._read(entry, lambda f: f[0].read_bytes())
 
     def thumbnail(self, entry) -> np.ndarray:
-        return np.load(self._files(entry)[1])
+        return self._read(entry, lambda f: np.load(f[1], allow_pickle=False))
+
+    def _read(self, entry, how):
+        try:
+            return how(self._files(entry))
+        except (OSError, ValueError) as exc:
+            raise RemacError(f"{self.folder}: stored stream {entry['id']} is unreadable ({exc})") from None
 
     def add(self, result: EncodeResult) -> None:
         """Keep a grey stream just coded on its own (result.tiles must be kept: its latents give the
@@ -75,15 +89,20 @@ class SceneStore:
             rows, cols = min(part.shape[0], thumb.shape[0] - r0), min(part.shape[1], thumb.shape[1] - c0)
             thumb[r0:r0 + rows, c0:c0 + cols] = part[:rows, :cols]
         atomic_write(str(self.folder / f"{sid}.rmc"), result.data)
-        np.save(self.folder / f"{sid}.npy", thumb)
+        buf = io.BytesIO()
+        np.save(buf, thumb)
+        atomic_write(str(self.folder / f"{sid}.npy"), buf.getvalue())
         self.entries = [e for e in self.entries if e["id"] != sid]
         self.entries.append({"id": sid, "bytes": len(result.data) + (self.folder / f"{sid}.npy").stat().st_size,
                              "rows": int(thumb.shape[0]), "cols": int(thumb.shape[1]), "planes": h.planes,
                              "transform": h.colour_transform.hex()})
+        evicted = []
         while len(self.entries) > 1 and sum(e["bytes"] for e in self.entries) > self.limit:
-            for f in self._files(self.entries.pop(0)):
-                f.unlink(missing_ok=True)
+            evicted.append(self.entries.pop(0))
+        # the index first, then the evicted files: a cut in between leaves only unnamed files
         atomic_write(str(self.folder / "index.json"), json.dumps(self.entries, indent=1).encode())
+        for f in (f for e in evicted for f in self._files(e)):
+            f.unlink(missing_ok=True)
 
     @property
     def size(self) -> int:

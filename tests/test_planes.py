@@ -188,10 +188,14 @@ def test_the_adaptive_transform_puts_texture_in_luma_whatever_its_colour():
 def test_a_grey_or_flat_image_gets_a_valid_transform():
     grey = np.repeat(np.random.default_rng(2).random((1, 32, 32)), 3, axis=0)
     assert colour.fit_transform(grey)[:2] == bytes([85, 85])                 # equal weights
-    for flat in (np.full((3, 16, 16), 0.5), np.zeros((3, 1, 1))):
+    checker = np.indices((16, 16)).sum(0) % 2
+    red_green = np.stack([checker, 1 - checker, np.full((16, 16), 0.5)]).astype(float)   # axis (1,-1,0)/sqrt 2
+    for flat in (np.full((3, 16, 16), 0.5), np.zeros((3, 1, 1)), red_green, red_green[[2, 0, 1]]):
         code = colour.fit_transform(flat)
         colour.transform_matrix(code)                                          # valid
-        assert code[:2] == bytes([77, 29])                                     # BT.601's luma weights
+        if flat.std() == 0:
+            assert code[:2] == bytes([77, 29])                                 # BT.601's luma weights
+        np.testing.assert_allclose(colour.from_planes(colour.to_planes(flat, 0, code), 0, code), flat, atol=1e-6)
     with pytest.raises(ValueError, match="w_r \\+ w_b"):
         colour.transform_matrix(bytes([200, 57, 0, 128, 128]))
 

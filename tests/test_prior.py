@@ -67,6 +67,11 @@ def test_prior_header_fields_at_documented_offsets():
     assert h.image_size == (185, 127)
     with pytest.raises(FormatError, match="expected 45"):
         Header.unpack(payload[:-1])
+    for tile_byte in (18, 19):          # a zero tile side: a one-line error, not a division by zero
+        with pytest.raises(FormatError):
+            Header.unpack(payload[:tile_byte] + b"\x00" + payload[tile_byte + 1:])
+    with pytest.raises(FormatError, match="tile size"):     # refused by name before tiles are counted
+        Header(**{**h.__dict__, "tile_width": 0}).validate()
     for bad in (dict(prior_tiles=(0, 1, 65, 0)), dict(prior_tiles=(0,)), dict(prior_crop=(16, 0)),
                 dict(prior_gain=0), dict(layer=1, base_id=pid, base_q100=100)):
         with pytest.raises(FormatError, match="prior"):
@@ -248,3 +253,24 @@ def test_scene_store_finds_the_repeat_within_its_bound(tmp_path, frames):
     assert kept.size <= small and [e["id"] for e in kept.entries] == [refine.stream_id(third.data).hex()]
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted(
         [f"{kept.entries[0]['id']}.rmc", f"{kept.entries[0]['id']}.npy", "index.json"])
+
+
+def test_a_damaged_scene_store_is_a_clear_error_or_forgets_missing_streams(tmp_path, frames):
+    """An index naming files that are gone (a store cut short between its writes) forgets those
+    entries; an index of the wrong shape, or an unreadable thumbnail, is one RemacError naming it."""
+    from remac.rover_encoder.scenes import SceneStore, encode_with_store
+    earlier, _ = frames
+    opts = EncodeOptions(5000, tile=128)
+    kept = encode_with_store(to_source(earlier), opts, tmp_path / "s")
+    sid = refine.stream_id(kept.data).hex()
+    index = tmp_path / "s" / "index.json"
+    entries = json.loads(index.read_text())
+    index.write_text(json.dumps(entries + [{**entries[0], "id": "00" * 8}]))
+    assert [e["id"] for e in SceneStore(tmp_path / "s").entries] == [sid]
+    (tmp_path / "s" / f"{sid}.npy").write_bytes(b"not a thumbnail")
+    with pytest.raises(RemacError, match=f"stored stream {sid} is unreadable"):
+        SceneStore(tmp_path / "s").thumbnail(entries[0])
+    for bad in ("{}", "[{\"id\": 3}]"):
+        index.write_text(bad)
+        with pytest.raises(RemacError, match="not a scene store index"):
+            SceneStore(tmp_path / "s")

@@ -81,10 +81,11 @@ def _renders_of(rows, renders: dict) -> list:
     return [(r, f) for f, n in (renders or {}).items() for r in rows if _in_folder(r["path"], f) for _ in range(int(n))]
 
 
-def folder_weights(data_dir, folders, weights: dict, renders: dict = None) -> list:
-    """Per-image draw weights for load_set(data_dir, folders, ..., renders)'s images, in its order:
-    the weight of the image's folder in `weights` ({folder: weight}), 1 for folders not named."""
+def folder_weights(data_dir, folders, weights: dict, renders: dict = None, channels: int = 1) -> list:
+    """Per-image draw weights for load_set(data_dir, folders, channels, ..., renders)'s images, in its
+    order: the weight of the image's folder in `weights` ({folder: weight}), 1 for folders not named."""
     rows = _manifest_rows(data_dir, folders)
+    renders = renders if channels == 1 else None        # load_set renders luma only
     weight = lambda r: next((float(w) for f, w in weights.items() if _in_folder(r["path"], f)), 1.0)
     return [weight(r) for r in rows] + [weight(r) for r, _ in _renders_of(rows, renders)]
 

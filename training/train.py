@@ -315,7 +315,8 @@ def main(argv=None):
             descriptors = rover_descriptors(model.encoder, images, device=device)
     # "folder_weights" ({folder: weight}): draw some folders' images more often (not from a pack)
     draw_weights = None if args.pack or not cfg.get("folder_weights") else \
-        folder_weights(args.data, cfg["train_folders"], cfg["folder_weights"], cfg.get("colour_renders"))
+        folder_weights(args.data, cfg["train_folders"], cfg["folder_weights"], cfg.get("colour_renders"),
+                       cfg["channels"])
     sampler = PairSampler(images, groups, cfg["crop"], seed=cfg["seed"], augment=cfg.get("augment", cfg["channels"] == 1),
                           ref_crop=cfg.get("ref_crop"), descriptors=descriptors, weights=draw_weights,
                           downsampled=cfg.get("downsampled", 0.0))
