@@ -50,7 +50,7 @@ Quality may be fractional (-q 50.5); it is coded in steps of 0.01 (rounded).
 Choosing a quality (shipped model, mean bpp / PSNR in dB):
   Navcam grey 256x256   q20 0.045/30.9  q50 0.20/34.6  q80 0.93/41.1  q100 1.72/45.7
   full Navcam frames    q20 0.105/27.6  q50 0.45/32.3  q80 1.65/39.5  q100 2.67/44.2
-  Mastcam colour        q20 0.096/25.6  q50 0.60/30.3  q80 2.18/38.3  q100 3.22/42.1
+  Mastcam colour        q20 0.093/25.6  q50 0.60/30.4  q80 2.15/38.3  q100 3.19/42.1
   More qualities: README, "Choosing a quality".
 --target-bytes N / --bpp X choose the quality instead: the highest (in steps of
 0.01) whose whole file, header included, fits: never over, within 3% under

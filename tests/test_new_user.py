@@ -41,7 +41,7 @@ def test_1_encode_help_says_what_each_quality_gives():
     out = run(encode_main, ["--help"], "remac-encode").output
     assert "Choosing a quality" in out
     for row in ("Navcam grey 256x256   q20 0.045/30.9", "full Navcam frames    q20 0.105/27.6",
-                "Mastcam colour        q20 0.096/25.6"):
+                "Mastcam colour        q20 0.093/25.6"):
         assert row in out
 
 
