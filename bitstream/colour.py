@@ -48,14 +48,19 @@ def transform_matrix(code: bytes = b"") -> tuple:
         return YCBCR, np.array([0.0, CHROMA_OFFSET, CHROMA_OFFSET])
     if len(code) != TRANSFORM_BYTES or code[0] + code[1] > 256:
         raise ValueError(f"colour transform {code.hex()}: expected {TRANSFORM_BYTES} bytes with w_r + w_b <= 256")
-    w = np.array([code[0], 256 - code[0] - code[1], code[1]]) / 256
-    u = w / np.linalg.norm(w)
-    e1 = _CB_AXIS - (_CB_AXIS @ u) * u
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(u, e1)
+    w, e1, e2 = _axes(code[0], code[1])
     psi = np.pi * code[2] / 256
     v1, v2 = np.cos(psi) * e1 + np.sin(psi) * e2, np.cos(psi) * e2 - np.sin(psi) * e1
     return np.stack([w, CHROMA_GAIN * v1, CHROMA_GAIN * v2]), np.array([0.0, code[3] / 256, code[4] / 256])
+
+
+def _axes(wr: int, wb: int) -> tuple:
+    """Luma weight bytes -> (w (3,) luma weights, e_1, e_2 (3,) the chroma plane's basis at psi 0)."""
+    w = np.array([wr, 256 - wr - wb, wb]) / 256
+    u = w / np.linalg.norm(w)
+    e1 = _CB_AXIS - (_CB_AXIS @ u) * u
+    e1 /= np.linalg.norm(e1)
+    return w, e1, np.cross(u, e1)
 
 
 def fit_transform(rgb: np.ndarray) -> bytes:
@@ -69,14 +74,14 @@ def fit_transform(rgb: np.ndarray) -> bytes:
     cov, total = np.zeros((3, 3)), np.zeros(3)
     for top in range(0, h2, ROWS):
         x = rgb[:, top:min(top + ROWS, h2), :w2].astype(np.float64)
-        box = x.reshape(3, x.shape[1] // 2, 2, w2 // 2, 2).mean(axis=(2, 4))
+        box = np.stack([downsample(c, 1) for c in x])
         d = (x - box.repeat(2, 1).repeat(2, 2)).reshape(3, -1)
         cov += d @ d.T
         total += x.reshape(3, -1).sum(1)
     if not h2 or not w2 or np.trace(cov) <= 0:
         weights, axis = YCBCR[0], None
     else:
-        values, vectors = np.linalg.eigh(cov)
+        _, vectors = np.linalg.eigh(cov)
         axes = vectors[:, ::-1].T
         weights = np.clip(axes[0] * (np.sign(axes[0].sum()) or 1.0), 0, None)
         axis = axes[1]
@@ -85,15 +90,15 @@ def fit_transform(rgb: np.ndarray) -> bytes:
     weights = weights / weights.sum()
     wr, wb = (int(round(256 * weights[0])), int(round(256 * weights[2])))
     wr, wb = min(wr, 255), min(wb, 256 - min(wr, 255), 255)
-    code = bytes([wr, wb, 0, 128, 128])
-    if axis is not None:                # psi: the second principal axis's angle in the chroma plane
-        m, _ = transform_matrix(code)
-        e1, e2 = m[1] / CHROMA_GAIN, m[2] / CHROMA_GAIN
-        code = bytes([wr, wb, int(round(256 * (np.arctan2(axis @ e2, axis @ e1) % np.pi) / np.pi)) % 256, 128, 128])
-    m, _ = transform_matrix(code)
+    psi = 0
+    if axis is not None:                # the second principal axis's angle in the chroma plane
+        _, e1, e2 = _axes(wr, wb)
+        psi = int(round(256 * (np.arctan2(axis @ e2, axis @ e1) % np.pi) / np.pi)) % 256
+    code = bytes([wr, wb, psi])
+    m, _ = transform_matrix(code + bytes([128, 128]))
     mean = total / max(h2 * w2, 1) if h2 and w2 else rgb.reshape(3, -1).mean(1)
     offsets = [int(np.clip(round(256 * (CHROMA_OFFSET - m[k] @ mean)), 0, 255)) for k in (1, 2)]
-    return code[:3] + bytes(offsets)
+    return code + bytes(offsets)
 
 
 def to_planes(rgb: np.ndarray, shift: int, code: bytes = b"") -> list:

@@ -443,13 +443,19 @@ class Header:
              f"colour transform {bytes(self.colour_transform).hex()} invalid (5 bytes, w_r + w_b <= 256, "
              f"luma/chroma planes of a 4.x stream only)"),
         ]
+        _refuse_failed(checks)
         # the map's and the prior's checks count tiles: only once the geometry above has passed
-        later = [lambda: self._map_checks() if self.roi_levels or self.roi_map else [],
-                 lambda: self._prior_checks() if self.has_prior or self.prior_tiles else []]
-        for more in [lambda: checks] + later:
-            for ok, message in more():
-                if not ok:
-                    raise FormatError(f"RHDR: {message}")
+        if self.roi_levels or self.roi_map:
+            _refuse_failed(self._map_checks())
+        if self.has_prior or self.prior_tiles:
+            _refuse_failed(self._prior_checks())
+
+
+def _refuse_failed(checks: list) -> None:
+    """[(ok, message)] -> FormatError("RHDR: message") for the first that is not ok."""
+    for ok, message in checks:
+        if not ok:
+            raise FormatError(f"RHDR: {message}")
 
 
 def _tile_count(width: int, height: int, tw: int, th: int, planes: int, shift: int) -> int:
